@@ -1,0 +1,31 @@
+"""HSCL on CIFAR-100 with ResNet-50 (HN §5, App. B): d = C - 1 = 99, k = 256, batch 512.
+
+Prepare the data once (needs TensorFlow: `pip install .[prepare]`, or run on Colab):
+
+    python -c "import tensorflow_datasets as tfds; tfds.builder('cifar100', file_format='array_record').download_and_prepare()"
+    python -m hncl_jax.main --config=configs/cifar100.py --workdir=/tmp/hncl_cifar100
+
+Sweep β with --config.loss.beta, the setting with --config.loss.name (scl/hscl/ucl/hucl).
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = default.get_config()
+    c.dataset = "cifar100"
+    c.model = "resnet50"
+    c.dtype = "bfloat16"
+    c.loss.name = "hscl"
+    c.loss.beta = 10.0
+    c.loss.k = 256
+    c.batch_size = 512
+    c.num_epochs = 400
+    c.eval_every_epochs = 20
+    c.checkpoint_every_epochs = 10
+    c.log_every_steps = 100
+    if arg:
+        default.apply_args(c, arg)
+    return c

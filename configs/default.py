@@ -1,0 +1,120 @@
+"""Default hyper-parameters shared by every config (the hard-negative paper's recipe).
+
+Every other config imports this module and overrides fields. Run it as
+
+    python -m hncl_jax.main --config=configs/default.py --workdir=/tmp/hncl_default
+
+A config argument after a colon selects variants; `:smoke` shrinks any config to a
+run of a few seconds (tiny model, few steps) for checking a set-up, e.g.
+
+    python -m hncl_jax.main --config=configs/cifar100.py:smoke --workdir=/tmp/smoke
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Returns the default config (HSCL on the hard-negative synthetic set)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    # Data. `dataset` is one of hncl_jax.data.DATASETS; `data_dir` is the TFDS data dir
+    # (None: TFDS default, ~/tensorflow_datasets); `image_size` resizes images (None: native).
+    c.dataset = "hn_synthetic"
+    c.data_dir = None
+    c.manual_dir = None  # Tiny-ImageNet: folder holding tiny-imagenet-200.zip.
+    c.image_size = None
+    c.dataset_kwargs = ml_collections.ConfigDict()
+    # Fraction of the training set whose labels are visible (CLOP's semi-supervised runs).
+    c.label_fraction = 1.0
+
+    # Positive pairs (MATH §3): "labels" (same class, anchor included) or "views" (two
+    # augmented views of each reference example; `views` names the augmentation:
+    # "simclr", "noise" (HN §5 Gaussian noise) or "clop" (noise + sign flip)).
+    c.positives = "labels"
+    c.views = "simclr"
+    c.noise_std = 0.1  # views="noise": std of the Gaussian noise (variance 0.01, HN §5).
+
+    # Model. `embed_dim` -1 means C - 1 (the dimension at which Neural-Collapse is a simplex).
+    c.model = "mlp"
+    c.model_kwargs = ml_collections.ConfigDict()
+    c.embed_dim = -1
+    c.normalization = "unit_ball"  # unit_ball | unit_sphere | none (MATH §1).
+    c.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters and loss stay float32).
+
+    # Loss: `name` is a setting (scl, hscl, ucl, hucl), "simclr_form" (eq. 42) or a baseline
+    # (nt_xent, supcon, sincere, dcl, dclw, vicreg, barlow_twins).
+    c.loss = ml_collections.ConfigDict()
+    c.loss.name = "hscl"
+    c.loss.psi = "infonce"  # infonce | infonce_sum | triplet (MATH §2).
+    c.loss.alpha = 1.0  # infonce_sum's α and the triplet margin.
+    c.loss.hardening = "exponential"  # none | exponential | polynomial (MATH §5).
+    c.loss.beta = 10.0  # exponential tilting parameter (β ≥ 0).
+    c.loss.epsilon = 3.0  # polynomial exponent (ε > 0).
+    c.loss.k = 256  # negatives per anchor.
+    c.loss.estimator = "sampled"  # sampled (Algorithm 1) | reweighted (k → ∞).
+    c.loss.draw = "anchor"  # anchor (k draws shared by the anchor's positives) | pair.
+    c.loss.exclude_anchor = False  # UCL/HUCL: drop the anchor from its own candidates.
+    c.loss.temperature = 0.5  # baselines only (the HN family has unit temperature).
+
+    # CLOP (MATH §9): weight λ of the prototype term (0 disables it).
+    c.clop = ml_collections.ConfigDict()
+    c.clop.weight = 0.0
+    c.clop.prototypes = "orthonormal"  # orthonormal | simplex
+
+    # Optimisation.
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "adam"  # adam | adamw | sgd | lars
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.weight_decay = 0.0
+    c.optimizer.momentum = 0.9
+    c.optimizer.schedule = "constant"  # constant | cosine | warmup_cosine
+    c.optimizer.warmup_epochs = 0
+    c.optimizer.scale_lr_by_batch = False  # lr · B / 256 (CLOP's recipe).
+    c.batch_size = 512  # global batch; clamped to the training-set size.
+    c.num_epochs = 400
+
+    # Evaluation, logging and checkpoints (periods in epochs; 0 disables).
+    c.eval_every_epochs = 50
+    c.eval_batch_size = 1024
+    c.linear_probe = "end"  # end | periodic | off
+    c.probe_epochs = 100
+    c.knn_k = (5, 200)
+    c.log_every_steps = 50
+    c.checkpoint_every_epochs = 50
+    c.max_checkpoints = 3
+    c.plots = True
+    # Warm start: a workdir or checkpoint of another run; its parameters and batch statistics
+    # are loaded, the optimizer starts fresh at step 0 (the near-NC protocol, HN Table 2).
+    c.init_from = ""
+    # Allow reusing a workdir that holds a run of a different config.
+    c.allow_config_change = False
+    if arg:
+        apply_args(c, arg)
+    return c
+
+
+def apply_args(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
+    """Applies comma-separated config arguments (currently `smoke`) to `c` in place."""
+    for a in filter(None, (s.strip() for s in arg.split(","))):
+        if a == "smoke":
+            shrink_for_smoke(c)
+        else:
+            raise ValueError(f"unknown config argument {a!r}; known: 'smoke'")
+    return c
+
+
+def shrink_for_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks a config to a seconds-long check: tiny model, few steps, small k."""
+    if c.model in ("resnet18", "resnet50"):
+        c.model = "tiny_cnn"
+    c.model_kwargs = ml_collections.ConfigDict()
+    c.batch_size = min(c.batch_size, 64)
+    c.num_epochs = 2
+    c.dataset_kwargs.max_examples = 256
+    c.loss.k = min(c.loss.k, 16)
+    c.eval_every_epochs = 1
+    c.checkpoint_every_epochs = 1
+    c.probe_epochs = 5
+    c.log_every_steps = 1
+    return c

@@ -1,0 +1,612 @@
+"""The trainer: `train_and_evaluate(config, workdir)` and its pure train step.
+
+The whole dataset lives on the device (replicated over a one-axis `Mesh` named
+"data"); every step is one jitted call that derives everything from (seed, step):
+
+    step ─► epoch permutation (fold_in(seed, epoch)) ─► batch indices ─► views ─►
+    model ─► normalize ─► loss (over the *global* batch) ─► grads ─► optax ─► state
+
+so a resumed run replays exactly the same batches, and no host round-trip happens
+inside an epoch (metrics are read back only every `log_every_steps`). The batch is
+sharded on "data" with `with_sharding_constraint`; XLA inserts the collectives, and
+the negatives of the loss come from every device. The state is one pytree, a flax
+`TrainState` subclass (linen with `batch_stats`), because Orbax saves and restores it
+as is and `jax.eval_shape` gives the abstract target for free.
+
+Only this module (and `main`) reads a config; the floors below take arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from hncl_jax import (
+    baselines,
+    checkpointing,
+    data,
+    evaluation,
+    geometry,
+    losses,
+    models,
+    reporting,
+    validation,
+)
+from hncl_jax.data import augment
+
+Array = jax.Array
+PyTree = Any
+
+
+class TrainState(train_state.TrainState):
+    """Parameters, optimizer state and everything else a step updates.
+
+    Attributes:
+      batch_stats: BatchNorm running statistics (empty dict for models without BN).
+      prototypes: CLOP's fixed prototypes (C, d); a (0, d) array when CLOP is off.
+        Saved with the checkpoint so a resumed run pulls to the same targets.
+      nonfinite_step: the first step whose loss or gradients were not finite (-1 if
+        none). Such a step leaves the state unchanged; the host stops the run.
+    """
+
+    batch_stats: PyTree = None
+    prototypes: Array | None = None
+    nonfinite_step: Array | None = None
+
+
+# --------------------------------------------------------------------------- optimizer
+def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
+    """Builds the optax optimizer and learning-rate schedule from `config.optimizer`."""
+    oc = config.optimizer
+    lr = oc.learning_rate
+    if oc.scale_lr_by_batch:
+        lr = lr * config.batch_size / 256.0
+    total = max(config.num_epochs * steps_per_epoch, 1)
+    warmup = int(oc.warmup_epochs * steps_per_epoch)
+    if oc.schedule == "constant":
+        schedule = optax.constant_schedule(lr)
+    elif oc.schedule == "cosine":
+        schedule = optax.cosine_decay_schedule(lr, total)
+    else:  # warmup_cosine
+        schedule = optax.warmup_cosine_decay_schedule(
+            0.0, lr, max(warmup, 1), max(total, warmup + 1)
+        )
+    if oc.name == "adam":
+        tx = optax.adam(schedule)
+    elif oc.name == "adamw":
+        tx = optax.adamw(schedule, weight_decay=oc.weight_decay)
+    elif oc.name == "sgd":
+        tx = optax.chain(
+            optax.add_decayed_weights(oc.weight_decay),
+            optax.sgd(schedule, momentum=oc.momentum),
+        )
+    else:  # lars
+        tx = optax.lars(schedule, weight_decay=oc.weight_decay, momentum=oc.momentum)
+    return tx, schedule
+
+
+# --------------------------------------------------------------------------- objective
+def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Callable:
+    """Returns `objective(z, f, labels, positive_ids, visible_labels, key, prototypes)`.
+
+    `z` are the normalized embeddings, `f` the raw ones (VICReg and Barlow Twins work
+    on raw embeddings), `labels` the class labels (latent in unsupervised settings),
+    `positive_ids` decide positives, `visible_labels` are the labels with -1 where the
+    label is hidden (semi-supervised CLOP). Returns (loss, aux dict of scalars).
+    """
+    lc = config.loss
+    name = lc.name
+    self_positive = config.positives == "labels"
+    clop_weight = float(config.clop.weight)
+
+    def objective(z, f, labels, positive_ids, visible_labels, key, prototypes):
+        aux = {}
+        if name in losses.SETTINGS:
+            loss, extra = losses.contrastive_loss(
+                z,
+                labels,
+                key,
+                setting=name,
+                psi=lc.psi,
+                alpha=lc.alpha,
+                hardening=lc.hardening,
+                beta=lc.beta,
+                epsilon=lc.epsilon,
+                k=lc.k,
+                estimator=lc.estimator,
+                draw=lc.draw,
+                positive_ids=positive_ids,
+                self_positive=self_positive,
+                exclude_anchor=lc.exclude_anchor,
+                return_aux=True,
+            )
+            aux.update({f"loss_{k}": v for k, v in extra.items()})
+        elif name == "simclr_form":
+            loss = losses.simclr_form_loss(
+                z, positive_ids, key, beta=lc.beta, hardening=lc.hardening, epsilon=lc.epsilon
+            )
+        else:
+            emb = f if name in ("vicreg", "barlow_twins") else z
+            kw = {} if name in ("vicreg", "barlow_twins") else {"temperature": lc.temperature}
+            loss = baselines.baseline_loss(name, emb, labels, positive_ids, **kw)
+        aux["contrastive_loss"] = loss
+        if clop_weight > 0:
+            clop = baselines.clop_loss(z, visible_labels, prototypes, weight=clop_weight)
+            aux["clop_loss"] = clop
+            loss = loss + clop
+        return loss, aux
+
+    return objective
+
+
+def theorem_bound(config: ml_collections.ConfigDict, num_classes: int) -> float | None:
+    """The Theorem 2/3 minimum the training loss is compared with, where it applies.
+
+    The theorems hold for label positives, the HN settings with a ψ of Definition 1,
+    embeddings in the unit ball (the sphere is inside it) and no CLOP term.
+    """
+    lc = config.loss
+    if (
+        lc.name not in losses.SETTINGS
+        or config.positives != "labels"
+        or config.normalization == "none"
+        or config.clop.weight > 0
+    ):
+        return None
+    if lc.name in ("scl", "hscl"):
+        return geometry.scl_lower_bound(num_classes, lc.k, psi=lc.psi, alpha=lc.alpha)
+    if lc.estimator == "reweighted":
+        return geometry.ucl_reweighted_limit(num_classes)
+    return geometry.ucl_lower_bound(num_classes, lc.k, psi=lc.psi, alpha=lc.alpha)
+
+
+# --------------------------------------------------------------------------- step
+def make_batch(
+    step: Array,
+    images: Array,
+    labels: Array,
+    visible: Array,
+    key: Array,
+    *,
+    batch_size: int,
+    steps_per_epoch: int,
+    positives: str,
+    views: str,
+    view_kwargs: dict,
+):
+    """Selects the step's batch from the device-resident data and forms its positives.
+
+    Returns (x, labels, positive_ids, visible_labels); with views the batch holds the
+    2B views `concat(view1, view2)` and `positive_ids = concat(arange(B), arange(B))`.
+    """
+    n = labels.shape[0]
+    epoch = step // steps_per_epoch
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    idx = jax.lax.dynamic_slice_in_dim(perm, (step % steps_per_epoch) * batch_size, batch_size)
+    x = augment.preprocess(images[idx])
+    y = labels[idx]
+    vis = visible[idx]
+    if positives == "views":
+        view_key = jax.random.fold_in(jax.random.fold_in(key, 1 << 20), step)
+        x = augment.make_views(view_key, x, views, **view_kwargs)
+        ids = jnp.tile(jnp.arange(batch_size), 2)
+        return x, jnp.tile(y, 2), ids, jnp.tile(vis, 2)
+    return x, y, y, vis
+
+
+def train_step(
+    state: TrainState,
+    images: Array,
+    labels: Array,
+    visible: Array,
+    *,
+    seed: int,
+    objective: Callable,
+    normalization: str,
+    batch_fn: Callable,
+    batch_sharding: NamedSharding | None,
+):
+    """One optimisation step; pure. Returns (new_state, metrics)."""
+    base = jax.random.key(seed)
+    data_key = jax.random.fold_in(base, 0)
+    loss_key = jax.random.fold_in(jax.random.fold_in(base, 1), state.step)
+    x, y, ids, vis = batch_fn(state.step, images, labels, visible, data_key)
+    if batch_sharding is not None:
+        x, y, ids, vis = (
+            jax.lax.with_sharding_constraint(a, batch_sharding) for a in (x, y, ids, vis)
+        )
+
+    def loss_fn(params):
+        variables = {"params": params}
+        has_bn = bool(state.batch_stats)
+        if has_bn:
+            variables["batch_stats"] = state.batch_stats
+            (h, f), updates = state.apply_fn(variables, x, train=True, mutable=["batch_stats"])
+            new_bs = updates["batch_stats"]
+        else:
+            h, f = state.apply_fn(variables, x, train=True)
+            new_bs = state.batch_stats
+        z = geometry.normalize(f, normalization)
+        loss, aux = objective(z, f, y, ids, vis, loss_key, state.prototypes)
+        aux["embedding_norm"] = jnp.mean(jnp.linalg.norm(f, axis=-1))
+        return loss, (aux, new_bs)
+
+    (loss, (aux, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    new_state = state.apply_gradients(grads=grads, batch_stats=new_bs)
+    # A non-finite step leaves the state as it was (so the last good state is what a
+    # checkpoint holds) and records its step for the host to report.
+    new_state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new_state, state)
+    new_state = new_state.replace(
+        step=state.step + 1,
+        nonfinite_step=jnp.where(
+            (state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step
+        ),
+    )
+    metrics = {"loss": loss, "grad_norm": grad_norm, **aux}
+    return new_state, metrics
+
+
+# --------------------------------------------------------------------------- setup
+def _embed_dim(config, num_classes: int) -> int:
+    return num_classes - 1 if config.embed_dim in (-1, None) else int(config.embed_dim)
+
+
+def _subset(ds: data.Dataset, max_examples: int | None, seed: int) -> data.Dataset:
+    if not max_examples or max_examples >= len(ds.labels):
+        return ds
+    idx = np.sort(np.random.default_rng(seed).permutation(len(ds.labels))[:max_examples])
+    return data.Dataset(
+        images=ds.images[idx], labels=ds.labels[idx], num_classes=ds.num_classes, name=ds.name
+    )
+
+
+def load_data(config: ml_collections.ConfigDict):
+    """Loads the train and test splits named by the config (host numpy arrays)."""
+    kw = dict(config.dataset_kwargs) if config.dataset_kwargs else {}
+    kw = {k: v for k, v in kw.items() if k not in ("max_examples",)}
+    common = dict(data_dir=config.data_dir, seed=config.seed, image_size=config.image_size)
+    if config.get("manual_dir"):
+        kw["manual_dir"] = config.manual_dir
+    train_ds = data.load_dataset(config.dataset, "train", **common, **kw)
+    test_ds = data.load_dataset(config.dataset, "test", **common, **kw)
+    max_ex = config.dataset_kwargs.get("max_examples") if config.dataset_kwargs else None
+    return _subset(train_ds, max_ex, config.seed), _subset(test_ds, max_ex, config.seed + 1)
+
+
+def create_train_state(config, model, sample_x, num_classes, steps_per_epoch) -> TrainState:
+    """Initialises parameters, optimizer and CLOP prototypes from the config's seed."""
+    base = jax.random.key(config.seed)
+    variables = model.init(jax.random.fold_in(base, 2), sample_x, train=False)
+    tx, _ = make_optimizer(config, steps_per_epoch)
+    d = _embed_dim(config, num_classes)
+    if config.clop.weight > 0:
+        if config.clop.prototypes == "simplex":
+            protos = baselines.simplex_prototypes(num_classes, d)
+        else:
+            protos = baselines.orthonormal_prototypes(jax.random.fold_in(base, 3), num_classes, d)
+    else:
+        protos = jnp.zeros((0, d), jnp.float32)
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        tx=tx,
+        batch_stats=variables.get("batch_stats", {}),
+        prototypes=jnp.asarray(protos, jnp.float32),
+        nonfinite_step=jnp.asarray(-1, jnp.int32),
+    )
+
+
+def _config_fingerprint(config: ml_collections.ConfigDict) -> dict:
+    """The fields that define a run (everything but run-length and logging knobs)."""
+    ignore = {
+        "num_epochs",
+        "eval_every_epochs",
+        "checkpoint_every_epochs",
+        "log_every_steps",
+        "plots",
+        "linear_probe",
+        "probe_epochs",
+        "allow_config_change",
+        "max_checkpoints",
+        "eval_batch_size",
+        "data_dir",
+        "manual_dir",
+    }
+    d = json.loads(config.to_json_best_effort())
+    return {k: v for k, v in d.items() if k not in ignore}
+
+
+# --------------------------------------------------------------------------- evaluation
+def make_features_fn(model, normalization: str):
+    """Jitted `(variables, x) -> (h, z)` in inference mode (BN uses running stats)."""
+
+    @jax.jit
+    def features(variables, x):
+        h, f = model.apply(variables, augment.preprocess(x), train=False)
+        return h, geometry.normalize(f, normalization)
+
+    return features
+
+
+def run_evaluation(
+    config,
+    state: TrainState,
+    features_fn,
+    train_ds,
+    test_ds,
+    num_classes: int,
+    *,
+    probe: bool,
+) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
+    """Features of both splits, collapse metrics, NCM / kNN / optional probe."""
+    variables = {"params": state.params}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    fn = functools.partial(features_fn, variables)
+    tr_h, tr_z = evaluation.extract_features(fn, train_ds.images, config.eval_batch_size)
+    te_h, te_z = evaluation.extract_features(fn, test_ds.images, config.eval_batch_size)
+    scalars, spectra = evaluation.evaluate_representations(
+        tr_h,
+        tr_z,
+        train_ds.labels,
+        te_h,
+        te_z,
+        test_ds.labels,
+        num_classes,
+        knn_k=tuple(config.knn_k),
+        linear_probe=probe,
+        probe_kwargs={"epochs": config.probe_epochs, "seed": config.seed},
+    )
+    return scalars, spectra, tr_z
+
+
+# --------------------------------------------------------------------------- main loop
+class _Preempted(Exception):
+    pass
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    """Trains and evaluates the model named by `config`; the library's one entry point.
+
+    Args:
+      config: an `ml_collections.ConfigDict` such as `configs/default.py` returns.
+      workdir: the run's folder: `checkpoints/`, `metrics.jsonl`, `tensorboard/`,
+        `config.json`, `plots/*.png` and `summary.txt`. Rerunning on the same workdir
+        resumes from its latest checkpoint with the same data order.
+
+    Returns:
+      The final `TrainState`.
+
+    Raises:
+      ValueError: for a bad config (raised before any data is loaded or compiled).
+      FloatingPointError: when the loss or gradients become non-finite.
+    """
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    num_devices = jax.device_count()
+    validation.validate_config(config, num_devices=num_devices)
+    os.makedirs(workdir, exist_ok=True)
+    is_primary = jax.process_index() == 0
+    validation.check_workdir(workdir, _config_fingerprint(config), config.allow_config_change)
+
+    train_ds, test_ds = load_data(config)
+    num_classes = train_ds.num_classes
+    validation.validate_against_data(config, num_classes)
+    n_train = len(train_ds.labels)
+    batch_size = min(config.batch_size, n_train)
+    batch_size -= batch_size % num_devices
+    if batch_size != config.batch_size:
+        logging.info(
+            "batch size %d clamped to %d (training set of %d)",
+            config.batch_size,
+            batch_size,
+            n_train,
+        )
+    steps_per_epoch = n_train // batch_size
+    total_steps = config.num_epochs * steps_per_epoch
+    embed_dim = _embed_dim(config, num_classes)
+
+    model = models.create_model(
+        config.model,
+        embed_dim=embed_dim,
+        dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32,
+        **dict(config.model_kwargs),
+    )
+    mesh = jax.make_mesh((num_devices,), ("data",))
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P("data")) if num_devices > 1 else None
+
+    visible_labels = train_ds.labels.copy()
+    if config.label_fraction < 1.0:
+        mask = data.labelled_mask(n_train, config.label_fraction, config.seed)
+        visible_labels = np.where(mask, visible_labels, -1).astype(np.int32)
+
+    def put(a):
+        a = np.asarray(a)
+        return jax.make_array_from_callback(a.shape, replicated, lambda i: a[i])
+
+    images, labels, visible = put(train_ds.images), put(train_ds.labels), put(visible_labels)
+    sample_x = augment.preprocess(jnp.asarray(train_ds.images[:2]))
+    state = create_train_state(config, model, sample_x, num_classes, steps_per_epoch)
+
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt = checkpointing.Checkpointer(ckpt_dir, max_to_keep=config.max_checkpoints)
+    restored = ckpt.restore_latest(jax.eval_shape(lambda: state))
+    if restored is not None:
+        state, _, start_step = restored
+        logging.info("resuming from %s at step %d", ckpt_dir, start_step)
+        start_step = int(state.step)
+    else:
+        start_step = 0
+        if config.init_from:
+            subtree = {"params": state.params, "batch_stats": state.batch_stats}
+            loaded = checkpointing.load_for_warm_start(
+                config.init_from, jax.eval_shape(lambda: subtree)
+            )
+            state = state.replace(params=loaded["params"], batch_stats=loaded["batch_stats"])
+            logging.info("warm start from %s (fresh optimizer, step 0)", config.init_from)
+    state = jax.device_put(state, replicated)
+
+    view_kwargs = {"std": config.noise_std} if config.views == "noise" else {}
+    batch_fn = functools.partial(
+        make_batch,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        positives=config.positives,
+        views=config.views,
+        view_kwargs=view_kwargs,
+    )
+    step_fn = jax.jit(
+        functools.partial(
+            train_step,
+            seed=config.seed,
+            objective=make_objective(config, num_classes),
+            normalization=config.normalization,
+            batch_fn=batch_fn,
+            batch_sharding=batch_sharding,
+        ),
+        donate_argnums=0,
+        out_shardings=(replicated, replicated),
+    )
+    features_fn = make_features_fn(model, config.normalization)
+    bound = theorem_bound(config, num_classes)
+
+    writer = reporting.MetricWriter(workdir, enabled=is_primary, resume_step=start_step)
+    if is_primary:
+        reporting.save_config(json.loads(config.to_json_best_effort()), workdir)
+        validation.save_fingerprint(workdir, _config_fingerprint(config))
+    _, schedule = make_optimizer(config, steps_per_epoch)
+
+    history: list[dict] = [r for r in reporting.read_metrics(workdir) if "nc/train/z/zero_sum" in r]
+    spectra: dict[str, np.ndarray] = {}
+    final_scalars: dict[str, float] = {}
+    train_z = None
+
+    def save(step: int, force: bool = False):
+        ckpt.save(step, state, {"epoch": step // steps_per_epoch, "step": step}, force=force)
+
+    preempted = {"signal": None}
+
+    def on_signal(signum, _frame):
+        preempted["signal"] = signum
+
+    old_handlers = {}
+    if is_primary:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            try:
+                old_handlers[s] = signal.signal(s, on_signal)
+            except ValueError:  # not in the main thread (e.g. some notebook runners)
+                pass
+
+    bar = reporting.ProgressBar(total_steps, initial=start_step, enabled=is_primary)
+    step = start_step
+    epoch_loss = []
+    t_last, step_last = time.perf_counter(), step
+    try:
+        while step < total_steps:
+            state, metrics = step_fn(state, images, labels, visible)
+            step += 1
+            epoch_loss.append(metrics["loss"])
+            end_of_epoch = step % steps_per_epoch == 0
+            if step % config.log_every_steps == 0 or end_of_epoch or step == total_steps:
+                _check_finite(state, ckpt, ckpt_dir)
+                now = time.perf_counter()
+                sps = (step - step_last) / max(now - t_last, 1e-9)
+                t_last, step_last = now, step
+                scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+                scalars["train/steps_per_sec"] = sps
+                scalars["train/learning_rate"] = float(schedule(step - 1))
+                writer.write_scalars(step, scalars)
+                bar.update(step, scalars["train/loss"], sps)
+            if end_of_epoch:
+                epoch = step // steps_per_epoch
+                last = step == total_steps
+                mean_loss = float(jnp.mean(jnp.stack(epoch_loss)))
+                epoch_loss = []
+                periodic_eval = config.eval_every_epochs and epoch % config.eval_every_epochs == 0
+                if periodic_eval or last:
+                    probe = config.linear_probe == "periodic" or (
+                        last and config.linear_probe == "end"
+                    )
+                    scalars, spectra, train_z = run_evaluation(
+                        config, state, features_fn, train_ds, test_ds, num_classes, probe=probe
+                    )
+                    scalars["train/epoch_loss"] = mean_loss
+                    scalars["epoch"] = epoch
+                    if bound is not None:
+                        scalars["train/theorem_bound"] = bound
+                        scalars["train/loss_gap"] = mean_loss - bound
+                    writer.write_scalars(step, scalars)
+                    history.append({"step": step, **scalars})
+                    final_scalars = scalars
+                periodic_ckpt = (
+                    config.checkpoint_every_epochs and epoch % config.checkpoint_every_epochs == 0
+                )
+                if periodic_ckpt or last:
+                    save(step, force=True)
+            if preempted["signal"] is not None:
+                raise _Preempted()
+    except (_Preempted, KeyboardInterrupt):
+        if ckpt.latest_step() != step:
+            save(step, force=True)
+        ckpt.wait_until_finished()
+        writer.close()
+        bar.close()
+        msg = (
+            f"interrupted at step {step}/{total_steps}: checkpoint saved in {ckpt_dir}. "
+            f"Resume with the same command (same --workdir={workdir})."
+        )
+        logging.warning(msg)
+        print(msg, flush=True)
+        raise SystemExit(130) from None
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+
+    ckpt.wait_until_finished()
+    bar.close()
+    if is_primary and config.plots and history:
+        reporting.plot_all(
+            workdir,
+            history=history,
+            spectra=spectra,
+            embeddings=train_z if embed_dim <= 3 else None,
+            labels=train_ds.labels if embed_dim <= 3 else None,
+        )
+    if is_primary:
+        text = reporting.summary_text(final_scalars, workdir)
+        with open(os.path.join(workdir, "summary.txt"), "w") as fh:
+            fh.write(text + "\n")
+        print(text, flush=True)
+    writer.close()
+    ckpt.close()
+    return state
+
+
+def _check_finite(state: TrainState, ckpt, ckpt_dir: str) -> None:
+    """Stops the run if a step produced a non-finite loss or gradient."""
+    bad = int(jax.device_get(state.nonfinite_step))
+    if bad >= 0:
+        last = ckpt.latest_step()
+        where = f"{ckpt_dir}/{last}" if last is not None else "none (no checkpoint was written)"
+        raise FloatingPointError(
+            f"non-finite loss or gradients at step {bad}; the update was skipped and nothing "
+            f"already written was overwritten. Last good checkpoint: {where}. Lower the learning "
+            "rate or β, or use normalization='unit_ball'."
+        )

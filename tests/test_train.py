@@ -1,0 +1,116 @@
+"""End-to-end tests of `train.train_and_evaluate` on tiny configs (CPU)."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import default, digits, synthetic
+from hncl_jax import checkpointing, reporting, train
+
+
+def tiny_synthetic(**overrides):
+    c = synthetic.get_config("smoke")
+    c.model_kwargs.hidden = (32,)
+    c.dataset_kwargs.dim = 48
+    c.batch_size = 60
+    c.num_epochs = 4
+    c.eval_every_epochs = 2
+    c.checkpoint_every_epochs = 2
+    c.plots = False
+    c.linear_probe = "off"
+    for k, v in overrides.items():
+        node = c
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return c
+
+
+def params_of(state):
+    return jax.tree.map(np.asarray, jax.device_get(state.params))
+
+
+def assert_trees_equal(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_synthetic_end_to_end_writes_the_workdir(tmp_path):
+    c = tiny_synthetic(plots=True, linear_probe="end")
+    state = train.train_and_evaluate(c, str(tmp_path))
+    n_train = len(train.load_data(c)[0].labels)
+    assert int(state.step) == c.num_epochs * (n_train // c.batch_size)
+    rows = reporting.read_metrics(str(tmp_path))
+    assert any("train/loss" in r for r in rows)
+    evals = [r for r in rows if "nc/train/z/zero_sum" in r]
+    assert [r["step"] for r in evals] == sorted({r["step"] for r in evals})
+    assert "train/loss_gap" in evals[-1] and np.isfinite(evals[-1]["train/loss_gap"])
+    assert os.path.exists(tmp_path / "config.json")
+    assert json.load(open(tmp_path / "config.json"))["loss"]["name"] == "scl"
+    assert os.path.exists(tmp_path / "summary.txt")
+    pngs = [f for f in os.listdir(tmp_path / "plots") if f.endswith(".png")]
+    assert len(pngs) >= 2
+    assert checkpointing.Checkpointer(str(tmp_path / "checkpoints")).latest_step() == int(
+        state.step
+    )
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
+    full = train.train_and_evaluate(tiny_synthetic(), str(tmp_path / "full"))
+    part = tiny_synthetic(num_epochs=2)
+    half = train.train_and_evaluate(part, str(tmp_path / "resumed"))
+    assert int(half.step) == int(full.step) // 2
+    resumed = train.train_and_evaluate(tiny_synthetic(), str(tmp_path / "resumed"))
+    assert int(resumed.step) == int(full.step)
+    assert_trees_equal(params_of(resumed), params_of(full))
+    steps = [r["step"] for r in reporting.read_metrics(str(tmp_path / "resumed"))]
+    full_steps = [r["step"] for r in reporting.read_metrics(str(tmp_path / "full"))]
+    assert steps == full_steps  # no duplicated or lost rows
+
+
+def test_warm_start_loads_parameters_and_resets_the_optimizer(tmp_path):
+    src = train.train_and_evaluate(tiny_synthetic(num_epochs=2), str(tmp_path / "src"))
+    # A vanishing learning rate keeps the warm-started parameters where they were
+    # loaded, so they must equal the source's; a fresh init would be far away.
+    c = tiny_synthetic(num_epochs=1, init_from=str(tmp_path / "src"))
+    c.loss.name = "hscl"
+    c.loss.beta = 5.0
+    c.optimizer.learning_rate = 1e-12
+    state = train.train_and_evaluate(c, str(tmp_path / "dst"))
+    steps_per_epoch = int(src.step) // 2
+    assert int(state.step) == steps_per_epoch  # the optimizer restarted at step 0
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+        params_of(state),
+        params_of(src),
+    )
+    assert int(state.opt_state[0].count) == steps_per_epoch  # fresh Adam state
+
+
+def test_bad_init_from_fails_before_training(tmp_path):
+    c = tiny_synthetic(init_from=str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="init_from"):
+        train.train_and_evaluate(c, str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_digits_reports_probe_and_knn(tmp_path):
+    c = digits.get_config("smoke")
+    c.num_epochs = 2
+    c.plots = False
+    c.linear_probe = "end"
+    train.train_and_evaluate(c, str(tmp_path))
+    last = [r for r in reporting.read_metrics(str(tmp_path)) if "epoch" in r][-1]
+    probe = [k for k in last if "probe_top1" in k]
+    knn = [k for k in last if "knn" in k]
+    assert probe and knn
+    assert all(0.0 <= last[k] <= 1.0 for k in probe + knn)
+
+
+def test_default_config_is_valid():
+    from hncl_jax import validation
+
+    validation.validate_config(default.get_config())
