@@ -1,0 +1,460 @@
+"""Representation geometry: normalization, simplex ETF, collapse metrics, theoretical minima.
+
+Everything here is either a pure `jax` function (jit-able; integer sizes such as
+`num_classes` are static) or a closed-form number computed in float64 `numpy`:
+
+* `normalize` — the three feature normalizations of [HN Algorithm 1] (MATH §1).
+* `simplex_etf` — the C unit vectors with pairwise inner products -1/(C-1) (MATH §10).
+* `class_means`, `nc_metrics`, `dc_spectrum`, `effective_rank` — Neural-Collapse and
+  Dimensional-Collapse diagnostics [HN §5.2-5.3] (MATH §10).
+* `scl_lower_bound`, `ucl_lower_bound`, `ucl_reweighted_limit` — the minima of the
+  supervised and unsupervised losses [HN Thm 2, Thm 3] (MATH §11).
+* `clop_lr_bound`, `clop_gradient_descent` — the learning-rate bound of [CLOP Thm 1] and
+  the experiment of [CLOP §3.1, Fig. 3] (MATH §9).
+
+References:
+  [HN] Jiang et al., "Hard-Negative Sampling for Contrastive Learning: Optimal
+  Representation Geometry and Neural- vs Dimensional-Collapse" (seeds/000).
+  [CLOP] "Preventing Collapse in Contrastive Learning with Orthonormal Prototypes"
+  (seeds/002).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+NORMALIZATIONS = ("unit_ball", "unit_sphere", "none")
+
+# The psi_k names of MATH §2; `hardening.PSIS` holds the same tuple (not imported: this
+# module depends on no other hncl_jax module).
+_PSIS = ("infonce", "infonce_sum", "triplet")
+
+
+def _safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array:
+    """Euclidean norm whose value and gradient are finite (0) at x = 0.
+
+    The double-where trick: sqrt is evaluated on 1 where the squared norm is 0, so the
+    backward pass never sees sqrt'(0) = inf (a single `where` would give 0 * inf = nan).
+    """
+    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=keepdims)
+    is_zero = sq == 0
+    safe_sq = jnp.where(is_zero, jnp.ones_like(sq), sq)
+    return jnp.where(is_zero, jnp.zeros_like(sq), jnp.sqrt(safe_sq))
+
+
+def normalize(f: ArrayLike, kind: str = "unit_ball") -> jax.Array:
+    """Maps raw embeddings f to the representation z used by every loss.
+
+    | kind | z |
+    | --- | --- |
+    | "unit_ball" | f if ‖f‖ ≤ 1, else f / ‖f‖ |
+    | "unit_sphere" | f / ‖f‖ (and 0 at f = 0) |
+    | "none" | f / sqrt(d) |
+
+    The norm is computed safely: value and gradient are finite at f = 0.
+
+    Args:
+      f: embeddings, shape (..., d); the last axis is the feature axis.
+      kind: one of `NORMALIZATIONS`. Static under `jax.jit`.
+
+    Returns:
+      z with the shape and dtype of f.
+
+    Raises:
+      ValueError: if `kind` is not in `NORMALIZATIONS`.
+
+    References:
+      [HN Algorithm 1, lines 5-15]; MATH §1.
+    """
+    if kind not in NORMALIZATIONS:
+        raise ValueError(f"normalize: kind={kind!r} is not supported; use one of {NORMALIZATIONS}.")
+    f = jnp.asarray(f)
+    if kind == "none":
+        return f / jnp.sqrt(jnp.asarray(f.shape[-1], dtype=f.dtype))
+    norm = _safe_norm(f, keepdims=True)
+    if kind == "unit_sphere":
+        return f / jnp.where(norm > 0, norm, jnp.ones_like(norm))
+    # unit_ball: divide only when the norm exceeds 1.
+    return f / jnp.maximum(norm, jnp.ones_like(norm))
+
+
+def _check_num_classes(fn: str, num_classes: int) -> None:
+    if not isinstance(num_classes, int | np.integer) or num_classes < 2:
+        raise ValueError(f"{fn}: num_classes={num_classes!r} must be an integer >= 2.")
+
+
+def simplex_etf(num_classes: int, dim: int | None = None) -> jax.Array:
+    """The simplex equiangular tight frame (ETF): C unit vectors, inner products -1/(C-1).
+
+    The rows of sqrt(C/(C-1)) (I_C - 11ᵀ/C) lie in the (C-1)-dimensional complement of
+    the all-ones vector; they are written in the Helmert orthonormal basis of that
+    complement (deterministic, no random rotation) and placed in the first C-1
+    coordinates of R^d. The rows have unit norm, pairwise inner products -1/(C-1) and
+    sum to zero: the class means of Neural Collapse [HN Def. 5].
+
+    Args:
+      num_classes: C >= 2.
+      dim: d >= C - 1; defaults to C - 1.
+
+    Returns:
+      (C, d) float32 array, one ETF vertex per row.
+
+    Raises:
+      ValueError: if C < 2 or d < C - 1.
+
+    References:
+      [HN Thm 2, Def. 5]; MATH §10.
+    """
+    _check_num_classes("simplex_etf", num_classes)
+    c = int(num_classes)
+    d = c - 1 if dim is None else dim
+    if not isinstance(d, int | np.integer) or d < c - 1:
+        raise ValueError(
+            f"simplex_etf: dim={dim!r} is too small for num_classes={c}; the simplex ETF needs "
+            f"dim >= num_classes - 1 = {c - 1} (pass dim=None for the minimal dimension)."
+        )
+    # Helmert basis: column j (1..C-1) is (1,..,1,-j,0,..,0)/sqrt(j(j+1)) with j ones; the
+    # columns are orthonormal and orthogonal to 1, so U Uᵀ = I - 11ᵀ/C.
+    u = np.zeros((c, c - 1), dtype=np.float64)
+    for j in range(1, c):
+        u[:j, j - 1] = 1.0
+        u[j, j - 1] = -float(j)
+        u[:, j - 1] /= math.sqrt(j * (j + 1))
+    etf = np.zeros((c, int(d)), dtype=np.float64)
+    # sqrt(C/(C-1)) (I - 11ᵀ/C) U = sqrt(C/(C-1)) U: the coordinates of the rows in basis U.
+    etf[:, : c - 1] = math.sqrt(c / (c - 1)) * u
+    return jnp.asarray(etf, dtype=jnp.float32)
+
+
+def _check_embeddings(fn: str, z: jax.Array, labels: jax.Array) -> None:
+    if z.ndim != 2:
+        raise ValueError(f"{fn}: z must have shape (N, d); got shape {z.shape}.")
+    if labels.shape != (z.shape[0],):
+        raise ValueError(
+            f"{fn}: labels must have shape (N,) = ({z.shape[0]},) to match z; got {labels.shape}."
+        )
+
+
+def class_means(z: ArrayLike, labels: ArrayLike, num_classes: int) -> jax.Array:
+    """Per-class mean of the representations.
+
+    Labels outside [0, C) (e.g. -1 for unlabelled examples) are ignored; a class with no
+    example has mean 0.
+
+    Args:
+      z: representations, shape (N, d).
+      labels: int class of each row, shape (N,).
+      num_classes: C, static under `jax.jit`.
+
+    Returns:
+      (C, d) array of class means μ_c, in the dtype of z.
+
+    References:
+      [HN §5.2]; MATH §10.
+    """
+    _check_num_classes("class_means", num_classes)
+    z = jnp.asarray(z)
+    labels = jnp.asarray(labels)
+    _check_embeddings("class_means", z, labels)
+    # segment_sum drops ids outside [0, num_segments), so invalid labels count nowhere.
+    sums = jax.ops.segment_sum(z, labels, num_segments=num_classes)
+    counts = jax.ops.segment_sum(jnp.ones_like(labels, dtype=z.dtype), labels, num_classes)
+    return sums / jnp.maximum(counts, 1)[:, None]
+
+
+def nc_metrics(z: ArrayLike, labels: ArrayLike, num_classes: int) -> dict[str, jax.Array]:
+    """The Neural-Collapse metrics of [HN §5.2]; all are 0 at NC.
+
+    | key | formula |
+    | --- | --- |
+    | "zero_sum" | ‖Σ_c μ_c‖ |
+    | "unit_norm" | (1/C) Σ_c |‖μ_c‖ - 1| |
+    | "equal_inner_product" | (1/(C(C-1))) Σ_{j≠l} |μ_j·μ_l + 1/(C-1)| |
+    | "within_class_variance" | (1/N) Σ_i ‖z_i - μ_{y_i}‖² |
+
+    Rows with a label outside [0, C) are ignored (N counts the valid rows only).
+
+    Args:
+      z: representations, shape (N, d), already normalized.
+      labels: int class of each row, shape (N,).
+      num_classes: C >= 2, static under `jax.jit`.
+
+    Returns:
+      dict of four scalar arrays with the keys above.
+
+    References:
+      [HN §5.2, Thm 2 conditions (i)-(iv), Def. 6]; MATH §10.
+    """
+    z = jnp.asarray(z)
+    labels = jnp.asarray(labels)
+    mu = class_means(z, labels, num_classes)
+    c = num_classes
+    gram = mu @ mu.T
+    off_diagonal = ~jnp.eye(c, dtype=bool)
+    equal_ip = jnp.sum(jnp.where(off_diagonal, jnp.abs(gram + 1.0 / (c - 1)), 0.0)) / (c * (c - 1))
+    valid = (labels >= 0) & (labels < c)
+    residual = z - mu[jnp.clip(labels, 0, c - 1)]
+    sq_dev = jnp.where(valid, jnp.sum(jnp.square(residual), axis=-1), 0.0)
+    return {
+        "zero_sum": _safe_norm(jnp.sum(mu, axis=0)),
+        "unit_norm": jnp.mean(jnp.abs(_safe_norm(mu) - 1.0)),
+        "equal_inner_product": equal_ip,
+        "within_class_variance": jnp.sum(sq_dev) / jnp.maximum(jnp.sum(valid), 1),
+    }
+
+
+def dc_spectrum(z: ArrayLike, labels: ArrayLike, num_classes: int) -> jax.Array:
+    """Normalized spectrum of the empirical covariance of the class means (DC diagnostic).
+
+    The covariance (1/C) Σ_c (μ_c - μ̄)(μ_c - μ̄)ᵀ is PSD, so its singular values are its
+    eigenvalues s_i² / C, with s_i the singular values of the centred (C, d) mean matrix.
+    They are returned sorted descending and divided by the largest. The centred means have
+    rank <= C - 1, so with d >= C the last value is ~0 even at Neural Collapse; at NC with
+    d = C - 1 all C - 1 values are 1 [HN §5.3]. Dimensional Collapse shows as values
+    orders of magnitude below 1 [HN Def. 7].
+
+    Args:
+      z: representations, shape (N, d).
+      labels: int class of each row, shape (N,); labels outside [0, C) are ignored.
+      num_classes: C >= 2, static under `jax.jit`.
+
+    Returns:
+      (min(C, d),) array, descending, first entry 1 up to rounding (all zeros if all
+      class means coincide).
+
+    References:
+      [HN §5.3, Def. 7, Fig. 4]; MATH §10.
+    """
+    mu = class_means(z, labels, num_classes)
+    centred = mu - jnp.mean(mu, axis=0, keepdims=True)
+    s = jnp.linalg.svd(centred, compute_uv=False)  # descending
+    eig = jnp.square(s)
+    return jnp.where(eig[0] > 0, eig / jnp.where(eig[0] > 0, eig[0], 1.0), jnp.zeros_like(eig))
+
+
+def effective_rank(x: ArrayLike, tol: float = 1e-3) -> jax.Array:
+    """Number of singular values of x above tol times the largest.
+
+    Args:
+      x: matrix, shape (m, n).
+      tol: relative threshold in (0, 1).
+
+    Returns:
+      int32 scalar array in [0, min(m, n)].
+
+    References:
+      The collapse criterion of [CLOP §3.1, Fig. 3]: complete collapse = rank 1.
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"effective_rank: x must be a matrix (m, n); got shape {x.shape}.")
+    s = jnp.linalg.svd(x, compute_uv=False)
+    return jnp.sum(s > tol * s[0]).astype(jnp.int32)
+
+
+# ----------------------------------------------------------------------------------------
+# Theoretical minima [HN Thm 2, Thm 3], exact in float64 numpy.
+
+
+def _check_bound_args(fn: str, num_classes: int, k: int, psi: str, alpha: float) -> None:
+    _check_num_classes(fn, num_classes)
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"{fn}: k={k!r} (number of negatives) must be an integer >= 1.")
+    if psi not in _PSIS:
+        raise ValueError(f"{fn}: psi={psi!r} is not supported; use one of {_PSIS}.")
+    if psi == "infonce_sum" and not alpha > 0:
+        raise ValueError(f"{fn}: alpha={alpha!r} must be > 0 for psi='infonce_sum'.")
+
+
+def _psi_grouped(
+    values: np.ndarray, counts: np.ndarray, k: int, psi: str, alpha: float
+) -> np.ndarray:
+    """ψ_k whose k arguments are values[g] repeated counts[..., g] times (MATH §2).
+
+    `counts` has shape (..., G) and sums to k over its last axis; float64 throughout.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    if psi == "infonce":  # log(1 + (1/k) Σ exp(t))
+        return np.log1p(np.sum(counts * np.exp(values), axis=-1) / k)
+    if psi == "infonce_sum":  # log(α + Σ exp(t))
+        return np.log(alpha + np.sum(counts * np.exp(values), axis=-1))
+    # triplet: (1/k) Σ max(t + α, 0)
+    return np.sum(counts * np.maximum(values + alpha, 0.0), axis=-1) / k
+
+
+def scl_lower_bound(num_classes: int, k: int, psi: str = "infonce", alpha: float = 1.0) -> float:
+    """Minimum of the SCL and HSCL losses: ψ_k(-C/(C-1), ..., -C/(C-1)).
+
+    With unit-ball representations and equiprobable classes, every anchor-negative
+    similarity is at least -1/(C-1) on average and every anchor-positive similarity at
+    most 1, so the argument t = s⁻ - s⁺ is at least -C/(C-1); equality iff Neural Collapse
+    (for strictly convex, strictly increasing ψ). InfoNCE (mean form):
+    log(1 + exp(-C/(C-1))), e.g. 0.20141 for C = 3 and 0.31056 for C = 100.
+
+    Args:
+      num_classes: C >= 2.
+      k: number of negatives per anchor, >= 1.
+      psi: "infonce" (log(1 + mean exp t); alpha unused), "infonce_sum" (log(α + Σ exp t))
+        or "triplet" (mean max(t + α, 0)).
+      alpha: the α of "infonce_sum" (> 0) and "triplet".
+
+    Returns:
+      The bound as a Python float (computed in float64).
+
+    References:
+      [HN Thm 2]; MATH §11.
+    """
+    _check_bound_args("scl_lower_bound", num_classes, k, psi, alpha)
+    t = -num_classes / (num_classes - 1)
+    return float(_psi_grouped(np.array([t]), np.array([k]), k, psi, alpha))
+
+
+def ucl_lower_bound(num_classes: int, k: int, psi: str = "infonce", alpha: float = 1.0) -> float:
+    """Minimum of the UCL loss: E_B ψ_k(B arguments -C/(C-1), k-B arguments 0).
+
+    With C equiprobable latent classes, each of the k negatives drawn from the whole data
+    is of another class with probability p = (C-1)/C, so B ~ Binomial(k, p); at Neural
+    Collapse a same-class negative gives t = 0 and another-class one t = -C/(C-1). The
+    expectation is the exact sum over b = 0..k with the binomial pmf in log space
+    (`math.lgamma`), valid for k up to 1e5 and beyond.
+
+    For InfoNCE, C = 3, k = 256 this is 0.39333. [HN §5] prints 0.3935, which is
+    log(1 + p e^{-3/2} + (1 - p)): the expectation taken *inside* the log. By Jensen
+    (log is concave) that value is larger than the exact bound; it is the k → ∞ limit
+    `ucl_reweighted_limit` (0.39345), which the bound approaches from below as k grows.
+
+    Args:
+      num_classes: C >= 2.
+      k: number of negatives per anchor, >= 1.
+      psi: "infonce", "infonce_sum" or "triplet" (see `scl_lower_bound`).
+      alpha: the α of "infonce_sum" (> 0) and "triplet".
+
+    Returns:
+      The bound as a Python float (computed in float64).
+
+    References:
+      [HN Thm 3, §5]; MATH §11.
+    """
+    _check_bound_args("ucl_lower_bound", num_classes, k, psi, alpha)
+    k = int(k)
+    p = (num_classes - 1) / num_classes
+    b = np.arange(k + 1, dtype=np.float64)
+    log_factorial = np.array([math.lgamma(i + 1.0) for i in range(k + 1)])
+    log_pmf = (
+        log_factorial[k]
+        - log_factorial
+        - log_factorial[::-1]
+        + b * math.log(p)
+        + (k - b) * math.log1p(-p)
+    )
+    values = np.array([-num_classes / (num_classes - 1), 0.0])
+    counts = np.stack([b, k - b], axis=-1)
+    return float(np.sum(np.exp(log_pmf) * _psi_grouped(values, counts, k, psi, alpha)))
+
+
+def ucl_reweighted_limit(num_classes: int) -> float:
+    """The k → ∞ limit of `ucl_lower_bound` for InfoNCE (mean form).
+
+    log(1 + 1/C + ((C-1)/C) e^{-C/(C-1)}): the value of the deterministic `reweighted`
+    UCL estimator at Neural Collapse (MATH §6b), e.g. 0.39345 for C = 3.
+
+    Args:
+      num_classes: C >= 2.
+
+    Returns:
+      The limit as a Python float.
+
+    References:
+      [HN Thm 3, §5]; MATH §11.
+    """
+    _check_num_classes("ucl_reweighted_limit", num_classes)
+    c = num_classes
+    return math.log1p(1.0 / c + (c - 1) / c * math.exp(-c / (c - 1)))
+
+
+# ----------------------------------------------------------------------------------------
+# CLOP learning-rate bound and its experiment [CLOP §3.1, Thm 1, App. D].
+
+
+def clop_lr_bound(k: int) -> float:
+    """Largest gradient-descent step that keeps the mean of k unit vectors from growing.
+
+    η_max(k) = (2k³ - 5k² + 5k - 2) / (k³ - 3k² + 4k - 2) = 2 + O(1/k); η_max(30) = 2.0333,
+    the closed form printed in [CLOP App. D] and used in its text ("2.03").
+
+    Two caveats, both checked in tests/test_geometry.py:
+
+    * The printed closed form is not the root of the paper's own inequality (eq. 2 with
+      ε = 0), whose denominator simplifies to k³ - 3k² + 3k - 2: the root is
+      (k-1)(2k² - 3k + 2) / ((k-2)(k² - k + 1)), 2.0358 for k = 30 (22/7 vs 2.2 for
+      k = 3). The printed value satisfies eq. 2 strictly and lies below the root, so it
+      remains a safe (slightly more conservative) bound; it is kept as the paper states it.
+    * The bound is derived at one step from random (uniform on the sphere) vectors, so it
+      is conservative for the dynamics of `clop_gradient_descent`: linearizing that map
+      around its two fixed sets (zero-sum configurations, and all vectors equal) shows
+      that the mean direction grows relative to the others by |1 - η| / (1 + η/(k-1))
+      per step, so complete collapse sets in exactly above η* = 2(k-1)/(k-2) = 2 +
+      2/(k-2) (2.0714 for k = 30), about twice the O(1/k) margin of this bound.
+
+    Args:
+      k: number of class embeddings, >= 2 (the paper assumes k > 2; η_max(2) = 2).
+
+    Returns:
+      η_max(k) as a Python float.
+
+    Raises:
+      ValueError: if k < 2.
+
+    References:
+      [CLOP Thm 1, eq. 2 with ε = 0, App. D]; MATH §9.
+    """
+    if k < 2:
+        raise ValueError(f"clop_lr_bound: k={k!r} must be >= 2 (the number of class embeddings).")
+    k = float(k)
+    return (2 * k**3 - 5 * k**2 + 5 * k - 2) / (k**3 - 3 * k**2 + 4 * k - 2)
+
+
+def clop_gradient_descent(x: ArrayLike, lr: ArrayLike, steps: int | jax.Array) -> jax.Array:
+    """Projected gradient descent on the total pairwise similarity of k unit vectors.
+
+    Each step moves every column away from the others and renormalizes:
+    x_i ← x_i - lr/(k-1) Σ_{j≠i} x_j, then x_i ← x_i / ‖x_i‖ (a zero column stays zero).
+    The pre-normalization map is X ↦ X((1 + lr/(k-1)) I - lr/(k-1) 11ᵀ): the mean is
+    multiplied by 1 - lr, the rest by 1 + lr/(k-1). With lr = 2.0 and k = 30 the columns
+    converge to a zero-sum configuration (rank k - 1: the last singular value vanishes,
+    the "dimensional collapse" noted in [CLOP §3.1]); with lr = 2.1 they all become equal
+    (complete collapse, rank 1).
+
+    Args:
+      x: (m, k) matrix whose columns are unit vectors, m >= k >= 2.
+      lr: step size η (scalar; may be traced).
+      steps: number of steps (Python int or traced int scalar).
+
+    Returns:
+      (m, k) matrix after `steps` steps, columns of unit norm.
+
+    References:
+      [CLOP §3.1, eq. 3, Fig. 3, App. D]; MATH §9.
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(
+            f"clop_gradient_descent: x must have shape (m, k) with k >= 2 unit columns; "
+            f"got shape {x.shape}."
+        )
+    k = x.shape[1]
+    step_size = jnp.asarray(lr, dtype=x.dtype) / (k - 1)
+
+    def body(_, x):
+        others = jnp.sum(x, axis=1, keepdims=True) - x
+        x = x - step_size * others
+        norm = _safe_norm(x, axis=0, keepdims=True)
+        return x / jnp.where(norm > 0, norm, jnp.ones_like(norm))
+
+    return jax.lax.fori_loop(0, steps, body, x)
