@@ -1,0 +1,491 @@
+"""Checkpoints on Orbax: save, resume (with fallback past a damaged step), warm start.
+
+A run keeps its checkpoints in `<workdir>/checkpoints/<step>/`, one directory per step:
+
+    <step>/state/      the train-state pytree (`ocp.args.StandardSave`, OCDBT format)
+    <step>/metadata/   a small JSON dict (epoch, config hash, ...) (`ocp.args.JsonSave`)
+
+* `Checkpointer` wraps `ocp.CheckpointManager` (absolute paths, `max_to_keep`, optional
+  async saves). Restores are made against an *abstract* target, typically
+  `jax.eval_shape(create_state)`, so dtypes (and shardings, where given) come from the
+  code, not from the files; leaves without a sharding are placed replicated on the
+  local devices, so a checkpoint written on GPU restores on a CPU-only machine.
+* `resolve_checkpoint_path` turns a workdir, a checkpoints directory or one step
+  directory into `(directory, step)`.
+* `load_for_warm_start` restores only a subtree (`params`, `batch_stats`) of another
+  run's checkpoint, after comparing every leaf's shape and dtype with the checkpoint's
+  metadata, for the near-NC warm start of [HN Table 2] (MATH §13).
+
+Atomicity: Orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it to
+`<step>` once every file is written (on local and POSIX filesystems; on GCS it writes a
+`commit_success.txt` instead). Orbax never lists a directory whose name contains the
+tmp suffix as a step, and `Checkpointer` asks it to delete such leftovers on start
+(`cleanup_tmp_directories=True`); so a save killed half-way is never resumed from.
+Only one `Checkpointer` may write to a directory at a time: a second one started on
+the same directory would delete the first one's in-flight tmp directory.
+
+A finalized step can still be damaged afterwards (a disk filling up, files deleted by
+hand, a copy cut short). `Checkpointer.restore_latest` then logs a warning naming the
+step directory, falls back to the previous step, and renames the damaged directory to
+`<step>.corrupt` (kept for inspection, invisible to Orbax) so that the resumed run can
+save that step again; it raises only if no step can be restored.
+
+References:
+  Orbax "Checkpointing with Orbax" (checkpointing 101) and the CheckpointManager API
+  guide; flax `examples/gemma/train.py` (STYLE point 8).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+
+PyTree = Any
+
+STATE_ITEM = "state"
+METADATA_ITEM = "metadata"
+CHECKPOINTS_SUBDIR = "checkpoints"
+CORRUPT_SUFFIX = ".corrupt"
+# The default Orbax step-name format: the bare step number, no prefix, no padding.
+_STEP_NAME = re.compile(r"^(0|[1-9]\d*)$")
+
+__all__ = [
+    "CHECKPOINTS_SUBDIR",
+    "Checkpointer",
+    "load_for_warm_start",
+    "resolve_checkpoint_path",
+]
+
+
+def _absolute(path: str | os.PathLike[str]) -> str:
+    """Absolute local path; URLs such as gs://bucket/dir are returned unchanged."""
+    path = os.fspath(path)
+    if "://" in path:
+        return path
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _replicated_sharding() -> jax.sharding.Sharding:
+    devices = jax.devices()
+    if len(devices) == 1:
+        return jax.sharding.SingleDeviceSharding(devices[0])
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("replica",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def _as_restore_target(abstract: PyTree) -> PyTree:
+    """ShapeDtypeStructs with a sharding on every array leaf.
+
+    `jax.eval_shape` gives leaves without a sharding; Orbax would then fall back on the
+    sharding recorded at save time, which names devices that may not exist here (a GPU
+    checkpoint read on CPU). Leaves without one are placed replicated on this host's
+    devices; leaves that carry a sharding keep it.
+    """
+    replicated = _replicated_sharding()
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, jax.ShapeDtypeStruct):
+            if x.sharding is None:
+                return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)
+            return x
+        if isinstance(x, jax.Array | np.ndarray | np.generic | int | float | bool):
+            sharding = x.sharding if isinstance(x, jax.Array) else replicated
+            return jax.ShapeDtypeStruct(np.shape(x), np.result_type(x), sharding=sharding)
+        return x
+
+    return jax.tree.map(leaf, abstract)
+
+
+def _check_json(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(metadata, Mapping):
+        raise ValueError(
+            f"Checkpointer.save: metadata must be a dict of JSON values; got "
+            f"{type(metadata).__name__}. Pass e.g. {{'epoch': 3, 'config_hash': '...'}}."
+        )
+    try:
+        json.dumps(metadata)
+    except TypeError as e:
+        raise ValueError(
+            f"Checkpointer.save: metadata must be JSON-serializable ({e}); convert numpy or "
+            "jax scalars with float()/int() and arrays with .tolist()."
+        ) from e
+    return dict(metadata)
+
+
+class Checkpointer:
+    """A directory of step checkpoints of one run (an `ocp.CheckpointManager`).
+
+    Each step holds the train-state pytree and a JSON metadata dict. Call `save` from
+    every process (Orbax coordinates multi-host writes), `wait_until_finished` before
+    reading a checkpoint that may still be written, and `close` at the end.
+
+    Args:
+      directory: the checkpoints directory (usually `<workdir>/checkpoints`); created
+        if missing, made absolute.
+      max_to_keep: number of most recent steps kept (older ones are deleted), >= 1, or
+        None to keep all.
+      save_interval_steps: `save` without `force` writes only at multiples of this.
+      async_save: write in a background thread; `save` returns once the arrays are
+        copied off the device.
+
+    Example:
+      >>> ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=2)
+      >>> ckpt.save(step, state, {"epoch": epoch})
+      >>> restored = ckpt.restore_latest(jax.eval_shape(lambda: state))
+      >>> ckpt.close()
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_to_keep: int | None = 3,
+        save_interval_steps: int = 1,
+        async_save: bool = False,
+    ):
+        if max_to_keep is not None and max_to_keep < 1:
+            raise ValueError(
+                f"Checkpointer: max_to_keep must be >= 1 or None (keep all); got {max_to_keep}."
+            )
+        if save_interval_steps < 1:
+            raise ValueError(
+                f"Checkpointer: save_interval_steps must be >= 1; got {save_interval_steps}."
+            )
+        self.directory = _absolute(directory)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            save_interval_steps=save_interval_steps,
+            enable_async_checkpointing=async_save,
+            create=True,
+            # Delete `<step>.orbax-checkpoint-tmp` leftovers of a killed save; Orbax waits
+            # for this clean-up before its first save.
+            cleanup_tmp_directories=True,
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=options,
+            item_handlers={
+                STATE_ITEM: ocp.StandardCheckpointHandler(),
+                METADATA_ITEM: ocp.JsonCheckpointHandler(),
+            },
+        )
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Checkpointer({self.directory!r}, steps={self.all_steps()})"
+
+    def step_path(self, step: int) -> str:
+        """The directory of one step (it need not exist)."""
+        return os.path.join(self.directory, str(int(step)))
+
+    def all_steps(self) -> list[int]:
+        """Finalized steps, ascending (tmp directories of unfinished saves excluded)."""
+        return sorted(int(s) for s in self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        """The largest finalized step, or None if there is none."""
+        return self._manager.latest_step()
+
+    def save(
+        self,
+        step: int,
+        state: PyTree,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        force: bool = False,
+    ) -> bool:
+        """Saves `state` and `metadata` as `step` if the save interval says so.
+
+        Args:
+          step: training step (>= 0), the directory name.
+          state: pytree of arrays (jax or numpy) and scalars, e.g. a TrainState.
+          metadata: JSON-serializable dict (epoch, config hash, ...); {} if None.
+          force: save even if `step` is not a multiple of `save_interval_steps`.
+
+        Returns:
+          True if a save was started, False if skipped (interval, or `step` is not
+          after the latest saved step, or already saved).
+        """
+        if step < 0:
+            raise ValueError(f"Checkpointer.save: step must be >= 0; got {step}.")
+        metadata = _check_json({} if metadata is None else metadata)
+        if int(step) in self._manager.all_steps():
+            logging.info(
+                "Checkpointer: step %d already saved in %s; skipped.", step, self.directory
+            )
+            return False
+        return bool(
+            self._manager.save(
+                int(step),
+                args=ocp.args.Composite(
+                    **{
+                        STATE_ITEM: ocp.args.StandardSave(state),
+                        METADATA_ITEM: ocp.args.JsonSave(metadata),
+                    }
+                ),
+                force=force,
+            )
+        )
+
+    def restore(self, step: int, abstract_state: PyTree) -> tuple[PyTree, dict[str, Any]]:
+        """Restores one step.
+
+        Args:
+          step: a finalized step (see `all_steps`).
+          abstract_state: target pytree of `jax.ShapeDtypeStruct` (from `jax.eval_shape`)
+            or of arrays; fixes the structure, dtypes and shardings of the result.
+
+        Returns:
+          `(state, metadata)`.
+
+        Raises:
+          FileNotFoundError: if `step` is not a finalized step of this directory.
+        """
+        self._manager.wait_until_finished()
+        if int(step) not in self._manager.all_steps():
+            raise FileNotFoundError(
+                f"Checkpointer.restore: no finalized step {step} in {self.directory}; "
+                f"available steps: {self.all_steps()}."
+            )
+        restored = self._manager.restore(
+            int(step),
+            args=ocp.args.Composite(
+                **{
+                    STATE_ITEM: ocp.args.StandardRestore(_as_restore_target(abstract_state)),
+                    METADATA_ITEM: ocp.args.JsonRestore(),
+                }
+            ),
+        )
+        return restored[STATE_ITEM], dict(restored[METADATA_ITEM] or {})
+
+    def restore_latest(self, abstract_state: PyTree) -> tuple[PyTree, dict[str, Any], int] | None:
+        """Restores the newest step that can be read, falling back past damaged ones.
+
+        A step that fails to restore is logged (warning, with its path and the error);
+        the next older step is tried. If an older step restores, the newer damaged step
+        directories are renamed to `<step>.corrupt` so that the resumed run can write
+        those steps again (Orbax skips saves at or below its latest step).
+
+        Args:
+          abstract_state: as in `restore`.
+
+        Returns:
+          `(state, metadata, step)`, or None if the directory holds no finalized step.
+
+        Raises:
+          RuntimeError: if no step can be restored (every error is in the message; no
+            directory is renamed in that case, since a wrong `abstract_state` fails on
+            every step alike).
+        """
+        self._manager.wait_until_finished()
+        steps = self.all_steps()
+        failures: list[tuple[int, BaseException]] = []
+        for step in reversed(steps):
+            try:
+                state, metadata = self.restore(step, abstract_state)
+            except Exception as e:  # Orbax/tensorstore raise many types on damaged files.
+                logging.warning(
+                    "Checkpointer: could not restore checkpoint %s (%s: %s); trying the "
+                    "previous step.",
+                    self.step_path(step),
+                    type(e).__name__,
+                    str(e)[:500],
+                )
+                failures.append((step, e))
+                continue
+            if failures:
+                self._quarantine([s for s, _ in failures])
+                logging.warning(
+                    "Checkpointer: resumed from step %d of %s instead of step %d.",
+                    step,
+                    self.directory,
+                    failures[0][0],
+                )
+            return state, metadata, step
+        if not failures:
+            return None
+        details = "; ".join(f"{self.step_path(s)}: {type(e).__name__}: {e}" for s, e in failures)
+        raise RuntimeError(
+            f"Checkpointer.restore_latest: none of the {len(steps)} checkpoints in "
+            f"{self.directory} could be restored against the given abstract_state: {details}"
+        ) from failures[-1][1]
+
+    def _quarantine(self, steps: Sequence[int]) -> None:
+        """Renames damaged step directories so Orbax no longer lists them."""
+        if jax.process_index() == 0:
+            for step in steps:
+                src = epath.Path(self.step_path(step))
+                if not src.exists():
+                    continue
+                dst = epath.Path(src.parent / f"{src.name}{CORRUPT_SUFFIX}")
+                n = 1
+                while dst.exists():
+                    dst = epath.Path(src.parent / f"{src.name}{CORRUPT_SUFFIX}-{n}")
+                    n += 1
+                src.rename(dst)
+                logging.warning("Checkpointer: moved damaged checkpoint %s to %s.", src, dst)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("hncl_jax.checkpointing.quarantine")
+        self._manager.reload()
+
+    def wait_until_finished(self) -> None:
+        """Blocks until an async save has been written and renamed into place."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending saves and releases Orbax's threads."""
+        self._manager.close()
+
+
+def _finalized_steps(directory: str) -> list[int]:
+    """Step numbers of finalized step directories (tmp and .corrupt names excluded)."""
+    path = epath.Path(directory)
+    if not path.is_dir():
+        return []
+    return sorted(int(p.name) for p in path.iterdir() if _STEP_NAME.match(p.name) and p.is_dir())
+
+
+def _is_step_dir(path: epath.Path) -> bool:
+    return bool(_STEP_NAME.match(path.name)) and (path / STATE_ITEM).is_dir()
+
+
+def resolve_checkpoint_path(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """Finds the checkpoint meant by `path`.
+
+    Args:
+      path: one of
+        * a step directory (`.../checkpoints/1200`, holding `state/`): that step;
+        * a checkpoints directory (holding step directories): its latest step;
+        * a workdir (holding `checkpoints/`): the latest step of its checkpoints.
+
+    Returns:
+      `(directory, step)`: the absolute checkpoints directory and the step.
+
+    Raises:
+      FileNotFoundError: if `path` does not exist or holds no finalized checkpoint.
+    """
+    p = epath.Path(_absolute(path))
+    if not p.exists():
+        raise FileNotFoundError(
+            f"resolve_checkpoint_path: {os.fspath(path)!r} does not exist; pass a workdir, "
+            "its checkpoints/ directory or one step directory such as checkpoints/1200."
+        )
+    if _is_step_dir(p):
+        return os.fspath(p.parent), int(p.name)
+    for candidate in (p, p / CHECKPOINTS_SUBDIR):
+        steps = _finalized_steps(os.fspath(candidate))
+        if steps:
+            return os.fspath(candidate), steps[-1]
+    raise FileNotFoundError(
+        f"resolve_checkpoint_path: no finalized checkpoint in {os.fspath(p)!r}: expected a "
+        f"step directory (a number, holding {STATE_ITEM}/), a directory of such step "
+        f"directories, or a workdir holding {CHECKPOINTS_SUBDIR}/. Unfinished saves "
+        "(*.orbax-checkpoint-tmp) and damaged ones (*.corrupt) do not count."
+    )
+
+
+def _key_str(key: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def _path_str(path: Sequence[Any]) -> str:
+    return "/".join(_key_str(k) for k in path)
+
+
+def _flat_leaves(tree: PyTree) -> dict[str, Any]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {_path_str(path): leaf for path, leaf in flat}
+
+
+def load_for_warm_start(
+    path: str | os.PathLike[str], abstract_state_subtree: Mapping[str, PyTree]
+) -> dict[str, PyTree]:
+    """Restores a subtree (e.g. params and batch_stats) of another run's checkpoint.
+
+    The optimizer state and step are not read: the new run starts its own. Every leaf of
+    the target is compared with the checkpoint's metadata first, so an architecture
+    mismatch is reported in full instead of failing on the first array.
+
+    Args:
+      path: workdir, checkpoints directory or step directory (`resolve_checkpoint_path`).
+      abstract_state_subtree: dict from top-level state field names to abstract
+        subtrees, e.g. `{"params": abstract.params, "batch_stats": abstract.batch_stats}`
+        with `abstract = jax.eval_shape(create_state)`.
+
+    Returns:
+      dict with the same keys and structure, holding the restored arrays.
+
+    Raises:
+      FileNotFoundError: from `resolve_checkpoint_path`.
+      ValueError: if a key is not in the checkpoint, or leaves differ; the message
+        lists every differing leaf as `path: expected shape dtype, found shape dtype`.
+    """
+    if not isinstance(abstract_state_subtree, Mapping) or not abstract_state_subtree:
+        raise ValueError(
+            "load_for_warm_start: abstract_state_subtree must be a non-empty dict such as "
+            f"{{'params': ..., 'batch_stats': ...}}; got {type(abstract_state_subtree).__name__}."
+        )
+    directory, step = resolve_checkpoint_path(path)
+    state_path = epath.Path(directory) / str(step) / STATE_ITEM
+    checkpointer = ocp.PyTreeCheckpointer()
+    stored = checkpointer.metadata(state_path).item_metadata.tree
+    missing = [k for k in abstract_state_subtree if k not in stored]
+    if missing:
+        raise ValueError(
+            f"load_for_warm_start: {state_path} has no field(s) {missing}; it holds "
+            f"{sorted(stored)}. Pass a subtree of those fields."
+        )
+    target = {k: abstract_state_subtree[k] for k in abstract_state_subtree}
+    expected = _flat_leaves(target)
+    found = _flat_leaves({k: stored[k] for k in target})
+    problems = []
+    for name in sorted(set(expected) | set(found)):
+        if name not in found:
+            e = expected[name]
+            problems.append(f"{name}: expected {tuple(np.shape(e))} {np.dtype(e.dtype)}, missing")
+        elif name not in expected:
+            f = found[name]
+            problems.append(f"{name}: unexpected in checkpoint ({tuple(f.shape)} {f.dtype})")
+        else:
+            e, f = expected[name], found[name]
+            e_shape, f_shape = tuple(np.shape(e)), tuple(f.shape)
+            if e_shape != f_shape or np.dtype(e.dtype) != np.dtype(f.dtype):
+                problems.append(
+                    f"{name}: expected {e_shape} {np.dtype(e.dtype)}, found {f_shape} "
+                    f"{np.dtype(f.dtype)}"
+                )
+    if problems:
+        raise ValueError(
+            f"load_for_warm_start: {len(problems)} leaf/leaves of {state_path} do not match "
+            "the model (same architecture and embed_dim needed):\n  " + "\n  ".join(problems)
+        )
+    restore_target = _as_restore_target(target)
+    restored = checkpointer.restore(
+        state_path,
+        args=ocp.args.PyTreeRestore(
+            item=restore_target,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(restore_target),
+            partial_restore=True,
+        ),
+    )
+    logging.info("load_for_warm_start: restored %s from %s.", sorted(target), state_path)
+    return {k: restored[k] for k in target}
