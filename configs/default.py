@@ -79,7 +79,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 1024
     c.linear_probe = "end"  # end | periodic | off
     c.probe_epochs = 100
-    c.knn_k = (5, 200)
+    c.knn_k = (5, 200)  # k ≤ 5: majority vote; larger k: cosine-weighted vote (τ = 0.07).
     c.log_every_steps = 50
     c.checkpoint_every_epochs = 50
     c.max_checkpoints = 3

@@ -58,7 +58,8 @@ class TrainState(train_state.TrainState):
 
     Attributes:
       batch_stats: BatchNorm running statistics (empty dict for models without BN).
-      prototypes: CLOP's fixed prototypes (C, d); a (0, d) array when CLOP is off.
+      prototypes: CLOP's fixed prototypes (C, d); an unused (1, d) zero array when CLOP
+        is off.
         Saved with the checkpoint so a resumed run pulls to the same targets.
       nonfinite_step: the first step whose loss or gradients were not finite (-1 if
         none). Such a step leaves the state unchanged; the host stops the run.
@@ -302,7 +303,7 @@ def create_train_state(config, model, sample_x, num_classes, steps_per_epoch) ->
         else:
             protos = baselines.orthonormal_prototypes(jax.random.fold_in(base, 3), num_classes, d)
     else:
-        protos = jnp.zeros((0, d), jnp.float32)
+        protos = jnp.zeros((1, d), jnp.float32)  # unused; Orbax cannot save empty arrays
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
@@ -371,6 +372,9 @@ def run_evaluation(
         test_ds.labels,
         num_classes,
         knn_k=tuple(config.knn_k),
+        # k = 5 is a plain majority vote (CLOP); larger k the cosine-weighted vote of the
+        # hard-negative literature (k = 200, τ = 0.07).
+        knn_weighted=tuple(k > 5 for k in config.knn_k),
         linear_probe=probe,
         probe_kwargs={"epochs": config.probe_epochs, "seed": config.seed},
     )

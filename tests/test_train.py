@@ -13,7 +13,7 @@ from hncl_jax import checkpointing, reporting, train
 
 def tiny_synthetic(**overrides):
     c = synthetic.get_config("smoke")
-    c.model_kwargs.hidden = (32,)
+    c.model_kwargs.hidden_sizes = (32,)
     c.dataset_kwargs.dim = 48
     c.batch_size = 60
     c.num_epochs = 4
