@@ -73,6 +73,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optimizer.scale_lr_by_batch = False  # lr · B / 256 (CLOP's recipe).
     c.batch_size = 512  # global batch; clamped to the training-set size.
     c.num_epochs = 400
+    # Train steps per jitted dispatch (lax.scan); > 1 hides the host's dispatch cost for
+    # small models. Reduced to a divisor of the steps per epoch.
+    c.steps_per_dispatch = 1
 
     # Evaluation, logging and checkpoints (periods in epochs; 0 disables).
     c.eval_every_epochs = 50

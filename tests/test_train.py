@@ -114,3 +114,54 @@ def test_default_config_is_valid():
     from hncl_jax import validation
 
     validation.validate_config(default.get_config())
+
+
+@pytest.mark.slow
+def test_cifar10_through_tfds_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from configs import cifar10
+
+    c = cifar10.get_config("smoke")
+    c.data_dir = str(tmp_path / "tfds")
+    c.batch_size = 32
+    c.num_epochs = 1
+    c.plots = False
+    c.linear_probe = "off"
+    c.dtype = "float32"
+    with tfds.testing.mock_data(num_examples=64, policy=tfds.testing.MockPolicy.USE_CODE):
+        state = train.train_and_evaluate(c, str(tmp_path / "run"))
+    assert int(state.step) == 2
+    last = reporting.read_metrics(str(tmp_path / "run"))[-1]
+    assert np.isfinite(last["nc/train/z/zero_sum"]) and "eval/test/z/knn5_acc" in last
+
+
+@pytest.mark.slow
+def test_tinyimagenet_builder_through_the_trainer(tmp_path):
+    from hncl_jax.data import tinyimagenet
+    from tests.test_tinyimagenet import TRAIN_PER_CLASS, VAL_PER_CLASS, WNIDS, make_archive
+
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    make_archive(str(manual))
+    from configs import tinyimagenet as tin_config
+
+    c = tin_config.get_config("smoke")
+    c.data_dir = str(tmp_path / "tfds")
+    c.manual_dir = str(manual)
+    c.dataset_kwargs.config = tinyimagenet.TinyImagenetConfig(
+        name="mini",
+        num_classes=len(WNIDS),
+        train_per_class=TRAIN_PER_CLASS,
+        val_per_class=VAL_PER_CLASS,
+    )
+    c.batch_size = 4
+    c.num_epochs = 1
+    c.knn_k = (5,)
+    c.plots = False
+    c.linear_probe = "off"
+    c.dtype = "float32"
+    state = train.train_and_evaluate(c, str(tmp_path / "run"))
+    assert int(state.step) == len(WNIDS) * TRAIN_PER_CLASS // 4
+    last = reporting.read_metrics(str(tmp_path / "run"))[-1]
+    assert "eval/test/z/ncm_acc" in last
