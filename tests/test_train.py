@@ -165,3 +165,12 @@ def test_tinyimagenet_builder_through_the_trainer(tmp_path):
     assert int(state.step) == len(WNIDS) * TRAIN_PER_CLASS // 4
     last = reporting.read_metrics(str(tmp_path / "run"))[-1]
     assert "eval/test/z/ncm_acc" in last
+
+
+def test_the_train_step_is_traced_once_per_run(tmp_path, monkeypatch):
+    import chex
+
+    monkeypatch.setattr(train, "train_step", chex.assert_max_traces(train.train_step, n=1))
+    c = tiny_synthetic(num_epochs=3, steps_per_dispatch=2)
+    state = train.train_and_evaluate(c, str(tmp_path))
+    assert int(state.step) == 3 * (len(train.load_data(c)[0].labels) // c.batch_size)
