@@ -32,6 +32,10 @@ def main(argv):
     if FLAGS.multihost:
         jax.distributed.initialize()
     pylogging.getLogger("absl").setLevel(pylogging.INFO)
+    # Orbax logs every save step at INFO through absl; keep its warnings only.
+    pylogging.getLogger("absl").addFilter(
+        lambda r: r.levelno >= pylogging.WARNING or "orbax" not in r.pathname
+    )
     logging.info(
         "JAX process %d/%d, local devices %s",
         jax.process_index(),

@@ -540,7 +540,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     history: list[dict] = [r for r in reporting.read_metrics(workdir) if "nc/train/z/zero_sum" in r]
     spectra: dict[str, np.ndarray] = {}
-    final_scalars: dict[str, float] = {}
+    # A finished run rerun on its workdir reports its last evaluation again.
+    final_scalars: dict[str, float] = dict(history[-1]) if history else {}
     train_z = None
 
     def save(step: int, force: bool = False):
