@@ -185,6 +185,13 @@ def bench_train(args) -> dict[str, Any]:
             view_kwargs={},
         )
     k_dispatch = max(args.steps_per_dispatch, 1)
+    objective = None
+    if args.trivial_loss:
+        # The model's forward, backward and update alone: step time minus this is the
+        # contrastive loss's share.
+        def objective(z, f, labels, positive_ids, visible, key, prototypes):
+            return jnp.mean(jnp.square(z)), {}
+
     step_fn = train.make_step_fn(
         c,
         num_classes,
@@ -192,6 +199,7 @@ def bench_train(args) -> dict[str, Any]:
         batch_sharding=None,
         replicated=None,
         steps_per_dispatch=k_dispatch,
+        objective=objective,
     )
     data = (images, labels, labels)
     holder = {"state": state}
@@ -214,9 +222,15 @@ def bench_train(args) -> dict[str, Any]:
         "dtype": args.dtype,
         "positives": args.positives,
         "steps_per_dispatch": k_dispatch,
+        "trivial_loss": bool(args.trivial_loss),
     }
     if args.mode == "step":
         first, times = _time(one, warmup=args.warmup, steps=args.steps)
+        if args.profile_dir:
+            # A trace of a few steps for TensorBoard's profiler / Perfetto.
+            with jax.profiler.trace(args.profile_dir):
+                for _ in range(3):
+                    jax.block_until_ready(one())
         step_s = statistics.median(times) / k_dispatch
         ips = args.batch * views / step_s
         record.update(compile_s=first - step_s * k_dispatch, step_ms=1e3 * step_s)
@@ -363,6 +377,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--steps", type=int, default=20, help="timed dispatches")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps_per_dispatch", type=int, default=1)
+    p.add_argument(
+        "--trivial_loss",
+        action="store_true",
+        help="replace the loss by mean(z²) to measure the model's share of the step",
+    )
+    p.add_argument("--profile_dir", default="", help="write a jax.profiler trace here")
     p.add_argument("--loss_n", type=_ints, default=[128, 512, 2048])
     p.add_argument("--loss_k", type=_ints, default=[64, 256])
     p.add_argument("--loss_dim", type=int, default=128)

@@ -272,16 +272,18 @@ def make_step_fn(
     batch_sharding: NamedSharding | None,
     replicated: NamedSharding | None,
     steps_per_dispatch: int = 1,
+    objective: Callable | None = None,
 ):
     """Jits `train_step` (state donated); `steps_per_dispatch` > 1 scans several steps.
 
     Several steps per dispatch remove the host's per-step dispatch cost for small
-    models; the returned metrics are then means over the scanned steps.
+    models; the returned metrics are then means over the scanned steps. `objective`
+    replaces the config's loss (the benchmark uses it to separate the loss's cost).
     """
     step = functools.partial(
         train_step,
         seed=config.seed,
-        objective=make_objective(config, num_classes),
+        objective=objective or make_objective(config, num_classes),
         normalization=config.normalization,
         batch_fn=batch_fn,
         batch_sharding=batch_sharding,

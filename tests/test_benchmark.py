@@ -39,3 +39,13 @@ def test_loss_mode_covers_the_estimators_and_the_naive_loop():
         ("naive_loop", "anchor"),
     }
     assert all(r["ms"] > 0 for r in recs)
+
+
+def test_trivial_loss_and_profile_trace(tmp_path):
+    (rec,) = benchmark.main(
+        "--mode=step --model=tiny_mlp --batch=16 --num_classes=4 --dtype=float32 "
+        f"--image_size=4 --steps=2 --warmup=1 --trivial_loss --profile_dir={tmp_path}".split()
+    )
+    assert rec["trivial_loss"] and rec["images_per_sec"] > 0
+    traces = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert traces, "jax.profiler wrote no trace"
