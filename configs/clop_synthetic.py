@@ -14,6 +14,9 @@ from configs import default
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = default.get_config()
     c.dataset = "clop_synthetic"
+    # Points span t ∈ [−3, 3] along their lines (the paper leaves the extent open; with
+    # t ∈ [−1, 1] a third of the points sit inside the noise around the origin).
+    c.dataset_kwargs.radius = 3.0
     c.model = "mlp"
     c.embed_dim = 3  # CLOP's prototypes need d ≥ C = 3.
     c.normalization = "unit_sphere"

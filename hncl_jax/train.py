@@ -401,18 +401,27 @@ def run_evaluation(
     num_classes: int,
     *,
     probe: bool,
+    labelled: np.ndarray | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
-    """Features of both splits, collapse metrics, NCM / kNN / optional probe."""
+    """Features of both splits, collapse metrics, NCM / kNN / optional probe.
+
+    With `labelled` (a bool mask of the training set, semi-supervised runs) the
+    train-split metrics and the classifiers' fits use the labelled examples only: the
+    evaluation sees the labels the training saw (CLOP's kNN "fit on the labelled 10 %").
+    """
     variables = {"params": state.params}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
     fn = functools.partial(features_fn, variables)
     tr_h, tr_z = evaluation.extract_features(fn, train_ds.images, config.eval_batch_size)
     te_h, te_z = evaluation.extract_features(fn, test_ds.images, config.eval_batch_size)
+    tr_y, all_z = train_ds.labels, tr_z
+    if labelled is not None:
+        tr_h, tr_z, tr_y = tr_h[labelled], tr_z[labelled], tr_y[labelled]
     scalars, spectra = evaluation.evaluate_representations(
         tr_h,
         tr_z,
-        train_ds.labels,
+        tr_y,
         te_h,
         te_z,
         test_ds.labels,
@@ -424,7 +433,7 @@ def run_evaluation(
         linear_probe=probe,
         probe_kwargs={"epochs": config.probe_epochs, "seed": config.seed},
     )
-    return scalars, spectra, tr_z
+    return scalars, spectra, all_z
 
 
 # --------------------------------------------------------------------------- main loop
@@ -483,9 +492,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     batch_sharding = NamedSharding(mesh, P("data")) if num_devices > 1 else None
 
     visible_labels = train_ds.labels.copy()
+    labelled_mask = None
     if config.label_fraction < 1.0:
-        mask = data.labelled_mask(n_train, config.label_fraction, config.seed)
-        visible_labels = np.where(mask, visible_labels, -1).astype(np.int32)
+        labelled_mask = data.labelled_mask(n_train, config.label_fraction, config.seed)
+        visible_labels = np.where(labelled_mask, visible_labels, -1).astype(np.int32)
 
     def put(a):
         a = np.asarray(a)
@@ -594,7 +604,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                         last and config.linear_probe == "end"
                     )
                     scalars, spectra, train_z = run_evaluation(
-                        config, state, features_fn, train_ds, test_ds, num_classes, probe=probe
+                        config,
+                        state,
+                        features_fn,
+                        train_ds,
+                        test_ds,
+                        num_classes,
+                        probe=probe,
+                        labelled=labelled_mask,
                     )
                     scalars["train/epoch_loss"] = mean_loss
                     scalars["epoch"] = epoch

@@ -35,7 +35,7 @@ _VECTOR_SETS = ("hn_synthetic", "clop_synthetic")
 # The per-data-set keyword options load_dataset passes on.
 _OPTIONS = {
     "hn_synthetic": ("num_classes", "per_class", "dim", "image_shape"),
-    "clop_synthetic": ("num_classes", "num_points", "dim", "noise_variance"),
+    "clop_synthetic": ("num_classes", "num_points", "dim", "noise_variance", "radius"),
     "digits": ("test_fraction",),
     "cifar10": (),
     "cifar100": (),
