@@ -74,7 +74,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.batch_size = 512  # global batch; clamped to the training-set size.
     c.num_epochs = 400
     # Train steps per jitted dispatch (lax.scan); > 1 hides the host's dispatch cost for
-    # small models. Reduced to a divisor of the steps per epoch.
+    # small models on a GPU. Reduced to a divisor of the steps per epoch. Keep 1 on the
+    # CPU: XLA:CPU runs convolutions 13× slower inside a scan (BENCHMARKS.md).
     c.steps_per_dispatch = 1
 
     # Evaluation, logging and checkpoints (periods in epochs; 0 disables).
