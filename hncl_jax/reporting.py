@@ -156,7 +156,12 @@ class MetricWriter:
     def _truncate(self, resume_step: int) -> None:
         rows = _parse_lines(self.path)
         kept = [r for r in rows if int(r["step"]) <= resume_step]
-        if len(kept) == len(rows):
+        with open(self.path, "rb") as f:
+            raw = f.read()
+        clean = raw.endswith(b"\n") or not raw
+        # Rewrite whenever a row goes or the file holds a torn line (a crash mid-write):
+        # appending after a torn line would glue the next row onto it and lose both.
+        if len(kept) == len(rows) and clean and raw.count(b"\n") == len(rows):
             return
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:

@@ -454,20 +454,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       The final `TrainState`.
 
     Raises:
-      ValueError: for a bad config (raised before any data is loaded or compiled).
-      FloatingPointError: when the loss or gradients become non-finite.
+      ValueError: for a bad config or data (`validation.ConfigError`,
+        `data.DatasetNotPreparedError`, a corrupt Tiny-ImageNet file, a warm-start
+        checkpoint of other shapes), raised before anything is written to the workdir
+        or compiled.
+      FloatingPointError: when the loss or gradients become non-finite; the step is
+        skipped and nothing already written is overwritten.
+      SystemExit: on SIGTERM or Ctrl-C, once a checkpoint is saved (code 128 + signal).
     """
     workdir = os.path.abspath(os.path.expanduser(workdir))
     num_devices = jax.device_count()
+    # Every check that can fail runs before anything is written to the workdir or
+    # compiled: the config, the workdir's previous run, the data (not prepared, corrupt
+    # files), the config against the data, and the warm-start checkpoint's shapes.
     validation.validate_config(config, num_devices=num_devices)
-    os.makedirs(workdir, exist_ok=True)
     is_primary = jax.process_index() == 0
     validation.check_workdir(workdir, _config_fingerprint(config), config.allow_config_change)
 
     train_ds, test_ds = load_data(config)
     num_classes = train_ds.num_classes
-    validation.validate_against_data(config, num_classes)
     n_train = len(train_ds.labels)
+    validation.validate_against_data(
+        config, num_classes, num_examples=n_train, num_devices=num_devices
+    )
     batch_size = min(config.batch_size, n_train)
     batch_size -= batch_size % num_devices
     if batch_size != config.batch_size:
@@ -497,29 +506,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         labelled_mask = data.labelled_mask(n_train, config.label_fraction, config.seed)
         visible_labels = np.where(labelled_mask, visible_labels, -1).astype(np.int32)
 
+    def init_state():
+        sample_x = augment.preprocess(jnp.asarray(train_ds.images[:2]))
+        return create_train_state(config, model, sample_x, num_classes, steps_per_epoch)
+
+    abstract_state = jax.eval_shape(init_state)  # traced only: no compilation, no arrays
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    warm = None
+    if config.init_from and not _has_checkpoint(ckpt_dir):
+        # Compares every leaf's shape with the checkpoint (naming the mismatched ones)
+        # before anything is written; a resumed run ignores init_from.
+        warm = checkpointing.load_for_warm_start(
+            config.init_from,
+            {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats},
+        )
+
     def put(a):
         a = np.asarray(a)
         return jax.make_array_from_callback(a.shape, replicated, lambda i: a[i])
 
     images, labels, visible = put(train_ds.images), put(train_ds.labels), put(visible_labels)
-    sample_x = augment.preprocess(jnp.asarray(train_ds.images[:2]))
-    state = create_train_state(config, model, sample_x, num_classes, steps_per_epoch)
-
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    os.makedirs(workdir, exist_ok=True)
     ckpt = checkpointing.Checkpointer(ckpt_dir, max_to_keep=config.max_checkpoints)
-    restored = ckpt.restore_latest(jax.eval_shape(lambda: state))
+    restored = ckpt.restore_latest(abstract_state)
+    # Losses of the dispatches of the current epoch so far; a checkpoint written in the
+    # middle of an epoch (preemption) keeps them, so the resumed epoch mean is exact.
+    epoch_loss: list[Array] = []
     if restored is not None:
-        state, _, start_step = restored
+        state, meta, start_step = restored
         logging.info("resuming from %s at step %d", ckpt_dir, start_step)
         start_step = int(state.step)
+        epoch_loss = [jnp.asarray(v, jnp.float32) for v in meta.get("epoch_losses", [])]
     else:
         start_step = 0
-        if config.init_from:
-            subtree = {"params": state.params, "batch_stats": state.batch_stats}
-            loaded = checkpointing.load_for_warm_start(
-                config.init_from, jax.eval_shape(lambda: subtree)
-            )
-            state = state.replace(params=loaded["params"], batch_stats=loaded["batch_stats"])
+        state = init_state()
+        if warm is not None:
+            state = state.replace(params=warm["params"], batch_stats=warm["batch_stats"])
             logging.info("warm start from %s (fresh optimizer, step 0)", config.init_from)
     state = jax.device_put(state, replicated)
 
@@ -557,7 +579,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     train_z = None
 
     def save(step: int, force: bool = False):
-        ckpt.save(step, state, {"epoch": step // steps_per_epoch, "step": step}, force=force)
+        meta = {"epoch": step // steps_per_epoch, "step": step}
+        if epoch_loss:  # mid-epoch (preemption): the epoch's losses so far, exact floats
+            meta["epoch_losses"] = [float(v) for v in jax.device_get(epoch_loss)]
+        ckpt.save(step, state, meta, force=force)
 
     preempted = {"signal": None}
 
@@ -574,7 +599,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     bar = reporting.ProgressBar(total_steps, initial=start_step, enabled=is_primary)
     step = start_step
-    epoch_loss = []
     t_last, step_last = time.perf_counter(), step
     try:
         while step < total_steps:
@@ -626,21 +650,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 )
                 if periodic_ckpt or last:
                     save(step, force=True)
-            if preempted["signal"] is not None:
+            if preempted["signal"] is not None and step < total_steps:
                 raise _Preempted()
     except (_Preempted, KeyboardInterrupt):
-        if ckpt.latest_step() != step:
-            save(step, force=True)
-        ckpt.wait_until_finished()
-        writer.close()
-        bar.close()
+        try:
+            # Never checkpoint a state that went past a skipped non-finite step.
+            _check_finite(state, ckpt, ckpt_dir)
+            if ckpt.latest_step() != step:
+                save(step, force=True)
+            ckpt.wait_until_finished()
+        finally:
+            writer.close()
+            bar.close()
         msg = (
-            f"interrupted at step {step}/{total_steps}: checkpoint saved in {ckpt_dir}. "
-            f"Resume with the same command (same --workdir={workdir})."
+            f"interrupted at step {step}/{total_steps}: checkpoint saved in "
+            f"{ckpt.step_path(step)}. Resume with the same command (same --workdir={workdir})."
         )
         logging.warning(msg)
         print(msg, flush=True)
-        raise SystemExit(130) from None
+        # The shell's convention for "killed by signal N": 130 for Ctrl-C, 143 for SIGTERM.
+        raise SystemExit(128 + (preempted["signal"] or signal.SIGINT)) from None
+    except FloatingPointError:
+        writer.close()
+        bar.close()
+        ckpt.close()
+        raise
     finally:
         for s, h in old_handlers.items():
             signal.signal(s, h)
@@ -665,6 +699,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     return state
 
 
+def _has_checkpoint(ckpt_dir: str) -> bool:
+    """Whether `ckpt_dir` holds a finalized checkpoint (read only; creates nothing)."""
+    try:
+        checkpointing.resolve_checkpoint_path(ckpt_dir)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _check_finite(state: TrainState, ckpt, ckpt_dir: str) -> None:
     """Stops the run if a step produced a non-finite loss or gradient."""
     bad = int(jax.device_get(state.nonfinite_step))
@@ -674,5 +717,7 @@ def _check_finite(state: TrainState, ckpt, ckpt_dir: str) -> None:
         raise FloatingPointError(
             f"non-finite loss or gradients at step {bad}; the update was skipped and nothing "
             f"already written was overwritten. Last good checkpoint: {where}. Lower the learning "
-            "rate or β, or use normalization='unit_ball'."
+            "rate or β, or use normalization='unit_ball', in a new --workdir (with "
+            "--config.init_from=<that checkpoint> to start from it), or pass "
+            "--config.allow_config_change=True to resume this one."
         )

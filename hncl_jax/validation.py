@@ -1,7 +1,21 @@
-"""Config and workdir checks, run before any data is loaded or anything is compiled.
+"""Config, data and workdir checks, run before anything is written or compiled.
 
 Every error names the config field, the bad value and the fix, so that a mistyped
 `--config.loss.name=hscll` costs a second, not a compile and a crash an hour later.
+`train.train_and_evaluate` runs the checks in this order:
+
+1. `validate_config(config, num_devices=...)`: every field the trainer reads (names,
+   ranges, combinations), with no data loaded;
+2. `check_workdir(workdir, fingerprint, allow_change)`: the workdir does not hold a run
+   of a different config (read only);
+3. the data is loaded (a dataset that is not prepared raises `DatasetNotPreparedError`
+   with the commands that prepare it; a corrupt Tiny-ImageNet file is named);
+4. `validate_against_data(config, num_classes, ...)`: the fields that depend on the
+   number of classes C and of training examples (embedding dimension, CLOP);
+5. the warm-start checkpoint (`config.init_from`) is compared leaf by leaf with the
+   model (`checkpointing.load_for_warm_start`).
+
+Only then is the workdir created and the train step compiled.
 """
 
 from __future__ import annotations
@@ -9,8 +23,10 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
@@ -35,6 +51,10 @@ UNSUPERVISED_LOSSES = (
     "vicreg",
     "barlow_twins",
 )
+# Data sets whose examples are vectors, not images (no SimCLR crops, no resizing).
+VECTOR_DATASETS = ("hn_synthetic", "clop_synthetic")
+# `dataset_kwargs` keys the trainer consumes itself (the rest go to `load_dataset`).
+TRAINER_DATASET_KWARGS = ("max_examples",)
 FINGERPRINT_FILE = "run_fingerprint.json"
 
 
@@ -42,7 +62,7 @@ class ConfigError(ValueError):
     """A config field has a value the trainer cannot run with."""
 
 
-def _choice(field: str, value: Any, options: tuple) -> None:
+def _choice(field: str, value: Any, options: Sequence[Any]) -> None:
     if value not in options:
         close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -52,30 +72,156 @@ def _choice(field: str, value: Any, options: tuple) -> None:
         )
 
 
+def _is_number(value: Any) -> bool:
+    # bool is an int in Python, but `k=True` is a typo, not a count.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _positive(field: str, value: Any, *, strict: bool = True, integer: bool = False) -> None:
-    ok = isinstance(value, int | float) and (value > 0 if strict else value >= 0)
+    ok = _is_number(value) and math.isfinite(value) and (value > 0 if strict else value >= 0)
     if integer:
         ok = ok and float(value).is_integer()
     if not ok:
         what = "a positive" if strict else "a non-negative"
-        kind = "integer" if integer else "number"
+        kind = "integer" if integer else "finite number"
         raise ConfigError(f"config.{field}={value!r} must be {what} {kind}; set --config.{field}.")
+
+
+def _dataset_options(name: str) -> tuple[str, ...]:
+    """The `load_dataset` options of data set `name` (see `hncl_jax.data`)."""
+    return tuple(data.DATASET_OPTIONS.get(name, ()))
 
 
 def validate_config(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
     """Checks every field the trainer reads; raises `ConfigError` on the first problem.
 
+    Needs no data and compiles nothing; the checks that need the number of classes are
+    in `validate_against_data`.
+
     Args:
-      config: the run's config.
+      config: the run's config (`configs/default.py` lists and explains every field).
       num_devices: the global device count the batch is sharded over.
+
+    Raises:
+      ConfigError: (a ValueError) naming the field, its value and the fix.
     """
+    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
+        raise ConfigError(
+            f"config.seed={config.seed!r} must be a non-negative integer; e.g. --config.seed=0."
+        )
     _choice("dataset", config.dataset, data.DATASETS)
+    _validate_data_fields(config)
     _choice("model", config.model, models.MODELS)
     _choice("normalization", config.normalization, geometry.NORMALIZATIONS)
     _choice("positives", config.positives, POSITIVES)
     if config.positives == "views":
         _choice("views", config.views, VIEWS)
+        if config.views == "simclr" and config.dataset in VECTOR_DATASETS:
+            raise ConfigError(
+                f"config.views='simclr' crops and colour-jitters images, but "
+                f"config.dataset={config.dataset!r} holds vectors; use --config.views=noise "
+                "(Gaussian noise, HN §5) or --config.views=clop."
+            )
+        if config.views in ("noise", "clop"):
+            _positive("noise_std", config.noise_std, strict=False)
     _choice("dtype", config.dtype, DTYPES)
+    _validate_model_kwargs(config)
+    if config.embed_dim not in (-1, None):
+        _positive("embed_dim", config.embed_dim, integer=True)
+    _validate_loss(config)
+    _positive("clop.weight", config.clop.weight, strict=False)
+    _choice("clop.prototypes", config.clop.prototypes, PROTOTYPES)
+    frac = config.label_fraction
+    if not _is_number(frac) or not 0.0 < frac <= 1.0:
+        raise ConfigError(
+            f"config.label_fraction={frac!r} must lie in (0, 1] (the fraction of training "
+            "labels kept); e.g. --config.label_fraction=0.1."
+        )
+    if frac < 1.0 and config.loss.name not in UNSUPERVISED_LOSSES:
+        raise ConfigError(
+            f"config.label_fraction={frac} hides labels, but config.loss.name="
+            f"{config.loss.name!r} is supervised and needs every label. Use an unsupervised "
+            "loss (ucl, hucl, nt_xent, dcl, vicreg, ...) with --config.clop.weight > 0, or "
+            "label_fraction=1."
+        )
+    _validate_optimizer(config)
+    _positive("batch_size", config.batch_size, integer=True)
+    _positive("num_epochs", config.num_epochs, integer=True)
+    if config.get("steps_per_dispatch") is not None:  # None means 1
+        _positive("steps_per_dispatch", config.steps_per_dispatch, integer=True)
+    _positive("eval_batch_size", config.eval_batch_size, integer=True)
+    _positive("log_every_steps", config.log_every_steps, integer=True)
+    _positive("eval_every_epochs", config.eval_every_epochs, strict=False, integer=True)
+    _positive("checkpoint_every_epochs", config.checkpoint_every_epochs, strict=False, integer=True)
+    if config.max_checkpoints is not None:  # None keeps every checkpoint
+        _positive("max_checkpoints", config.max_checkpoints, integer=True)
+    _choice("linear_probe", config.linear_probe, PROBE_MODES)
+    if config.linear_probe != "off":
+        _positive("probe_epochs", config.probe_epochs, integer=True)
+    knn_k = config.knn_k
+    if (
+        not isinstance(knn_k, Sequence)
+        or not knn_k
+        or not all(_is_number(k) and float(k).is_integer() and k >= 1 for k in knn_k)
+        or len(set(knn_k)) != len(knn_k)
+    ):
+        raise ConfigError(
+            f"config.knn_k={knn_k!r} must be a non-empty tuple of distinct positive integers "
+            "(the kNN neighbour counts); e.g. --config.knn_k='(5, 200)'."
+        )
+    if config.batch_size % num_devices:
+        suggestion = max(num_devices, config.batch_size // num_devices * num_devices)
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} is not divisible by the {num_devices} "
+            f"devices the batch is sharded over; use a multiple of {num_devices}, e.g. "
+            f"--config.batch_size={suggestion}."
+        )
+    if config.init_from and not os.path.exists(os.path.expanduser(config.init_from)):
+        raise ConfigError(
+            f"config.init_from={config.init_from!r} does not exist; give the workdir or the "
+            "checkpoint directory of the run to start from."
+        )
+
+
+def _validate_data_fields(config: ml_collections.ConfigDict) -> None:
+    name = config.dataset
+    kwargs = dict(config.dataset_kwargs) if config.dataset_kwargs else {}
+    allowed = (*_dataset_options(name), *TRAINER_DATASET_KWARGS)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"config.dataset_kwargs has option(s) {unknown} that dataset {name!r} does not "
+            f"take; allowed: {', '.join(allowed)}. Remove them or fix their names."
+        )
+    if kwargs.get("max_examples") is not None:
+        _positive("dataset_kwargs.max_examples", kwargs["max_examples"], integer=True)
+    if config.image_size is not None:
+        if name in VECTOR_DATASETS:
+            raise ConfigError(
+                f"config.image_size={config.image_size!r} resizes images, but "
+                f"config.dataset={name!r} holds vectors; set --config.image_size=None."
+            )
+        _positive("image_size", config.image_size, integer=True)
+    if config.get("manual_dir") and name != "tinyimagenet":
+        raise ConfigError(
+            f"config.manual_dir={config.manual_dir!r} is the Tiny-ImageNet archive folder, "
+            f"but config.dataset={name!r}; unset it (--config.manual_dir=None)."
+        )
+
+
+def _validate_model_kwargs(config: ml_collections.ConfigDict) -> None:
+    kwargs = dict(config.model_kwargs) if config.model_kwargs else {}
+    try:
+        # Builds the module description only (no parameters, nothing compiled).
+        models.create_model(config.model, embed_dim=1, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(
+            f"config.model_kwargs={kwargs!r} does not fit config.model={config.model!r} ({e}); "
+            "fix or remove the option."
+        ) from e
+
+
+def _validate_loss(config: ml_collections.ConfigDict) -> None:
     lc = config.loss
     _choice("loss.name", lc.name, LOSS_NAMES)
     _choice("loss.psi", lc.psi, hardening.PSIS)
@@ -95,61 +241,72 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int = 1) 
         )
     if lc.name in ("vicreg", "barlow_twins") and config.positives != "views":
         raise ConfigError(
-            f"config.loss.name={lc.name!r} needs two views per example; set "
-            "--config.positives=views."
+            f"config.loss.name={lc.name!r} needs two views per example, but "
+            f"config.positives={config.positives!r}; set --config.positives=views."
         )
-    _positive("clop.weight", config.clop.weight, strict=False)
-    _choice("clop.prototypes", config.clop.prototypes, PROTOTYPES)
-    frac = config.label_fraction
-    if not isinstance(frac, int | float) or not 0.0 < frac <= 1.0:
-        raise ConfigError(
-            f"config.label_fraction={frac!r} must lie in (0, 1] (the fraction of training "
-            "labels kept); e.g. --config.label_fraction=0.1."
-        )
-    if frac < 1.0 and lc.name not in UNSUPERVISED_LOSSES:
-        raise ConfigError(
-            f"config.label_fraction={frac} hides labels, but config.loss.name={lc.name!r} is "
-            "supervised and needs every label. Use an unsupervised loss (ucl, hucl, nt_xent, "
-            "dcl, vicreg, ...) with --config.clop.weight > 0, or label_fraction=1."
-        )
+
+
+def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
     oc = config.optimizer
     _choice("optimizer.name", oc.name, OPTIMIZERS)
     _choice("optimizer.schedule", oc.schedule, SCHEDULES)
     _positive("optimizer.learning_rate", oc.learning_rate)
     _positive("optimizer.weight_decay", oc.weight_decay, strict=False)
-    _positive("batch_size", config.batch_size, integer=True)
-    _positive("num_epochs", config.num_epochs, integer=True)
-    _positive("eval_batch_size", config.eval_batch_size, integer=True)
-    _positive("log_every_steps", config.log_every_steps, integer=True)
-    _positive("eval_every_epochs", config.eval_every_epochs, strict=False, integer=True)
-    _positive("checkpoint_every_epochs", config.checkpoint_every_epochs, strict=False, integer=True)
-    _choice("linear_probe", config.linear_probe, PROBE_MODES)
-    if config.batch_size % num_devices:
-        suggestion = max(num_devices, config.batch_size // num_devices * num_devices)
+    _positive("optimizer.warmup_epochs", oc.warmup_epochs, strict=False)
+    if oc.name in ("sgd", "lars") and not (_is_number(oc.momentum) and 0.0 <= oc.momentum < 1.0):
         raise ConfigError(
-            f"config.batch_size={config.batch_size} is not divisible by the {num_devices} "
-            f"devices the batch is sharded over; use a multiple of {num_devices}, e.g. "
-            f"--config.batch_size={suggestion}."
-        )
-    if config.embed_dim not in (-1, None):
-        _positive("embed_dim", config.embed_dim, integer=True)
-    if config.init_from and not os.path.exists(os.path.expanduser(config.init_from)):
-        raise ConfigError(
-            f"config.init_from={config.init_from!r} does not exist; give the workdir or the "
-            "checkpoint directory of the run to start from."
+            f"config.optimizer.momentum={oc.momentum!r} must lie in [0, 1) for "
+            f"config.optimizer.name={oc.name!r}; e.g. --config.optimizer.momentum=0.9."
         )
 
 
-def validate_against_data(config: ml_collections.ConfigDict, num_classes: int) -> None:
-    """Checks that need the dataset's number of classes C (embedding dimension)."""
-    if config.embed_dim in (-1, None):
-        return
-    d = int(config.embed_dim)
-    if config.clop.weight > 0 and config.clop.prototypes == "orthonormal" and d < num_classes:
+def validate_against_data(
+    config: ml_collections.ConfigDict,
+    num_classes: int,
+    *,
+    num_examples: int | None = None,
+    num_devices: int = 1,
+) -> None:
+    """Checks the fields that depend on the data: embedding dimension, CLOP, set size.
+
+    Args:
+      config: the run's config (already through `validate_config`).
+      num_classes: C, the number of classes of the loaded training set.
+      num_examples: N, the number of training examples (None: not checked).
+      num_devices: the global device count the batch is sharded over.
+
+    Raises:
+      ConfigError: CLOP's prototypes do not fit in the embedding dimension, fewer than
+        two classes, or fewer training examples than devices.
+
+    Warns:
+      UserWarning: embed_dim < C − 1, where Neural-Collapse cannot be reached.
+    """
+    if num_classes < 2:
         raise ConfigError(
-            f"config.embed_dim={d} < {num_classes} classes: CLOP's orthonormal prototypes need "
-            f"embed_dim ≥ C; set --config.embed_dim={num_classes} or more."
+            f"config.dataset={config.dataset!r} with config.dataset_kwargs="
+            f"{dict(config.dataset_kwargs or {})} has {num_classes} class; contrastive "
+            "learning and the evaluation need at least 2 (e.g. "
+            "--config.dataset_kwargs.num_classes=3)."
         )
+    if num_examples is not None and num_examples < num_devices:
+        raise ConfigError(
+            f"the training set of config.dataset={config.dataset!r} has {num_examples} "
+            f"examples, fewer than the {num_devices} devices the batch is split over; raise "
+            "config.dataset_kwargs.max_examples or use more data."
+        )
+    auto = config.embed_dim in (-1, None)
+    d = num_classes - 1 if auto else int(config.embed_dim)
+    shown = f"config.embed_dim={config.embed_dim}" + (f" (C - 1 = {d})" if auto else "")
+    if config.clop.weight > 0:
+        # Orthonormal prototypes need C orthonormal vectors; a simplex ETF fits in C - 1.
+        need = num_classes if config.clop.prototypes == "orthonormal" else num_classes - 1
+        if d < need:
+            raise ConfigError(
+                f"{shown} < {need}: CLOP's {config.clop.prototypes} prototypes for "
+                f"{num_classes} classes need embed_dim ≥ {need}; set --config.embed_dim={need} "
+                "or more."
+            )
     if d < num_classes - 1:
         warnings.warn(
             f"config.embed_dim={d} < C - 1 = {num_classes - 1}: Neural-Collapse (a simplex ETF "
@@ -160,18 +317,40 @@ def validate_against_data(config: ml_collections.ConfigDict, num_classes: int) -
 
 
 def check_workdir(workdir: str, fingerprint: dict, allow_change: bool) -> None:
-    """Refuses a workdir that holds a run of a different config (unless allowed)."""
+    """Refuses a workdir that holds a run of a different config (unless allowed).
+
+    Reads only: a missing workdir passes.
+
+    Args:
+      workdir: the run directory.
+      fingerprint: the fields that define the run (`train._config_fingerprint`).
+      allow_change: log a warning instead of raising (`config.allow_config_change`).
+
+    Raises:
+      ConfigError: the workdir is a file, its fingerprint is unreadable, or it records a
+        different config; the message lists every differing field.
+    """
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"workdir {workdir} is a file, not a folder; pass another --workdir.")
     path = os.path.join(workdir, FINGERPRINT_FILE)
     if not os.path.exists(path):
         return
-    with open(path) as fh:
-        old = json.load(fh)
+    try:
+        with open(path) as fh:
+            old = json.load(fh)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(
+            f"{path} (the config of the run in workdir {workdir}) cannot be read ({e}); restore "
+            "it, use a new --workdir, or delete the file to continue this run with the current "
+            "config."
+        ) from e
     if old == fingerprint:
         return
+    old, new = _flatten(old), _flatten(fingerprint)
     diffs = sorted(
-        f"{k}: {old.get(k)!r} → {fingerprint.get(k)!r}"
-        for k in set(old) | set(fingerprint)
-        if old.get(k) != fingerprint.get(k)
+        f"{k}: {old.get(k, '<unset>')!r} → {new.get(k, '<unset>')!r}"
+        for k in set(old) | set(new)
+        if old.get(k, "<unset>") != new.get(k, "<unset>")
     )
     msg = (
         f"workdir {workdir} holds a run of a different config ({'; '.join(diffs)}). Use a new "
@@ -182,8 +361,23 @@ def check_workdir(workdir: str, fingerprint: dict, allow_change: bool) -> None:
     logging.warning("%s (allowed by config.allow_config_change)", msg)
 
 
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"loss": {"beta": 1}} -> {"loss.beta": 1}, so a difference names the exact field."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
 def save_fingerprint(workdir: str, fingerprint: dict) -> None:
-    """Records the config fields that define the run (written atomically)."""
+    """Records the config fields that define the run (written atomically).
+
+    Args:
+      workdir: the run directory (must exist).
+      fingerprint: JSON-serializable dict (`train._config_fingerprint`).
+    """
     path = os.path.join(workdir, FINGERPRINT_FILE)
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:

@@ -33,7 +33,7 @@ DATASETS = ("hn_synthetic", "clop_synthetic", "digits", "cifar10", "cifar100", "
 
 _VECTOR_SETS = ("hn_synthetic", "clop_synthetic")
 # The per-data-set keyword options load_dataset passes on.
-_OPTIONS = {
+DATASET_OPTIONS = {
     "hn_synthetic": ("num_classes", "per_class", "dim", "image_shape"),
     "clop_synthetic": ("num_classes", "num_points", "dim", "noise_variance", "radius"),
     "digits": ("test_fraction",),
@@ -74,10 +74,11 @@ def load_dataset(
         raise ValueError(f"unknown dataset name={name!r}; expected one of {DATASETS}.")
     if name in _VECTOR_SETS and image_size is not None:
         raise ValueError(f"image_size={image_size} applies to image sets only, not {name!r}.")
-    bad = set(kw) - set(_OPTIONS[name])
+    bad = set(kw) - set(DATASET_OPTIONS[name])
     if bad:
         raise ValueError(
-            f"unknown option(s) {sorted(bad)} for dataset {name!r}; allowed: {_OPTIONS[name]}."
+            f"unknown option(s) {sorted(bad)} for dataset {name!r}; "
+            f"allowed: {DATASET_OPTIONS[name]}."
         )
     if name == "hn_synthetic":
         from hncl_jax.data.synthetic import hn_synthetic
