@@ -1,0 +1,700 @@
+"""Hyper-parameter grids: resumable sweeps of the trainer, and a vmapped synthetic trainer.
+
+* `run_grid(base_config, grid, root_workdir)` trains every combination of the grid's
+  field values with `train.train_and_evaluate`, each in its own sibling workdir named
+  from the values (`<root>/loss.name=hscl,loss.beta=10`). Rerunning skips the finished
+  runs and resumes the unfinished ones (through the trainer's own resume). Returns the
+  table of final metrics, one dict per run.
+* `train_synthetic_grid(betas, settings, positives)` trains the whole grid of the
+  hard-negative paper's synthetic experiment [HN §5, Fig. 2] in one compiled program:
+  `jax.vmap` over the runs (β traced) and `lax.scan` over the steps, with the trainer's
+  own pure `train.train_step`, so every run equals the corresponding
+  `train_and_evaluate` run (same seed, batches and negative draws) to float tolerance.
+
+Command line (one `--grid` per field, values comma separated; any `--config.<field>`
+override applies to every run):
+
+    python -m hncl_jax.sweep --config=configs/cifar100.py --root=/tmp/c100 \\
+        --grid='loss.name=scl,hscl' --grid='loss.beta=0,2,5,10,30'
+
+References:
+  [HN] Jiang et al., "Hard-Negative Sampling for Contrastive Learning" (seeds/000), §5.
+  big_vision and flax examples: one workdir per run, resumable by rerunning.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import csv
+import dataclasses
+import functools
+import hashlib
+import itertools
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from hncl_jax import data, evaluation, geometry, losses, models, reporting, train
+from hncl_jax.data import augment
+
+RESULT_FILE = "sweep_result.json"
+TABLE_FILE = "results.csv"
+POSITIVES = ("labels", "noise_views")
+_SAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+_MAX_NAME = 180
+
+
+# --------------------------------------------------------------------------- grid naming
+def format_value(value: Any) -> str:
+    """A short, stable text for a grid value: 10.0 -> "10", 0.5 -> "0.5", True -> "True"."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating):
+        return f"{float(value):g}"
+    if isinstance(value, tuple | list):
+        return "+".join(format_value(v) for v in value)
+    return str(value)
+
+
+def run_name(assignments: Mapping[str, Any]) -> str:
+    """The workdir name of one grid point: `path=value` pairs joined by commas, in order.
+
+    Characters other than letters, digits and `._=,+-` become `_`; a name longer than 180
+    characters is cut and suffixed with a hash of the full name, so it stays unique.
+
+    Args:
+      assignments: field path -> value, e.g. {"loss.name": "hscl", "loss.beta": 10.0}.
+
+    Returns:
+      e.g. "loss.name=hscl,loss.beta=10".
+    """
+    if not assignments:
+        return "base"
+    name = ",".join(f"{path}={format_value(v)}" for path, v in assignments.items())
+    name = _SAFE.sub("_", name)
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = f"{name[: _MAX_NAME - 11]}~{digest}"
+    return name
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, the last field varying fastest.
+
+    Args:
+      grid: field path -> non-empty list of values.
+
+    Returns:
+      list of {path: value} dicts, one per run.
+
+    Raises:
+      ValueError: a field with no values or given as a bare string.
+    """
+    for path, values in grid.items():
+        if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
+            raise ValueError(
+                f"expand_grid: grid[{path!r}]={values!r} must be a non-empty list of values, "
+                f"e.g. grid={{{path!r}: [0.0, 10.0]}}."
+            )
+    paths = list(grid)
+    return [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def _node_and_key(config: ml_collections.ConfigDict, path: str):
+    *parents, key = path.split(".")
+    node = config
+    for i, part in enumerate(parents):
+        if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+            raise ValueError(
+                f"grid field {path!r}: config has no section {'.'.join(parents[: i + 1])!r}; "
+                "use a dotted path of an existing field, e.g. 'loss.beta'."
+            )
+        node = node[part]
+    if key not in node:
+        raise ValueError(
+            f"grid field {path!r}: the config has no field {key!r} there (known: "
+            f"{sorted(node.keys())})."
+        )
+    return node, key
+
+
+def parse_value(config: ml_collections.ConfigDict, path: str, text: str) -> Any:
+    """Converts command-line text to the type of the config field at `path`.
+
+    bool fields take true/false/1/0, int and float fields numbers, str fields the text;
+    other fields (None, tuples) a Python literal, falling back to the text.
+    """
+    node, key = _node_and_key(config, path)
+    current = node[key]
+    text = text.strip()
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"grid field {path!r} is a bool; got {text!r} (use true or false).")
+        return text.lower() in ("true", "1")
+    try:
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+    except ValueError as e:
+        kind = type(current).__name__
+        raise ValueError(f"grid field {path!r} is a {kind}; cannot parse {text!r}.") from e
+    if isinstance(current, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_grid_flag(config: ml_collections.ConfigDict, flag: str) -> tuple[str, list[Any]]:
+    """`"loss.beta=0,10,30"` -> ("loss.beta", [0.0, 10.0, 30.0]) typed as the field.
+
+    Values are comma separated; use `|` instead when a value itself holds commas
+    (e.g. `knn_k=(5,200)|(5,)`).
+    """
+    if "=" not in flag:
+        raise ValueError(
+            f"--grid={flag!r} must look like 'field.path=v1,v2,...', e.g. 'loss.beta=0,10,30'."
+        )
+    path, values = flag.split("=", 1)
+    sep = "|" if "|" in values else ","
+    items = [v for v in values.split(sep) if v.strip()]
+    if not items:
+        raise ValueError(f"--grid={flag!r} lists no values after '='.")
+    return path.strip(), [parse_value(config, path.strip(), v) for v in items]
+
+
+def apply_assignments(
+    config: ml_collections.ConfigDict, assignments: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
+    """A copy of `config` with every `path: value` set (the original is untouched)."""
+    c = copy.deepcopy(config)
+    for path, value in assignments.items():
+        node, key = _node_and_key(c, path)
+        current = node[key]
+        if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        node[key] = value
+    return c
+
+
+# --------------------------------------------------------------------------- run_grid
+def _config_json(config: ml_collections.ConfigDict) -> dict:
+    return json.loads(config.to_json_best_effort())
+
+
+def final_metrics(workdir: str) -> dict[str, Any]:
+    """The last evaluation row of a workdir's metrics.jsonl ({} if none)."""
+    rows = [r for r in reporting.read_metrics(workdir) if "epoch" in r]
+    return dict(rows[-1]) if rows else {}
+
+
+def _finished(workdir: str, config_json: dict) -> dict | None:
+    path = os.path.join(workdir, RESULT_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if record.get("config") == config_json else None
+
+
+def plan_grid(
+    base_config: ml_collections.ConfigDict,
+    grid: Mapping[str, Sequence[Any]],
+    root_workdir: str,
+) -> list[tuple[dict[str, Any], ml_collections.ConfigDict, str]]:
+    """The runs of a grid: (assignments, config, workdir) each, in grid order; trains nothing.
+
+    Args:
+      base_config: the config every run starts from (not modified).
+      grid: field path -> list of values; an empty grid is the base config alone.
+      root_workdir: parent folder of the runs' workdirs.
+
+    Returns:
+      list of (assignments {path: value}, the run's config, its absolute workdir).
+
+    Raises:
+      ValueError: a path that is not a field of the config, or values giving equal names.
+    """
+    root = os.path.abspath(os.path.expanduser(root_workdir))
+    combos = expand_grid(grid) if grid else [{}]
+    configs = [apply_assignments(base_config, a) for a in combos]  # checks every path first
+    names = [run_name(a) for a in combos]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"run_grid: the grid gives duplicate run names {names}; remove repeated values."
+        )
+    return [
+        (a, c, os.path.join(root, name)) for a, c, name in zip(combos, configs, names, strict=True)
+    ]
+
+
+def run_grid(
+    base_config: ml_collections.ConfigDict,
+    grid: Mapping[str, Sequence[Any]],
+    root_workdir: str,
+    *,
+    train_fn: Callable[[ml_collections.ConfigDict, str], Any] | None = None,
+    verbose: bool = True,
+) -> list[dict[str, Any]]:
+    """Trains every combination of `grid` into sibling workdirs; resumable.
+
+    Run i trains `base_config` with the fields of combination i set, in
+    `<root_workdir>/<run_name(combination)>`. A run whose workdir records a finished run
+    of the same config (`sweep_result.json`) is skipped; any other run is handed to
+    `train_fn`, which resumes from the workdir's latest checkpoint (so an interrupted
+    sweep continues where it stopped, and raising `num_epochs` extends finished runs).
+    `<root_workdir>/results.csv` is rewritten after every run.
+
+    Args:
+      base_config: the config every run starts from (not modified).
+      grid: field path -> list of values, e.g. {"loss.name": ["scl", "hscl"],
+        "loss.beta": [0.0, 10.0]}; an empty grid trains `base_config` once.
+      root_workdir: parent folder of the runs' workdirs.
+      train_fn: `(config, workdir) -> Any`; default `train.train_and_evaluate`.
+      verbose: print one line per run.
+
+    Returns:
+      One dict per run, in grid order: "run" (the name), "workdir", the grid fields and
+      the final evaluation's metrics (keys as in `metrics.jsonl`: `eval/...`, `nc/...`,
+      `train/epoch_loss`, `epoch`, ...).
+
+    Raises:
+      ValueError: a grid path that is not a field of the config.
+
+    Example:
+      >>> rows = run_grid(synthetic.get_config(), {"loss.name": ["hscl", "hucl"],
+      ...                 "loss.beta": [0.0, 10.0]}, "/tmp/sweep")
+    """
+    train_fn = train_fn or train.train_and_evaluate
+    root = os.path.abspath(os.path.expanduser(root_workdir))
+    rows: list[dict[str, Any]] = []
+    for assignments, config, workdir in plan_grid(base_config, grid, root):
+        name = os.path.basename(workdir)
+        cfg_json = _config_json(config)
+        record = _finished(workdir, cfg_json)
+        if record is None:
+            if verbose:
+                print(f"[sweep] training {name}", flush=True)
+            start = time.perf_counter()
+            train_fn(config, workdir)
+            record = {
+                "config": cfg_json,
+                "assignments": {k: _json_value(v) for k, v in assignments.items()},
+                "final": final_metrics(workdir),
+                "seconds": time.perf_counter() - start,
+            }
+            with open(os.path.join(workdir, RESULT_FILE), "w") as fh:
+                json.dump(record, fh, indent=1, sort_keys=True)
+        elif verbose:
+            print(f"[sweep] finished already: {name}", flush=True)
+        rows.append({"run": name, "workdir": workdir, **assignments, **record["final"]})
+        write_table(rows, os.path.join(root, TABLE_FILE))
+    return rows
+
+
+def restore_representations(
+    config: ml_collections.ConfigDict, workdir: str, split: str = "train"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backbone features, embeddings and labels of a finished run's final model.
+
+    Reruns `train.train_and_evaluate` on the workdir, which restores the last checkpoint
+    and trains nothing when the run is finished (it trains the rest otherwise), then
+    extracts the features of one split in inference mode.
+
+    Args:
+      config: the run's config (as `plan_grid` gives it).
+      workdir: the run's workdir.
+      split: "train" or "test".
+
+    Returns:
+      (h (N, dh), z (N, d) normalized embeddings, labels (N,)).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"restore_representations: split={split!r} must be 'train' or 'test'.")
+    state = train.train_and_evaluate(config, workdir)
+    ds = train.load_data(config)[0 if split == "train" else 1]
+    variables = {"params": state.params}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+
+    @jax.jit
+    def features(x):
+        h, f = state.apply_fn(variables, augment.preprocess(x), train=False)
+        return h, geometry.normalize(f, config.normalization)
+
+    h, z = evaluation.extract_features(features, ds.images, config.eval_batch_size)
+    return h, z, np.asarray(ds.labels)
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return list(v) if isinstance(v, tuple) else v
+
+
+def load_table(root_workdir: str) -> list[dict[str, Any]]:
+    """The finished runs under `root_workdir` (from their `sweep_result.json`), by name."""
+    root = os.path.abspath(os.path.expanduser(root_workdir))
+    rows = []
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        path = os.path.join(root, name, RESULT_FILE)
+        if os.path.exists(path):
+            with open(path) as fh:
+                record = json.load(fh)
+            workdir = os.path.join(root, name)
+            rows.append(
+                {"run": name, "workdir": workdir, **record["assignments"], **record["final"]}
+            )
+    return rows
+
+
+def write_table(rows: Sequence[Mapping[str, Any]], path: str) -> str:
+    """Writes rows as CSV (the union of their keys, first-seen order); returns the path."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, digits: int = 4
+) -> str:
+    """A Markdown table of `columns` (missing entries blank, floats to `digits` places)."""
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float | np.floating):
+            return f"{float(v):.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- vmapped grid
+@dataclasses.dataclass
+class SyntheticGridResult:
+    """What `train_synthetic_grid` returns (numpy arrays, R runs).
+
+    Attributes:
+      rows: one dict per run: setting, beta, positives, final_loss (mean of the last
+        `average_last` epochs' losses), bound (the Theorem 2 minimum for SCL/HSCL; the
+        Theorem 3 minimum for UCL, a lower bound for HUCL; with noise views the latent
+        classes of UCL/HUCL are the N reference examples, MATH §0), gap = final_loss -
+        bound, the NC metrics of the final train representations, dc_rank and ncm_acc
+        (test nearest-class-mean accuracy).
+      loss_curves: (R, num_epochs) mean training loss of each epoch.
+      nc_curves: metric -> (R, num_epochs // eval_every) NC metrics of the train
+        representations after every `eval_every` epochs.
+      z: (R, N, d) final train representations; z_test (R, M, d) test ones.
+      z_init: (N, d) the representations at initialisation (shared by all runs).
+      labels, test_labels: (N,), (M,) class labels.
+      seconds: wall time of the compiled program (compilation included).
+    """
+
+    rows: list[dict[str, Any]]
+    loss_curves: np.ndarray
+    nc_curves: dict[str, np.ndarray]
+    z: np.ndarray
+    z_test: np.ndarray
+    z_init: np.ndarray
+    labels: np.ndarray
+    test_labels: np.ndarray
+    seconds: float
+
+
+def _grid_objective(z, f, labels, positive_ids, visible, key, prototypes, **kw):
+    """`train.make_objective`'s contract with a traced β (one loss per grid run)."""
+    del f, visible, prototypes
+    loss = losses.contrastive_loss(z, labels, key, positive_ids=positive_ids, **kw)
+    return loss, {"contrastive_loss": loss}
+
+
+def _runs(betas, settings, positives) -> list[tuple[str, float, str]]:
+    runs = []
+    for p in positives:
+        for s in settings:
+            for b in [0.0] if s in ("scl", "ucl") else betas:
+                runs.append((s, float(b), p))
+    return runs
+
+
+def train_synthetic_grid(
+    betas: Sequence[float] = (10.0, 30.0, 50.0),
+    settings: Sequence[str] = ("scl", "hscl", "ucl", "hucl"),
+    positives: Sequence[str] = ("labels", "noise_views"),
+    *,
+    num_epochs: int = 400,
+    k: int = 256,
+    batch_size: int = 512,
+    learning_rate: float = 1e-3,
+    normalization: str = "unit_ball",
+    noise_std: float = 0.1,
+    seed: int = 0,
+    num_classes: int = 3,
+    per_class: int = 100,
+    dim: int = 3072,
+    hidden_sizes: Sequence[int] | None = None,
+    eval_every: int = 0,
+    average_last: int = 10,
+) -> SyntheticGridResult:
+    """Trains the HN synthetic experiment for every (setting, β, positives) at once.
+
+    The runs are: for each positive strategy, each setting, and each β (β = 0 only for
+    "scl" and "ucl"). Each run is exactly `train_and_evaluate` with `configs/synthetic.py`
+    and the same fields (dataset `hn_synthetic`, model `mlp`, d = C - 1, Adam, constant
+    learning rate, exponential hardening, InfoNCE, sampled estimator): the same
+    initialisation, batches, views and negative draws, since the step is the trainer's
+    own `train.train_step`. The runs of one (positives, supervised?) group are vmapped
+    with β traced ("scl"/"ucl" are run as "hscl"/"hucl" at β = 0, which the loss makes
+    identical), the steps scanned, and all groups compiled into one program.
+
+    Args:
+      betas: hardness levels of "hscl"/"hucl" (the paper: 10, 30, 50 beside β = 0).
+      settings: subset of `losses.SETTINGS`.
+      positives: subset of ("labels", "noise_views") (MATH §3).
+      num_epochs: epochs (400 in the paper); the whole set is one batch by default.
+      k: negatives per anchor (256).
+      batch_size: clamped to the training-set size (the paper's 512 > 300 examples).
+      learning_rate: Adam's (1e-3).
+      normalization: one of `geometry.NORMALIZATIONS`.
+      noise_std: std of the Gaussian-noise views (0.1: variance 0.01).
+      seed: seeds the data, the initialisation and every draw (as `config.seed`).
+      num_classes, per_class, dim: the data set (3, 100, 3072 in the paper).
+      hidden_sizes: MLP widths (None: the trainer's default, (1024, 512) for 3072 inputs).
+      eval_every: record NC metrics every this many epochs (0: only at the end); must
+        divide num_epochs.
+      average_last: final_loss averages the last this many epochs (the sampled loss of
+        UCL is noisy around its minimum).
+
+    Returns:
+      A `SyntheticGridResult`.
+
+    Raises:
+      ValueError: unknown setting or positive strategy, no runs, or a bad eval_every.
+
+    References:
+      [HN §5.1, Fig. 2]; MATH §11, §13.
+    """
+    for s in settings:
+        if s not in losses.SETTINGS:
+            raise ValueError(f"train_synthetic_grid: setting {s!r} not in {losses.SETTINGS}.")
+    for p in positives:
+        if p not in POSITIVES:
+            raise ValueError(f"train_synthetic_grid: positives {p!r} not in {POSITIVES}.")
+    if any(float(b) < 0 for b in betas):
+        raise ValueError(f"train_synthetic_grid: betas={tuple(betas)} must all be >= 0.")
+    runs = _runs(betas, settings, positives)
+    if not runs:
+        raise ValueError("train_synthetic_grid: no runs (pass settings, positives and betas).")
+    eval_every = eval_every or num_epochs
+    if num_epochs < 1 or num_epochs % eval_every:
+        raise ValueError(
+            f"train_synthetic_grid: eval_every={eval_every} must divide num_epochs={num_epochs}."
+        )
+
+    kw = dict(num_classes=num_classes, per_class=per_class, dim=dim)
+    train_ds = data.load_dataset("hn_synthetic", "train", seed=seed, **kw)
+    test_ds = data.load_dataset("hn_synthetic", "test", seed=seed, **kw)
+    n = len(train_ds.labels)
+    bsz = min(batch_size, n)
+    steps_per_epoch = n // bsz
+    model_kw = {} if hidden_sizes is None else {"hidden_sizes": tuple(hidden_sizes)}
+    model = models.create_model("mlp", embed_dim=num_classes - 1, **model_kw)
+    # The initialisation of `train.create_train_state` (key fold_in(seed, 2), Adam).
+    sample_x = augment.preprocess(jnp.asarray(train_ds.images[:2]))
+    variables = model.init(jax.random.fold_in(jax.random.key(seed), 2), sample_x, train=False)
+    state0 = train.TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        tx=optax.adam(learning_rate),
+        batch_stats=variables.get("batch_stats", {}),
+        prototypes=jnp.zeros((1, num_classes - 1), jnp.float32),
+        nonfinite_step=jnp.asarray(-1, jnp.int32),
+    )
+
+    def features(params, x):
+        _, f = model.apply({"params": params}, augment.preprocess(x), train=False)
+        return geometry.normalize(f, normalization)
+
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for i, (s, _, p) in enumerate(runs):
+        groups.setdefault((p, s in ("scl", "hscl")), []).append(i)
+    steps_per_eval = eval_every * steps_per_epoch
+
+    def group_fn(positive: str, supervised: bool):
+        batch_fn = functools.partial(
+            train.make_batch,
+            batch_size=bsz,
+            steps_per_epoch=steps_per_epoch,
+            positives="labels" if positive == "labels" else "views",
+            views="noise",
+            view_kwargs={"std": noise_std},
+        )
+
+        def one_run(beta, images, labels, visible, test_images):
+            objective = functools.partial(
+                _grid_objective,
+                setting="hscl" if supervised else "hucl",
+                beta=beta,
+                k=k,
+                self_positive=positive == "labels",
+            )
+            step = functools.partial(
+                train.train_step,
+                seed=seed,
+                objective=objective,
+                normalization=normalization,
+                batch_fn=batch_fn,
+                batch_sharding=None,
+            )
+
+            def body(state, _):
+                state, metrics = step(state, images, labels, visible)
+                return state, metrics["loss"]
+
+            def chunk(state, _):
+                state, step_losses = jax.lax.scan(body, state, None, length=steps_per_eval)
+                nc = geometry.nc_metrics(features(state.params, images), labels, num_classes)
+                return state, (step_losses, nc)
+
+            state, (step_losses, nc) = jax.lax.scan(
+                chunk, state0, None, length=num_epochs // eval_every
+            )
+            z = features(state.params, images)
+            return step_losses.reshape(-1), nc, z, features(state.params, test_images)
+
+        return jax.vmap(one_run, in_axes=(0, None, None, None, None))
+
+    fns = {g: group_fn(*g) for g in groups}
+
+    @jax.jit
+    def program(group_betas, images, labels, test_images):
+        out = {g: fns[g](group_betas[g], images, labels, labels, test_images) for g in fns}
+        return out, features(state0.params, images)
+
+    group_betas = {
+        g: jnp.asarray([runs[i][1] for i in idx], jnp.float32) for g, idx in groups.items()
+    }
+    start = time.perf_counter()
+    out, z_init = jax.block_until_ready(
+        program(
+            group_betas,
+            jnp.asarray(train_ds.images),
+            jnp.asarray(train_ds.labels),
+            jnp.asarray(test_ds.images),
+        )
+    )
+    seconds = time.perf_counter() - start
+    out = jax.device_get(out)
+
+    r = len(runs)
+    num_evals = num_epochs // eval_every
+    loss_curves = np.zeros((r, num_epochs))
+    nc_curves = {m: np.zeros((r, num_evals)) for m in evaluation.NC_METRICS}
+    z = np.zeros((r, n, num_classes - 1), np.float32)
+    z_test = np.zeros((r, len(test_ds.labels), num_classes - 1), np.float32)
+    for g, idx in groups.items():
+        step_losses, nc, zg, ztg = out[g]
+        per_epoch = np.asarray(step_losses).reshape(len(idx), num_epochs, steps_per_epoch)
+        loss_curves[idx] = per_epoch.mean(-1)
+        for m in nc_curves:
+            nc_curves[m][idx] = np.asarray(nc[m])
+        z[idx], z_test[idx] = zg, ztg
+
+    rows = []
+    for i, (s, b, p) in enumerate(runs):
+        sup = s in ("scl", "hscl")
+        # Theorem 2 for SCL/HSCL; Theorem 3 for UCL, and a lower bound (not tight) for
+        # HUCL, since HUCL >= UCL (Theorem 1). With views the latent classes of UCL are the
+        # n reference examples (a negative shares the anchor's with probability 1/n).
+        if sup:
+            bound = geometry.scl_lower_bound(num_classes, k)
+        else:
+            bound = geometry.ucl_lower_bound(num_classes if p == "labels" else n, k)
+        final = float(loss_curves[i, -min(average_last, num_epochs) :].mean())
+        row = {"setting": s, "beta": b, "positives": p, "final_loss": final, "bound": bound}
+        row["gap"] = final - bound
+        row.update(evaluation.collapse_report(z[i], train_ds.labels, num_classes)[0])
+        row["ncm_acc"] = evaluation.ncm_accuracy(
+            z[i], train_ds.labels, z_test[i], test_ds.labels, num_classes
+        )
+        rows.append(row)
+    return SyntheticGridResult(
+        rows=rows,
+        loss_curves=loss_curves,
+        nc_curves=nc_curves,
+        z=z,
+        z_test=z_test,
+        z_init=np.asarray(z_init),
+        labels=np.asarray(train_ds.labels),
+        test_labels=np.asarray(test_ds.labels),
+        seconds=seconds,
+    )
+
+
+# --------------------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """`python -m hncl_jax.sweep --config=... --root=... --grid=path=v1,v2 ...`.
+
+    Args:
+      argv: the command line, program name first (default `sys.argv`).
+
+    Returns:
+      The table `run_grid` returns (also printed as Markdown).
+    """
+    import sys
+
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    argv = list(sys.argv if argv is None else argv)
+    fv = flags.FlagValues()
+    # sys_argv: the `--config.<field>` overrides are read from the same argv.
+    config_flags.DEFINE_config_file(
+        "config", None, "Base config, e.g. configs/synthetic.py[:smoke].", fv, sys_argv=argv
+    )
+    flags.DEFINE_string("root", None, "Parent folder of the runs' workdirs.", flag_values=fv)
+    flags.DEFINE_multi_string(
+        "grid", [], "'field.path=v1,v2,...' (repeat per field).", flag_values=fv
+    )
+    flags.DEFINE_list(
+        "columns",
+        ["train/epoch_loss", "eval/test/z/ncm_acc", "nc/train/z/zero_sum"],
+        "Metrics printed in the final table.",
+        flag_values=fv,
+    )
+    flags.mark_flags_as_required(["config", "root"], flag_values=fv)
+    rest = fv(argv)
+    if len(rest) > 1:
+        raise app.UsageError(f"Too many command-line arguments: {rest[1:]}")
+    grid = dict(parse_grid_flag(fv.config, g) for g in fv.grid)
+    rows = run_grid(fv.config, grid, fv.root)
+    print(markdown_table(rows, ["run", *fv.columns]))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
