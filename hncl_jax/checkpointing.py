@@ -37,7 +37,9 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging as pylogging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -416,6 +418,26 @@ def _flat_leaves(tree: PyTree) -> dict[str, Any]:
     return {_path_str(path): leaf for path, leaf in flat}
 
 
+@contextlib.contextmanager
+def _quiet_item_metadata_warning():
+    """Drops Orbax's "Metadata file does not exist" warning while reading one item.
+
+    `CheckpointManager` writes `_CHECKPOINT_METADATA` at the step level; reading the
+    `state` item directly with a `PyTreeCheckpointer` (as a warm start does) looks for
+    it one level lower and warns once per call although nothing is missing.
+    """
+
+    def keep(record: pylogging.LogRecord) -> bool:
+        return "Metadata file does not exist" not in record.getMessage()
+
+    logger = pylogging.getLogger("absl")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def load_for_warm_start(
     path: str | os.PathLike[str], abstract_state_subtree: Mapping[str, PyTree]
 ) -> dict[str, PyTree]:
@@ -447,7 +469,8 @@ def load_for_warm_start(
     directory, step = resolve_checkpoint_path(path)
     state_path = epath.Path(directory) / str(step) / STATE_ITEM
     checkpointer = ocp.PyTreeCheckpointer()
-    stored = checkpointer.metadata(state_path).item_metadata.tree
+    with _quiet_item_metadata_warning():
+        stored = checkpointer.metadata(state_path).item_metadata.tree
     missing = [k for k in abstract_state_subtree if k not in stored]
     if missing:
         raise ValueError(
@@ -479,13 +502,14 @@ def load_for_warm_start(
             "the model (same architecture and embed_dim needed):\n  " + "\n  ".join(problems)
         )
     restore_target = _as_restore_target(target)
-    restored = checkpointer.restore(
-        state_path,
-        args=ocp.args.PyTreeRestore(
-            item=restore_target,
-            restore_args=ocp.checkpoint_utils.construct_restore_args(restore_target),
-            partial_restore=True,
-        ),
-    )
+    with _quiet_item_metadata_warning():
+        restored = checkpointer.restore(
+            state_path,
+            args=ocp.args.PyTreeRestore(
+                item=restore_target,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(restore_target),
+                partial_restore=True,
+            ),
+        )
     logging.info("load_for_warm_start: restored %s from %s.", sorted(target), state_path)
     return {k: restored[k] for k in target}

@@ -195,6 +195,19 @@ def test_load_for_warm_start_restores_subtree(tmp_path):
     assert isinstance(sub["params"]["bias"], jax.Array)
 
 
+def test_load_for_warm_start_logs_no_spurious_metadata_warning(tmp_path, caplog):
+    workdir = os.path.join(tmp_path, "w")
+    with Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+        ckpt.save(1, _state(1.0))
+    abstract = _abstract(_state())
+    with caplog.at_level(logging.WARNING):
+        load_for_warm_start(workdir, {"params": abstract["params"]})
+        logging.getLogger("absl").warning("a real warning still shows")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "Metadata file does not exist" in m], messages
+    assert "a real warning still shows" in messages
+
+
 def test_load_for_warm_start_with_empty_batch_stats(tmp_path):
     # Models without BatchNorm keep batch_stats = {} in the train state.
     state = {"params": {"w": jnp.arange(3.0)}, "batch_stats": {}, "step": jnp.int32(5)}
