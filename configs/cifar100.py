@@ -14,18 +14,4 @@ from configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = default.get_config()
-    c.dataset = "cifar100"
-    c.model = "resnet50"
-    c.dtype = "bfloat16"
-    c.loss.name = "hscl"
-    c.loss.beta = 10.0
-    c.loss.k = 256
-    c.batch_size = 512
-    c.num_epochs = 400
-    c.eval_every_epochs = 20
-    c.checkpoint_every_epochs = 10
-    c.log_every_steps = 100
-    if arg:
-        default.apply_args(c, arg)
-    return c
+    return default.hn_real_data("cifar100", arg)

@@ -98,6 +98,31 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return c
 
 
+def hn_real_data(dataset: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """The hard-negative paper's real-data recipe (HN §5, App. B) on `dataset`.
+
+    ResNet-50 (CIFAR stem, bf16 compute), HSCL β = 10, k = 256, batch 512, Adam 1e-3,
+    400 epochs, d = C - 1; `arg` as for every config ("smoke").
+    """
+    c = get_config()
+    c.dataset = dataset
+    c.model = "resnet50"
+    c.dtype = "bfloat16"
+    c.loss.name = "hscl"
+    c.loss.beta = 10.0
+    c.loss.k = 256
+    c.batch_size = 512
+    c.num_epochs = 400
+    c.eval_every_epochs = 20
+    c.checkpoint_every_epochs = 10
+    c.log_every_steps = 100
+    if dataset == "tinyimagenet":
+        c.image_size = 32
+    if arg:
+        apply_args(c, arg)
+    return c
+
+
 def apply_args(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
     """Applies comma-separated config arguments (currently `smoke`) to `c` in place."""
     for a in filter(None, (s.strip() for s in arg.split(","))):
