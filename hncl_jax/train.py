@@ -467,7 +467,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # Every check that can fail runs before anything is written to the workdir or
     # compiled: the config, the workdir's previous run, the data (not prepared, corrupt
     # files), the config against the data, and the warm-start checkpoint's shapes.
-    validation.validate_config(config, num_devices=num_devices)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    validation.validate_config(config, num_devices=num_devices, resuming=_has_checkpoint(ckpt_dir))
     is_primary = jax.process_index() == 0
     validation.check_workdir(workdir, _config_fingerprint(config), config.allow_config_change)
 
@@ -511,7 +512,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         return create_train_state(config, model, sample_x, num_classes, steps_per_epoch)
 
     abstract_state = jax.eval_shape(init_state)  # traced only: no compilation, no arrays
-    ckpt_dir = os.path.join(workdir, "checkpoints")
     warm = None
     if config.init_from and not _has_checkpoint(ckpt_dir):
         # Compares every leaf's shape with the checkpoint (naming the mismatched ones)

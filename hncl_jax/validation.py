@@ -92,7 +92,9 @@ def _dataset_options(name: str) -> tuple[str, ...]:
     return tuple(data.DATASET_OPTIONS.get(name, ()))
 
 
-def validate_config(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
+def validate_config(
+    config: ml_collections.ConfigDict, *, num_devices: int = 1, resuming: bool = False
+) -> None:
     """Checks every field the trainer reads; raises `ConfigError` on the first problem.
 
     Needs no data and compiles nothing; the checks that need the number of classes are
@@ -101,6 +103,8 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int = 1) 
     Args:
       config: the run's config (`configs/default.py` lists and explains every field).
       num_devices: the global device count the batch is sharded over.
+      resuming: the workdir already holds a checkpoint of this run, which the trainer
+        resumes from; `init_from` is then not read, so it need not exist any more.
 
     Raises:
       ConfigError: (a ValueError) naming the field, its value and the fix.
@@ -176,7 +180,11 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int = 1) 
             f"devices the batch is sharded over; use a multiple of {num_devices}, e.g. "
             f"--config.batch_size={suggestion}."
         )
-    if config.init_from and not os.path.exists(os.path.expanduser(config.init_from)):
+    if (
+        config.init_from
+        and not resuming
+        and not os.path.exists(os.path.expanduser(config.init_from))
+    ):
         raise ConfigError(
             f"config.init_from={config.init_from!r} does not exist; give the workdir or the "
             "checkpoint directory of the run to start from."

@@ -90,6 +90,19 @@ def test_warm_start_loads_parameters_and_resets_the_optimizer(tmp_path):
     assert int(state.opt_state[0].count) == steps_per_epoch  # fresh Adam state
 
 
+def test_resume_of_a_warm_started_run_needs_no_source(tmp_path):
+    import shutil
+
+    train.train_and_evaluate(tiny_synthetic(num_epochs=2), str(tmp_path / "src"))
+    c = tiny_synthetic(num_epochs=2, init_from=str(tmp_path / "src"))
+    first = train.train_and_evaluate(c, str(tmp_path / "dst"))
+    # The source run is gone; the warm-started run resumes from its own checkpoint.
+    shutil.rmtree(tmp_path / "src")
+    again = train.train_and_evaluate(c, str(tmp_path / "dst"))
+    assert int(again.step) == int(first.step)
+    assert_trees_equal(params_of(again), params_of(first))
+
+
 def test_bad_init_from_fails_before_training(tmp_path):
     c = tiny_synthetic(init_from=str(tmp_path / "nope"))
     with pytest.raises(ValueError, match="init_from"):
