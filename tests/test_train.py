@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default, digits, synthetic
-from hncl_jax import checkpointing, reporting, train
+from hncl_jax import checkpointing, reporting, sweep, train
 
 
 def tiny_synthetic(**overrides):
@@ -21,13 +21,7 @@ def tiny_synthetic(**overrides):
     c.checkpoint_every_epochs = 2
     c.plots = False
     c.linear_probe = "off"
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return sweep.apply_assignments(c, overrides)
 
 
 def params_of(state):
