@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from configs import synthetic  # noqa: E402
-from hncl_jax import models, reporting, sweep, train  # noqa: E402
+from hncl_jax import models, reporting, train  # noqa: E402
 from hncl_jax.data import augment  # noqa: E402
 
 # Keys whose values depend on wall-clock time, not on the computation.
@@ -63,7 +63,13 @@ def tiny_config(**overrides):
     c.knn_k = (5,)
     c.plots = False
     c.linear_probe = "off"
-    return sweep.apply_assignments(c, overrides)
+    for key, value in overrides.items():
+        node = c
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return c
 
 
 # --------------------------------------------------------------------------- driver

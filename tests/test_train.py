@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default, digits, synthetic
-from hncl_jax import checkpointing, reporting, sweep, train
+from hncl_jax import checkpointing, reporting, train
 
 
 def tiny_synthetic(**overrides):
@@ -21,7 +21,13 @@ def tiny_synthetic(**overrides):
     c.checkpoint_every_epochs = 2
     c.plots = False
     c.linear_probe = "off"
-    return sweep.apply_assignments(c, overrides)
+    for k, v in overrides.items():
+        node = c
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return c
 
 
 def params_of(state):
