@@ -10,7 +10,7 @@ Sweep β with --config.loss.beta, the setting with --config.loss.name (scl/hscl/
 
 import ml_collections
 
-from configs import default
+from hncl_jax.configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -9,7 +9,7 @@ lr = 0.3 · B / 256; sweep --config.batch_size, --config.optimizer.learning_rate
 
 import ml_collections
 
-from configs import default
+from hncl_jax.configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

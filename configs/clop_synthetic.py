@@ -8,7 +8,7 @@ compare --config.clop.weight=0 and --config.loss.name=dcl|vicreg|barlow_twins.
 
 import ml_collections
 
-from configs import default
+from hncl_jax.configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

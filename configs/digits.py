@@ -7,7 +7,7 @@ Reports nearest-class-mean, kNN and linear-probe accuracy on the held-out 20 %.
 
 import ml_collections
 
-from configs import default
+from hncl_jax.configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -12,7 +12,7 @@ Gaussian-noise views of HN §5 instead of label positives, `smoke`; e.g.
 
 import ml_collections
 
-from configs import default
+from hncl_jax.configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

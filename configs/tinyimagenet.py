@@ -11,7 +11,7 @@ The first run builds the dataset (Pillow decoding, no TensorFlow) into config.da
 
 import ml_collections
 
-from configs import default
+from hncl_jax.configs import default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
