@@ -47,6 +47,7 @@ from hncl_jax import (
     reporting,
     validation,
 )
+from hncl_jax import workdir as workdir_lib
 from hncl_jax.data import augment
 
 Array = jax.Array
@@ -189,15 +190,21 @@ def make_batch(
     positives: str,
     views: str,
     view_kwargs: dict,
+    perm: Array | None = None,
 ):
     """Selects the step's batch from the device-resident data and forms its positives.
+
+    `perm` is the epoch's permutation of the training set (`epoch_permutation`); the
+    trainer computes it once per epoch and passes it in, because drawing a permutation
+    of N = 60,000 inside every step costs as much as a small model's step. Without it
+    the permutation is drawn here (the same one).
 
     Returns (x, labels, positive_ids, visible_labels); with views the batch holds the
     2B views `concat(view1, view2)` and `positive_ids = concat(arange(B), arange(B))`.
     """
     n = labels.shape[0]
-    epoch = step // steps_per_epoch
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    if perm is None:
+        perm = _permutation(key, step // steps_per_epoch, n)
     idx = jax.lax.dynamic_slice_in_dim(perm, (step % steps_per_epoch) * batch_size, batch_size)
     x = augment.preprocess(images[idx])
     y = labels[idx]
@@ -210,11 +217,21 @@ def make_batch(
     return x, y, y, vis
 
 
+def _permutation(data_key: Array, epoch: Array | int, n: int) -> Array:
+    return jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> Array:
+    """The order in which epoch `epoch` of a run with `seed` visits its n examples."""
+    return _permutation(jax.random.fold_in(jax.random.key(seed), 0), epoch, n)
+
+
 def train_step(
     state: TrainState,
     images: Array,
     labels: Array,
     visible: Array,
+    perm: Array | None = None,
     *,
     seed: int,
     objective: Callable,
@@ -222,11 +239,15 @@ def train_step(
     batch_fn: Callable,
     batch_sharding: NamedSharding | None,
 ):
-    """One optimisation step; pure. Returns (new_state, metrics)."""
+    """One optimisation step; pure. Returns (new_state, metrics).
+
+    `perm` is the current epoch's `epoch_permutation` (None: drawn inside the step).
+    """
     base = jax.random.key(seed)
     data_key = jax.random.fold_in(base, 0)
     loss_key = jax.random.fold_in(jax.random.fold_in(base, 1), state.step)
-    x, y, ids, vis = batch_fn(state.step, images, labels, visible, data_key)
+    batch_kw = {} if perm is None else {"perm": perm}
+    x, y, ids, vis = batch_fn(state.step, images, labels, visible, data_key, **batch_kw)
     if batch_sharding is not None:
         x, y, ids, vis = (
             jax.lax.with_sharding_constraint(a, batch_sharding) for a in (x, y, ids, vis)
@@ -291,9 +312,9 @@ def make_step_fn(
     fn = step
     if steps_per_dispatch > 1:
 
-        def fn(state, images, labels, visible):
+        def fn(state, images, labels, visible, perm=None):
             def body(s, _):
-                return step(s, images, labels, visible)
+                return step(s, images, labels, visible, perm)
 
             state, ms = jax.lax.scan(body, state, None, length=steps_per_dispatch)
             return state, jax.tree.map(lambda a: jnp.mean(a, axis=0), ms)
@@ -362,22 +383,7 @@ def create_train_state(config, model, sample_x, num_classes, steps_per_epoch) ->
 
 def _config_fingerprint(config: ml_collections.ConfigDict) -> dict:
     """The fields that define a run (everything but run-length and logging knobs)."""
-    ignore = {
-        "num_epochs",
-        "eval_every_epochs",
-        "checkpoint_every_epochs",
-        "log_every_steps",
-        "plots",
-        "linear_probe",
-        "probe_epochs",
-        "allow_config_change",
-        "max_checkpoints",
-        "eval_batch_size",
-        "data_dir",
-        "manual_dir",
-    }
-    d = json.loads(config.to_json_best_effort())
-    return {k: v for k, v in d.items() if k not in ignore}
+    return validation.fingerprint_of(json.loads(config.to_json_best_effort()))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -444,6 +450,9 @@ class _Preempted(Exception):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains and evaluates the model named by `config`; the library's one entry point.
 
+    The run holds the workdir's exclusive lock (`hncl_jax.workdir.lock_workdir`) from
+    start to end: a second run on the same workdir fails at once.
+
     Args:
       config: an `ml_collections.ConfigDict` such as `configs/default.py` returns.
       workdir: the run's folder: `checkpoints/`, `metrics.jsonl`, `tensorboard/`,
@@ -460,17 +469,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         or compiled.
       FloatingPointError: when the loss or gradients become non-finite; the step is
         skipped and nothing already written is overwritten.
+      workdir.WorkdirLockedError: another process is running on `workdir`.
+      workdir.WorkdirError: (a ValueError) the workdir's outputs are damaged (a file
+        where `checkpoints/` should be, metrics without the checkpoints they belong to).
+      checkpointing.CheckpointDiskFullError: (an OSError) a checkpoint did not fit on
+        the disk; the message names the last good checkpoint.
       SystemExit: on SIGTERM or Ctrl-C, once a checkpoint is saved (code 128 + signal).
     """
-    workdir = os.path.abspath(os.path.expanduser(workdir))
+    with workdir_lib.lock_workdir(workdir) as locked:
+        return _train_and_evaluate(config, locked)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    """`train_and_evaluate`'s body, run while holding the workdir's lock."""
     num_devices = jax.device_count()
     # Every check that can fail runs before anything is written to the workdir or
     # compiled: the config, the workdir's previous run, the data (not prepared, corrupt
     # files), the config against the data, and the warm-start checkpoint's shapes.
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    validation.validate_config(config, num_devices=num_devices, resuming=_has_checkpoint(ckpt_dir))
+    # An odd workdir (a file named checkpoints, unreadable metrics) is an error before
+    # any of it is read as "absent" and the run restarts over its outputs.
+    workdir_lib.check_layout(workdir)
+    has_checkpoint = _has_checkpoint(ckpt_dir)
+    validation.validate_config(config, num_devices=num_devices, resuming=has_checkpoint)
     is_primary = jax.process_index() == 0
-    validation.check_workdir(workdir, _config_fingerprint(config), config.allow_config_change)
+    fingerprint = _config_fingerprint(config)
+    validation.check_workdir(
+        workdir,
+        fingerprint,
+        config.allow_config_change,
+        has_checkpoint=has_checkpoint,
+        checkpoint_fingerprint=_checkpoint_fingerprint(ckpt_dir) if has_checkpoint else None,
+    )
 
     train_ds, test_ds = load_data(config)
     num_classes = train_ds.num_classes
@@ -489,6 +519,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         )
     steps_per_epoch = n_train // batch_size
     total_steps = config.num_epochs * steps_per_epoch
+    if not has_checkpoint:
+        _check_fresh_start(workdir, config, steps_per_epoch, total_steps)
     embed_dim = _embed_dim(config, num_classes)
 
     model = models.create_model(
@@ -579,7 +611,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     train_z = None
 
     def save(step: int, force: bool = False):
-        meta = {"epoch": step // steps_per_epoch, "step": step}
+        meta = {"epoch": step // steps_per_epoch, "step": step, "config_fingerprint": fingerprint}
         if epoch_loss:  # mid-epoch (preemption): the epoch's losses so far, exact floats
             meta["epoch_losses"] = [float(v) for v in jax.device_get(epoch_loss)]
         ckpt.save(step, state, meta, force=force)
@@ -597,12 +629,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             except ValueError:  # not in the main thread (e.g. some notebook runners)
                 pass
 
-    bar = reporting.ProgressBar(total_steps, initial=start_step, enabled=is_primary)
+    permute = jax.jit(
+        functools.partial(epoch_permutation, config.seed, n=n_train), out_shardings=replicated
+    )
+    finished = start_step >= total_steps
+    if finished and is_primary:
+        print(
+            f"{workdir}: already finished at step {start_step}/{total_steps}; its last "
+            "evaluation follows (another workdir or a larger num_epochs trains again).",
+            flush=True,
+        )
+    bar = reporting.ProgressBar(
+        total_steps, initial=start_step, enabled=is_primary and not finished
+    )
     step = start_step
+    perm, perm_epoch = None, None
     t_last, step_last = time.perf_counter(), step
     try:
         while step < total_steps:
-            state, metrics = step_fn(state, images, labels, visible)
+            if perm_epoch != step // steps_per_epoch:
+                perm_epoch = step // steps_per_epoch
+                perm = permute(perm_epoch)
+            state, metrics = step_fn(state, images, labels, visible, perm)
             step += dispatch
             epoch_loss.append(metrics["loss"])
             end_of_epoch = step % steps_per_epoch == 0
@@ -666,11 +714,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             f"interrupted at step {step}/{total_steps}: checkpoint saved in "
             f"{ckpt.step_path(step)}. Resume with the same command (same --workdir={workdir})."
         )
-        logging.warning(msg)
-        print(msg, flush=True)
+        print(msg, flush=True)  # once: stdout (a logging copy printed it twice)
         # The shell's convention for "killed by signal N": 130 for Ctrl-C, 143 for SIGTERM.
         raise SystemExit(128 + (preempted["signal"] or signal.SIGINT)) from None
-    except FloatingPointError:
+    except (FloatingPointError, checkpointing.CheckpointDiskFullError):
         writer.close()
         bar.close()
         ckpt.close()
@@ -708,16 +755,59 @@ def _has_checkpoint(ckpt_dir: str) -> bool:
     return True
 
 
+def _checkpoint_fingerprint(ckpt_dir: str) -> dict | None:
+    """The config fingerprint saved with the latest checkpoint (None: older checkpoints)."""
+    directory, step = checkpointing.resolve_checkpoint_path(ckpt_dir)
+    record = checkpointing.read_step_metadata(directory, step).get("config_fingerprint")
+    return record if isinstance(record, dict) else None
+
+
+def _check_fresh_start(workdir: str, config, steps_per_epoch: int, total_steps: int) -> None:
+    """Refuses a fresh start over metrics that only a lost checkpoint could have produced.
+
+    A run killed before its first checkpoint restarts from step 0 and rewrites the
+    same rows; rows beyond that first checkpoint mean the checkpoints were deleted or
+    moved, and a fresh start would drop them.
+    """
+    every = config.checkpoint_every_epochs or config.num_epochs
+    first_save = min(every * steps_per_epoch, total_steps)
+    rows = reporting.read_metrics(workdir)
+    last = max((r["step"] for r in rows), default=0)
+    if last > first_save:
+        raise workdir_lib.WorkdirError(
+            f"{os.path.join(workdir, reporting.METRICS_FILE)} holds {len(rows)} rows up to step "
+            f"{last}, but {os.path.join(workdir, 'checkpoints')} has no checkpoint: its "
+            f"checkpoints (the first is written at step {first_save}) were lost or moved. "
+            "Nothing was changed. Put them back to resume, or pass another --workdir (or move "
+            "metrics.jsonl away) to start afresh."
+        )
+
+
 def _check_finite(state: TrainState, ckpt, ckpt_dir: str) -> None:
-    """Stops the run if a step produced a non-finite loss or gradient."""
+    """Stops the run if a step produced a non-finite loss or gradient.
+
+    Names the last checkpoint as good only if its checksums were verified (written by
+    this run or checked on restore): a silently damaged checkpoint is one of the causes
+    of non-finite values.
+    """
     bad = int(jax.device_get(state.nonfinite_step))
     if bad >= 0:
         last = ckpt.latest_step()
-        where = f"{ckpt_dir}/{last}" if last is not None else "none (no checkpoint was written)"
+        if last is None:
+            where = "Last good checkpoint: none (no checkpoint was written)"
+        elif ckpt.is_verified(last):
+            where = f"Last good checkpoint: {ckpt.step_path(last)} (checksums verified)"
+        else:
+            where = (
+                f"Last checkpoint: {ckpt.step_path(last)}, not verified against checksums, so "
+                "it may itself hold the bad values"
+            )
         raise FloatingPointError(
             f"non-finite loss or gradients at step {bad}; the update was skipped and nothing "
-            f"already written was overwritten. Last good checkpoint: {where}. Lower the learning "
-            "rate or β, or use normalization='unit_ball', in a new --workdir (with "
-            "--config.init_from=<that checkpoint> to start from it), or pass "
+            f"already written was overwritten. {where}. Likely causes: a learning rate too "
+            "high, β too large or a temperature too small for this data, or non-finite or "
+            "extreme values in the data itself. Lower the learning rate or β, raise the "
+            "temperature, check the data, or use normalization='unit_ball', in a new --workdir "
+            "(with --config.init_from=<that checkpoint> to start from it), or pass "
             "--config.allow_config_change=True to resume this one."
         )

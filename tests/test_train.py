@@ -1,9 +1,11 @@
 """End-to-end tests of `train.train_and_evaluate` on tiny configs (CPU)."""
 
+import functools
 import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -187,3 +189,27 @@ def test_the_train_step_is_traced_once_per_run(tmp_path, monkeypatch):
     c = tiny_synthetic(num_epochs=3, steps_per_dispatch=2)
     state = train.train_and_evaluate(c, str(tmp_path))
     assert int(state.step) == 3 * (len(train.load_data(c)[0].labels) // c.batch_size)
+
+
+def test_epoch_permutation_passed_in_gives_the_same_batches():
+    """The trainer draws each epoch's permutation once and passes it to the step; the
+    batches must equal those of the step that draws it itself (resume relies on it)."""
+    n, seed = 1000, 3
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.integers(0, 255, (n, 8, 8, 1)), jnp.uint8)
+    labels = jnp.arange(n) % 10
+    data_key = jax.random.fold_in(jax.random.key(seed), 0)
+    batch_fn = functools.partial(
+        train.make_batch,
+        batch_size=100,
+        steps_per_epoch=10,
+        positives="views",
+        views="simclr",
+        view_kwargs={},
+    )
+    for step in (0, 5, 13, 27):
+        drawn = batch_fn(jnp.asarray(step), images, labels, labels, data_key)
+        perm = train.epoch_permutation(seed, step // 10, n)
+        given = batch_fn(jnp.asarray(step), images, labels, labels, data_key, perm=perm)
+        for a, b in zip(drawn, given, strict=True):
+            np.testing.assert_array_equal(a, b)
