@@ -1,8 +1,14 @@
 """Command-line entry point: absl flags → `train.train_and_evaluate`.
 
-    python -m hncl_jax.main --config=configs/synthetic.py --workdir=/tmp/hncl_synthetic
-    python -m hncl_jax.main --config=configs/cifar100.py:smoke --workdir=/tmp/smoke \\
-        --config.loss.beta=5
+    python -m hncl_jax.main --config=synthetic
+    python -m hncl_jax.main --config=cifar100:smoke --workdir=/tmp/smoke --config.loss.beta=5
+    python -m hncl_jax.main --config=path/to/my_config.py --workdir=/tmp/mine
+
+`--config` is the name of a shipped config (`hncl_jax.configs`, the checkout's configs/)
+or the path of a config file, with an optional `:<arg>`; `--config.<field>=<value>`
+overrides a field. `--workdir` defaults to `runs/<config name>[_<arg>]`, so rerunning the
+same command resumes the run. Errors are one line; `--verbose` (or HNCL_VERBOSE=1) shows
+their traceback.
 
 Several hosts: run the same command on every host with `--multihost` (JAX's own
 distributed runtime; on Cloud TPU/GPU clusters the coordinator is found automatically,
@@ -10,40 +16,66 @@ elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).
 """
 
 import logging as pylogging
+import sys
 
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hncl_jax import train
+from hncl_jax import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and plots.")
-flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
-config_flags.DEFINE_config_file(
-    "config", None, "Path to a config file, e.g. configs/synthetic.py[:smoke].", lock_config=True
+flags.DEFINE_string(
+    "workdir",
+    None,
+    "Folder for checkpoints, metrics and plots (default: runs/<config name>); "
+    "rerunning on it resumes.",
 )
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
+flags.DEFINE_bool("verbose", False, "Show the full traceback of an error (or HNCL_VERBOSE=1).")
+config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "A shipped config by name (digits, synthetic, cifar100, ...) or a config file's path, "
+    "with an optional :<arg>, e.g. digits:smoke or configs/synthetic.py:hscl.",
+    lock_config=True,
+)
+flags.mark_flags_as_required(["config"])
+
+
+def _quiet_logs() -> None:
+    absl_logger = pylogging.getLogger("absl")
+    absl_logger.setLevel(pylogging.INFO)
+    # Orbax logs every save step at INFO through absl; keep its warnings only.
+    absl_logger.addFilter(lambda r: r.levelno >= pylogging.WARNING or "orbax" not in r.pathname)
+    # JAX reports every platform it probes ("Unable to initialize backend 'tpu'") at INFO.
+    pylogging.getLogger("jax._src.xla_bridge").setLevel(pylogging.WARNING)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+    import jax
+
+    from hncl_jax import train
+
     if FLAGS.multihost:
         jax.distributed.initialize()
-    pylogging.getLogger("absl").setLevel(pylogging.INFO)
-    # Orbax logs every save step at INFO through absl; keep its warnings only.
-    pylogging.getLogger("absl").addFilter(
-        lambda r: r.levelno >= pylogging.WARNING or "orbax" not in r.pathname
-    )
+    _quiet_logs()
+    workdir = FLAGS.workdir or cli.default_workdir(cli.flag_value(sys.argv, "config") or "")
     logging.info(
-        "JAX process %d/%d, local devices %s",
+        "JAX process %d/%d, local devices %s; workdir %s",
         jax.process_index(),
         jax.process_count(),
         jax.local_devices(),
+        workdir,
     )
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    cli.run_main(lambda: train.train_and_evaluate(FLAGS.config, workdir))
+
+
+def run() -> None:
+    """The `python -m hncl_jax.main` entry point."""
+    app.run(main, flags_parser=cli.flags_parser(FLAGS))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

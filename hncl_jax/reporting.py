@@ -311,6 +311,10 @@ class ProgressBar:
             mininterval=mininterval,
             dynamic_ncols=True,
             disable=not enabled,
+            # One rate only: the measured steps/s of the postfix, not also tqdm's own
+            # average (which counts evaluation time and so disagrees with it).
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+            "[{elapsed}<{remaining}{postfix}]",
         )
 
     def update(

@@ -8,6 +8,7 @@ imported inside the functions so that `import hncl_jax.data` stays light.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,16 @@ from typing import Any
 import numpy as np
 
 from hncl_jax.data.base import Dataset, DatasetNotPreparedError, check_split
+
+
+def _no_variant_warning(record: logging.LogRecord) -> bool:
+    return "has no dataset_info.json" not in record.getMessage()
+
+
+# On a folder that is not (fully) prepared TFDS warns "Variant folder ... has no
+# dataset_info.json" before failing; the DatasetNotPreparedError raised then says what to
+# do instead, so the warning is only confusing.
+logging.getLogger("absl").addFilter(_no_variant_warning)
 
 TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100"}
 

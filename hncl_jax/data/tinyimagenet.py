@@ -57,7 +57,7 @@ SPLIT_NAMES = {"train": "train", "test": "validation"}
 MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Download {ARCHIVE} (about 240 MB) from http://cs231n.stanford.edu/{ARCHIVE} and place the
 zip file (or its extracted folder {ROOT}/) in the manual directory, e.g.
-`<data_dir>/downloads/manual/` or the folder passed as `manual_dir=`.
+`<data_dir>/downloads/manual/` or the folder given as `--config.manual_dir=<folder>`.
 """
 
 
@@ -309,9 +309,10 @@ def prepare(
     if not _has_archive(manual_dir):
         raise DatasetNotPreparedError(
             f"tinyimagenet is not prepared in data_dir={data_dir!r} and {manual_dir} holds no "
-            f"{ARCHIVE}.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}Then call load_dataset('tinyimagenet', "
-            "split, data_dir=..., manual_dir=<that folder>): the first call builds the data set "
-            "with Pillow (no TensorFlow needed)."
+            f"{ARCHIVE}.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}Then rerun with "
+            "--config.manual_dir=<that folder> (from Python: load_dataset('tinyimagenet', "
+            "split, manual_dir=<that folder>)); the first run builds the data set with Pillow "
+            "(no TensorFlow needed)."
         )
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)

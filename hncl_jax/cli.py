@@ -1,0 +1,206 @@
+"""Command-line plumbing of the entry points: config names, default workdirs, short errors.
+
+`python -m hncl_jax.main` names a config either by path (`--config=configs/digits.py`, any
+file with a `get_config(arg)`) or, from any folder, by the name of a config shipped in
+`hncl_jax.configs` (`--config=digits:smoke`). `resolve_config_spec` turns a name into the
+shipped file's path before ml_collections loads it.
+
+Errors a user can fix (a bad config value, a misspelt `--config.<field>`, a config file
+that does not exist, data that is not prepared, a workdir that cannot be written, a
+non-finite loss) are printed as one or two lines naming what was wrong, without the
+traceback; `--verbose` or the environment variable `HNCL_VERBOSE=1` shows it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+
+VERBOSE_ENV = "HNCL_VERBOSE"
+# What a user can act on; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, FloatingPointError)
+
+
+class CommandLineError(Exception):
+    """A command line that cannot run: the message says what to change."""
+
+
+def configs_dir() -> str:
+    """The folder of the shipped configs (`hncl_jax.configs`, the checkout's configs/)."""
+    from hncl_jax import configs
+
+    return os.path.dirname(os.path.abspath(configs.__file__))
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped configs, e.g. ["cifar10", "digits", "synthetic", ...]."""
+    return sorted(
+        f[:-3] for f in os.listdir(configs_dir()) if f.endswith(".py") and not f.startswith("_")
+    )
+
+
+def resolve_config_spec(spec: str) -> str:
+    """Turns `--config`'s value into `<path to a .py file>[:<arg>]`.
+
+    Args:
+      spec: a path to a config file (`configs/digits.py`, `/abs/my_config.py`) or the name
+        of a shipped config (`digits`, `digits.py`), either optionally followed by
+        `:<arg>` (`digits:smoke`).
+
+    Returns:
+      `spec` itself when its path names an existing file, else the shipped config's
+      absolute path with the same `:<arg>`.
+
+    Raises:
+      CommandLineError: when the path is not a file and no shipped config has that name.
+    """
+    path, sep, arg = spec.partition(":")
+    if os.path.isfile(os.path.expanduser(path)):
+        return os.path.expanduser(path) + sep + arg
+    name = path.removesuffix(".py")
+    if name and os.sep not in name and "/" not in name:
+        candidate = os.path.join(configs_dir(), name + ".py")
+        if os.path.isfile(candidate):
+            return candidate + sep + arg
+    raise CommandLineError(
+        f"--config={spec}: no config file {path!r}. Give the path of a config file, or the "
+        f"name of a shipped config: {', '.join(shipped_configs())} (e.g. --config=digits:smoke)."
+    )
+
+
+def default_workdir(spec: str) -> str:
+    """`runs/<config name>[_<arg>]` under the current folder, e.g. runs/digits_smoke.
+
+    Rerunning the same command therefore resumes the same run; a `:<arg>` variant (a
+    smoke run) gets its own folder because it is a different config.
+    """
+    path, _, arg = spec.partition(":")
+    name = os.path.basename(path).removesuffix(".py")
+    if arg:
+        name += "_" + re.sub(r"[^A-Za-z0-9.=-]+", "_", arg).strip("_")
+    return os.path.join("runs", name)
+
+
+def flag_value(argv: Sequence[str], name: str) -> str | None:
+    """The value of `--name=value` or `--name value` in argv (the last one), else None."""
+    value = None
+    for i, a in enumerate(argv):
+        if a.startswith(f"--{name}="):
+            value = a.split("=", 1)[1]
+        elif a == f"--{name}" and i + 1 < len(argv):
+            value = argv[i + 1]
+    return value
+
+
+def rewrite_config_flag(argv: Sequence[str], name: str = "config") -> list[str]:
+    """argv with `--<name>=<spec>` replaced by `--<name>=<resolve_config_spec(spec)>`."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a.startswith(f"--{name}="):
+            out[i] = f"--{name}=" + resolve_config_spec(a.split("=", 1)[1])
+        elif a == f"--{name}" and i + 1 < len(out):
+            out[i + 1] = resolve_config_spec(out[i + 1])
+    return out
+
+
+def verbose(argv: Sequence[str] | None = None) -> bool:
+    """Whether to show tracebacks: `--verbose` in argv or HNCL_VERBOSE=1."""
+    argv = sys.argv if argv is None else argv
+    return "--verbose" in argv or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def _load_config(spec: str):
+    path, _, arg = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("_hncl_cli_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+def unknown_override(argv: Sequence[str], name: str = "config") -> str | None:
+    """A message for the first `--<name>.<field>=...` naming no field of the config, if any.
+
+    Loads the config again (only on the error path) and walks each override's dotted
+    path, so the message names the flag and the closest existing field.
+    """
+    spec = flag_value(argv, name)
+    if spec is None:
+        return None
+    try:
+        config = _load_config(spec)
+    except Exception:  # the config itself fails: its own error is the one to show
+        return None
+    for a in argv:
+        if not a.startswith(f"--{name}."):
+            continue
+        field = a[len(name) + 3 :].split("=", 1)[0]
+        node, walked = config, []
+        for part in field.split("."):
+            keys = list(node.keys()) if hasattr(node, "keys") else []
+            if part not in keys:
+                close = difflib.get_close_matches(part, keys, n=1)
+                where = ".".join(walked) or "the config"
+                hint = f" Did you mean {'.'.join([*walked, close[0]])}?" if close else ""
+                return f"{a}: {where} has no field {part!r}.{hint}"
+            node, walked = node[part], [*walked, part]
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}"
+    return text
+
+
+def fail(message: str, code: int = 1, traceback_hint: bool = True) -> None:
+    """Prints `error: <message>` (and how to see the traceback) to stderr, exits with `code`."""
+    hint = f"\n(--verbose or {VERBOSE_ENV}=1 shows the traceback)"
+    hint = hint if traceback_hint and not verbose() else ""
+    print(f"error: {message}{hint}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def flags_parser(flag_values, config_flag: str = "config") -> Callable[[list[str]], list[str]]:
+    """An absl `app.run(flags_parser=...)` parser with config names and short errors.
+
+    Args:
+      flag_values: the `absl.flags.FlagValues` to parse into (usually `flags.FLAGS`).
+      config_flag: the name of the `config_flags.DEFINE_config_file` flag.
+
+    Returns:
+      a function argv -> remaining argv, which resolves shipped config names, removes
+      `--verbose`, and on a bad command line prints one or two lines and exits with 2.
+    """
+
+    def parse(argv: list[str]) -> list[str]:
+        argv = [a for a in argv if a != "--verbose"]
+        try:
+            argv = rewrite_config_flag(argv, config_flag)
+            return flag_values(argv)
+        except CommandLineError as e:
+            fail(str(e), code=2, traceback_hint=False)
+        except Exception as e:
+            if verbose():
+                raise
+            message = unknown_override(argv, config_flag)
+            if message:  # a usage error: its traceback is only ml_collections' internals
+                fail(message, code=2, traceback_hint=False)
+            fail(_one_line(e).replace("\\n", " ").replace("\n", " "), code=2)
+        raise AssertionError("unreachable")
+
+    return parse
+
+
+def run_main(main: Callable[[], object]) -> None:
+    """Calls `main()`, turning the errors a user can fix into `error: ...` lines (exit 1)."""
+    try:
+        main()
+    except USER_ERRORS as e:
+        if verbose():
+            raise
+        fail(f"{type(e).__name__}: {_one_line(e)}" if isinstance(e, OSError) else _one_line(e))
