@@ -11,6 +11,7 @@ run of a few seconds (tiny model, few steps) for checking a set-up, e.g.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -19,12 +20,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.seed = 0
 
     # Data. `dataset` is one of hncl_jax.data.DATASETS; `data_dir` is the TFDS data dir
-    # (None: TFDS default, ~/tensorflow_datasets); `image_size` resizes images (None: native).
+    # (unset: TFDS default, ~/tensorflow_datasets); `image_size` resizes images (unset:
+    # native). Optional fields are typed placeholders (value None) so that a flag such as
+    # --config.data_dir=/data can set them; a plain None could not be overridden.
     c.dataset = "hn_synthetic"
-    c.data_dir = None
-    c.manual_dir = None  # Tiny-ImageNet: folder holding tiny-imagenet-200.zip.
-    c.image_size = None
+    c.data_dir = config_dict.placeholder(str)
+    c.manual_dir = config_dict.placeholder(str)  # Tiny-ImageNet: folder holding the zip.
+    c.image_size = config_dict.placeholder(int)
     c.dataset_kwargs = ml_collections.ConfigDict()
+    # Options read by the trainer or by one data set (None: not set). `max_examples` keeps a
+    # random subset of each split; `test_fraction` is the held-out share of `digits`.
+    c.dataset_kwargs.max_examples = config_dict.placeholder(int)
+    c.dataset_kwargs.test_fraction = config_dict.placeholder(float)
     # Fraction of the training set whose labels are visible (CLOP's semi-supervised runs).
     c.label_fraction = 1.0
 

@@ -25,10 +25,22 @@ Only one `Checkpointer` may write to a directory at a time: a second one started
 the same directory would delete the first one's in-flight tmp directory.
 
 A finalized step can still be damaged afterwards (a disk filling up, files deleted by
-hand, a copy cut short). `Checkpointer.restore_latest` then logs a warning naming the
-step directory, falls back to the previous step, and renames the damaged directory to
-`<step>.corrupt` (kept for inspection, invisible to Orbax) so that the resumed run can
-save that step again; it raises only if no step can be restored.
+hand, a copy cut short, a flipped bit). `Checkpointer.restore_latest` then logs a
+warning naming the step directory, falls back to the previous step, and renames the
+damaged directory to `<step>.corrupt` (kept for inspection, invisible to Orbax) so
+that the resumed run can save that step again; it raises only if no step can be
+restored.
+
+Integrity: Orbax reads a flipped bit in an array chunk back silently (the chunks carry
+no checksum), so once a step is committed `Checkpointer` writes `<step>/checksums.json`,
+the SHA-256 of every file of the step. `restore`, `restore_latest` and
+`load_for_warm_start` compare the files with it before reading any array; a mismatch
+is a damaged checkpoint like any other. A step without the file (written by an older
+version, or a process killed between Orbax's commit and the manifest) is restored with
+a warning and counts as unverified (`Checkpointer.is_verified`).
+
+A save that runs out of disk space raises `CheckpointDiskFullError` (an `OSError`)
+with one line: the path, the megabytes the state needs and the last good checkpoint.
 
 References:
   Orbax "Checkpointing with Orbax" (checkpointing 101) and the CheckpointManager API
@@ -38,10 +50,13 @@ References:
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import logging as pylogging
 import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,13 +72,19 @@ STATE_ITEM = "state"
 METADATA_ITEM = "metadata"
 CHECKPOINTS_SUBDIR = "checkpoints"
 CORRUPT_SUFFIX = ".corrupt"
+MANIFEST_FILE = "checksums.json"
 # The default Orbax step-name format: the bare step number, no prefix, no padding.
 _STEP_NAME = re.compile(r"^(0|[1-9]\d*)$")
 
 __all__ = [
     "CHECKPOINTS_SUBDIR",
+    "CheckpointCorruptError",
+    "CheckpointDiskFullError",
     "Checkpointer",
+    "verify_manifest",
+    "write_manifest",
     "load_for_warm_start",
+    "read_step_metadata",
     "resolve_checkpoint_path",
 ]
 
@@ -105,6 +126,122 @@ def _as_restore_target(abstract: PyTree) -> PyTree:
         return x
 
     return jax.tree.map(leaf, abstract)
+
+
+class CheckpointCorruptError(ValueError):
+    """A checkpoint's files differ from the checksums written when it was saved."""
+
+
+class CheckpointDiskFullError(OSError):
+    """A checkpoint could not be written for lack of disk space (errno ENOSPC)."""
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _step_files(step_dir: str) -> dict[str, str]:
+    """Relative path -> absolute path of every file of a step (the manifest excluded)."""
+    out = {}
+    for root, _, names in os.walk(step_dir):
+        for name in names:
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, step_dir)
+            if rel != MANIFEST_FILE and not rel.endswith(".tmp"):
+                out[rel] = full
+    return out
+
+
+def write_manifest(step_dir: str | os.PathLike[str]) -> str:
+    """Writes `<step_dir>/checksums.json`: the SHA-256 and size of every file of the step.
+
+    Args:
+      step_dir: a finalized step directory (`.../checkpoints/<step>`).
+
+    Returns:
+      The manifest's path (written atomically: a temporary file, then a rename).
+    """
+    step_dir = os.fspath(step_dir)
+    files = {
+        rel: {"sha256": _sha256(full), "bytes": os.path.getsize(full)}
+        for rel, full in sorted(_step_files(step_dir).items())
+    }
+    path = os.path.join(step_dir, MANIFEST_FILE)
+    with open(path + ".tmp", "w") as fh:
+        json.dump({"algorithm": "sha256", "files": files}, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def verify_manifest(step_dir: str | os.PathLike[str]) -> bool:
+    """Compares a step's files with its `checksums.json`.
+
+    Args:
+      step_dir: a step directory.
+
+    Returns:
+      True if every file matches, False if the step has no manifest (unverified).
+
+    Raises:
+      CheckpointCorruptError: a file is missing, has another size or another hash, or
+        the manifest itself cannot be read; the message lists the files.
+    """
+    step_dir = os.fspath(step_dir)
+    path = os.path.join(step_dir, MANIFEST_FILE)
+    if not os.path.exists(path):
+        return False
+    try:
+        with open(path) as fh:
+            expected = json.load(fh)["files"]
+        if not isinstance(expected, dict):
+            raise TypeError("'files' is not a dict")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointCorruptError(f"{path} cannot be read ({e})") from e
+    found = _step_files(step_dir)
+    problems = []
+    for rel, want in sorted(expected.items()):
+        full = found.get(rel)
+        if full is None:
+            problems.append(f"{rel}: missing")
+        elif os.path.getsize(full) != want.get("bytes"):
+            problems.append(f"{rel}: {os.path.getsize(full)} bytes, {want.get('bytes')} saved")
+        elif _sha256(full) != want.get("sha256"):
+            problems.append(f"{rel}: SHA-256 differs from the one saved")
+    if problems:
+        raise CheckpointCorruptError(
+            f"checkpoint {step_dir} does not match its {MANIFEST_FILE} (its files changed "
+            f"after the save): {'; '.join(problems[:10])}"
+            + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        )
+    return True
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    """ENOSPC, raised directly or as tensorstore's RESOURCE_EXHAUSTED ValueError."""
+    while e is not None:
+        if getattr(e, "errno", None) == errno.ENOSPC:
+            return True
+        text = str(e)
+        if "No space left on device" in text or "os_error_code='28'" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _state_megabytes(state: PyTree) -> float:
+    return (
+        sum(
+            int(np.asarray(x).nbytes) if not isinstance(x, jax.Array) else x.nbytes
+            for x in jax.tree.leaves(state)
+        )
+        / 2**20
+    )
 
 
 def _check_json(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,6 +300,7 @@ class Checkpointer:
                 f"Checkpointer: save_interval_steps must be >= 1; got {save_interval_steps}."
             )
         self.directory = _absolute(directory)
+        self._async = bool(async_save)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             save_interval_steps=save_interval_steps,
@@ -180,6 +318,8 @@ class Checkpointer:
                 METADATA_ITEM: ocp.JsonCheckpointHandler(),
             },
         )
+        self._pending: list[tuple[int, float]] = []  # saved steps still without a manifest
+        self._verified: set[int] = set()
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -201,6 +341,59 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         """The largest finalized step, or None if there is none."""
         return self._manager.latest_step()
+
+    def is_verified(self, step: int) -> bool:
+        """Whether `step` was written by this Checkpointer or restored against its checksums."""
+        return int(step) in self._verified
+
+    def last_good_step(self) -> int | None:
+        """The largest step known to be intact (see `is_verified`), or None."""
+        good = [s for s in self.all_steps() if s in self._verified]
+        return good[-1] if good else None
+
+    def _describe_last_good(self, exclude: int | None = None) -> str:
+        good = [s for s in self.all_steps() if s in self._verified and s != exclude]
+        if good:
+            return self.step_path(good[-1])
+        others = [s for s in self.all_steps() if s != exclude]
+        if others:
+            return f"{self.step_path(others[-1])} (not verified against checksums)"
+        return "none (no checkpoint was written)"
+
+    def _disk_full(self, e: BaseException, step: int, megabytes: float) -> CheckpointDiskFullError:
+        # The unfinished save holds space the user needs back; Orbax would delete it on
+        # the next start anyway, and it is never restored from.
+        tmp = self.step_path(step) + ".orbax-checkpoint-tmp"
+        if jax.process_index() == 0 and os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        return CheckpointDiskFullError(
+            errno.ENOSPC,
+            f"no space left on device at {self.directory}; {max(megabytes, 0.1):.1f} MB needed "
+            f"for checkpoint {step}; the last good checkpoint is "
+            f"{self._describe_last_good(exclude=step)}. Free space or move the workdir, then "
+            "rerun the same command to resume from it.",
+        )
+
+    def _finalize(self) -> None:
+        """Waits for pending saves and writes the checksum manifest of each new step."""
+        pending, self._pending = self._pending, []
+        step = pending[-1][0] if pending else -1
+        try:
+            self._manager.wait_until_finished()
+            for step, _ in pending:
+                path = self.step_path(step)
+                if jax.process_index() == 0 and os.path.isdir(path):
+                    write_manifest(path)
+                self._verified.add(step)
+        except Exception as e:
+            if _is_disk_full(e):
+                megabytes = sum(mb for _, mb in pending)
+                raise self._disk_full(e, step, megabytes) from None
+            raise
+        if pending and jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("hncl_jax.checkpointing.manifest")
 
     def save(
         self,
@@ -225,23 +418,35 @@ class Checkpointer:
         if step < 0:
             raise ValueError(f"Checkpointer.save: step must be >= 0; got {step}.")
         metadata = _check_json({} if metadata is None else metadata)
+        self._finalize()
         if int(step) in self._manager.all_steps():
             logging.info(
                 "Checkpointer: step %d already saved in %s; skipped.", step, self.directory
             )
             return False
-        return bool(
-            self._manager.save(
-                int(step),
-                args=ocp.args.Composite(
-                    **{
-                        STATE_ITEM: ocp.args.StandardSave(state),
-                        METADATA_ITEM: ocp.args.JsonSave(metadata),
-                    }
-                ),
-                force=force,
-            )
-        )
+        try:
+            with _quiet_disk_full_logs():
+                started = bool(
+                    self._manager.save(
+                        int(step),
+                        args=ocp.args.Composite(
+                            **{
+                                STATE_ITEM: ocp.args.StandardSave(state),
+                                METADATA_ITEM: ocp.args.JsonSave(metadata),
+                            }
+                        ),
+                        force=force,
+                    )
+                )
+        except Exception as e:
+            if _is_disk_full(e):
+                raise self._disk_full(e, int(step), _state_megabytes(state)) from None
+            raise
+        if started:
+            self._pending.append((int(step), _state_megabytes(state)))
+            if not self._async:
+                self._finalize()
+        return started
 
     def restore(self, step: int, abstract_state: PyTree) -> tuple[PyTree, dict[str, Any]]:
         """Restores one step.
@@ -256,12 +461,23 @@ class Checkpointer:
 
         Raises:
           FileNotFoundError: if `step` is not a finalized step of this directory.
+          CheckpointCorruptError: if its files differ from its checksum manifest.
         """
-        self._manager.wait_until_finished()
+        self._finalize()
         if int(step) not in self._manager.all_steps():
             raise FileNotFoundError(
                 f"Checkpointer.restore: no finalized step {step} in {self.directory}; "
                 f"available steps: {self.all_steps()}."
+            )
+        # Before any array is read: Orbax would return flipped bits as values.
+        if verify_manifest(self.step_path(step)):
+            self._verified.add(int(step))
+        elif int(step) not in self._verified:
+            logging.warning(
+                "Checkpointer: %s has no %s (saved by an older version, or the process "
+                "stopped right after the save); restored without verifying its files.",
+                self.step_path(step),
+                MANIFEST_FILE,
             )
         restored = self._manager.restore(
             int(step),
@@ -293,7 +509,7 @@ class Checkpointer:
             directory is renamed in that case, since a wrong `abstract_state` fails on
             every step alike).
         """
-        self._manager.wait_until_finished()
+        self._finalize()
         steps = self.all_steps()
         failures: list[tuple[int, BaseException]] = []
         for step in reversed(steps):
@@ -347,12 +563,15 @@ class Checkpointer:
         self._manager.reload()
 
     def wait_until_finished(self) -> None:
-        """Blocks until an async save has been written and renamed into place."""
-        self._manager.wait_until_finished()
+        """Blocks until an async save has been written, renamed into place and checksummed."""
+        self._finalize()
 
     def close(self) -> None:
         """Waits for pending saves and releases Orbax's threads."""
-        self._manager.close()
+        try:
+            self._finalize()
+        finally:
+            self._manager.close()
 
 
 def _finalized_steps(directory: str) -> list[int]:
@@ -402,6 +621,22 @@ def resolve_checkpoint_path(path: str | os.PathLike[str]) -> tuple[str, int]:
     )
 
 
+def read_step_metadata(directory: str | os.PathLike[str], step: int) -> dict[str, Any]:
+    """The JSON metadata dict saved with one step, read without Orbax; {} if unreadable.
+
+    Args:
+      directory: a checkpoints directory.
+      step: a finalized step of it.
+    """
+    path = os.path.join(_absolute(directory), str(int(step)), METADATA_ITEM, METADATA_ITEM)
+    try:
+        with open(path) as fh:
+            value = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _key_str(key: Any) -> str:
     for attr in ("key", "name", "idx"):
         if hasattr(key, attr):
@@ -416,6 +651,26 @@ def _path_str(path: Sequence[Any]) -> str:
 def _flat_leaves(tree: PyTree) -> dict[str, Any]:
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {_path_str(path): leaf for path, leaf in flat}
+
+
+@contextlib.contextmanager
+def _quiet_disk_full_logs():
+    """Drops Orbax's per-thread error logs of a save that ran out of space.
+
+    The save's exception reaches the caller, which reports it in one line; without the
+    filter every writer thread logs its own traceback first.
+    """
+
+    def keep(record: pylogging.LogRecord) -> bool:
+        text = record.getMessage()
+        return "No space left on device" not in text and "RESOURCE_EXHAUSTED" not in text
+
+    logger = pylogging.getLogger("absl")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 @contextlib.contextmanager
@@ -438,6 +693,37 @@ def _quiet_item_metadata_warning():
         logger.removeFilter(keep)
 
 
+def _verified_warm_start_step(path: Any, directory: str, step: int) -> int:
+    """The newest step at or below `step` whose files match their manifest."""
+    explicit = _is_step_dir(epath.Path(_absolute(path)))
+    candidates = [step] if explicit else [s for s in reversed(_finalized_steps(directory))]
+    errors = []
+    for s in candidates:
+        step_dir = os.path.join(directory, str(s))
+        try:
+            if not verify_manifest(step_dir):
+                logging.warning(
+                    "load_for_warm_start: %s has no %s; loaded without verifying its files.",
+                    step_dir,
+                    MANIFEST_FILE,
+                )
+        except CheckpointCorruptError as e:
+            logging.warning("load_for_warm_start: skipped damaged checkpoint: %s", e)
+            errors.append(str(e))
+            continue
+        if errors:
+            logging.warning(
+                "load_for_warm_start: warm start from %s instead of the damaged newer step(s).",
+                step_dir,
+            )
+        return s
+    raise CheckpointCorruptError(
+        f"load_for_warm_start: no intact checkpoint at {os.fspath(path)!r}: "
+        + "; ".join(errors)
+        + ". Pass another --config.init_from."
+    )
+
+
 def load_for_warm_start(
     path: str | os.PathLike[str], abstract_state_subtree: Mapping[str, PyTree]
 ) -> dict[str, PyTree]:
@@ -458,6 +744,10 @@ def load_for_warm_start(
 
     Raises:
       FileNotFoundError: from `resolve_checkpoint_path`.
+      CheckpointCorruptError: the step named by `path` (or, for a workdir, every step)
+        differs from its checksum manifest. Given a workdir or a checkpoints directory,
+        damaged newer steps are skipped with a warning (and left in place: the
+        directory belongs to another run).
       ValueError: if a key is not in the checkpoint, or leaves differ; the message
         lists every differing leaf as `path: expected shape dtype, found shape dtype`.
     """
@@ -467,6 +757,7 @@ def load_for_warm_start(
             f"{{'params': ..., 'batch_stats': ...}}; got {type(abstract_state_subtree).__name__}."
         )
     directory, step = resolve_checkpoint_path(path)
+    step = _verified_warm_start_step(path, directory, step)
     state_path = epath.Path(directory) / str(step) / STATE_ITEM
     checkpointer = ocp.PyTreeCheckpointer()
     with _quiet_item_metadata_warning():

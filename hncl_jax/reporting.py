@@ -75,21 +75,104 @@ def _scalar(key: str, value: Any) -> int | float:
     return float(array.reshape(()))
 
 
+_DECODER = json.JSONDecoder()
+_MAX_STEP = 2**62
+
+
+def _valid_step(value: Any) -> int | None:
+    """The row's step as an int, or None if it is not a non-negative whole number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < _MAX_STEP else None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value) if 0 <= value < _MAX_STEP else None
+    return None
+
+
+def _scan_line(text: str) -> tuple[list[Any], bool]:
+    """The JSON objects of one line, and whether anything else (garbage) was in it.
+
+    Two rows glued together by a torn write (`{...}{...}`) give both objects; bytes
+    around them are skipped up to the next `{` that starts a valid object.
+    """
+    objects, garbage, pos = [], False, 0
+    while pos < len(text):
+        start = text.find("{", pos)
+        if start < 0:
+            garbage = garbage or bool(text[pos:].strip())
+            break
+        garbage = garbage or bool(text[pos:start].strip())
+        try:
+            obj, end = _DECODER.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            garbage, pos = True, start + 1
+            continue
+        objects.append(obj)
+        pos = end
+    return objects, garbage
+
+
+def parse_metrics_file(path: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Reads every readable row of a metrics.jsonl, whatever damage it holds.
+
+    A row is a JSON object with a "step" that is a non-negative whole number (an int,
+    or a float such as 5.0, returned as int). Skipped, each with its line number: bytes
+    that are not UTF-8, text that is not JSON (a torn write), objects without a valid
+    step (`"x"`, null, 1e999, negative), and exact repeats of an earlier row's step and
+    keys (a row written twice). Two rows merged on one line are both kept.
+
+    Args:
+      path: the file.
+
+    Returns:
+      `(rows, skipped)`: the rows in file order, and one description per skipped piece.
+    """
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    seen: set[tuple[int, tuple[str, ...]]] = set()
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            text = line.decode("utf-8", errors="replace")
+        objects, garbage = _scan_line(text)
+        if garbage:
+            skipped.append(f"line {number}: text that is not a JSON row")
+        for obj in objects:
+            if "\ufffd" in json.dumps(obj, ensure_ascii=False):
+                skipped.append(f"line {number}: a row with bytes that are not UTF-8")
+                continue
+            if not isinstance(obj, dict) or "step" not in obj:
+                skipped.append(f"line {number}: a JSON value without a 'step'")
+                continue
+            step = _valid_step(obj["step"])
+            if step is None:
+                skipped.append(f"line {number}: 'step' is {obj['step']!r}, not a step number")
+                continue
+            key = (step, tuple(sorted(obj)))
+            if key in seen:
+                skipped.append(f"line {number}: a repeat of an earlier row of step {step}")
+                continue
+            seen.add(key)
+            rows.append({**obj, "step": step})
+    return rows, skipped
+
+
 def _parse_lines(path: str) -> list[dict[str, Any]]:
-    rows = []
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                # A run killed in the middle of a write leaves a partial last line.
-                logging.warning("%s:%d is not valid JSON; skipped.", path, number)
-                continue
-            if isinstance(row, dict) and "step" in row:
-                rows.append(row)
+    rows, skipped = parse_metrics_file(path)
+    if skipped:
+        logging.warning(
+            "%s: skipped %d damaged or repeated piece(s): %s%s",
+            path,
+            len(skipped),
+            "; ".join(skipped[:10]),
+            f"; and {len(skipped) - 10} more" if len(skipped) > 10 else "",
+        )
     return rows
 
 
@@ -154,15 +237,34 @@ class MetricWriter:
         )
 
     def _truncate(self, resume_step: int) -> None:
-        rows = _parse_lines(self.path)
-        kept = [r for r in rows if int(r["step"]) <= resume_step]
+        rows, skipped = parse_metrics_file(self.path)
+        kept = [r for r in rows if r["step"] <= resume_step]
         with open(self.path, "rb") as f:
             raw = f.read()
         clean = raw.endswith(b"\n") or not raw
-        # Rewrite whenever a row goes or the file holds a torn line (a crash mid-write):
-        # appending after a torn line would glue the next row onto it and lose both.
-        if len(kept) == len(rows) and clean and raw.count(b"\n") == len(rows):
+        # Rewrite whenever a row goes or the file holds anything but one row per line
+        # (a torn line, merged rows, damaged bytes, repeats): appending after a torn line
+        # would glue the next row onto it and lose both.
+        if not skipped and len(kept) == len(rows) and clean and raw.count(b"\n") == len(rows):
             return
+        if skipped:
+            # What could not be read is kept next to the file, never deleted.
+            backup = self.path + ".damaged"
+            n = 1
+            while os.path.exists(backup):
+                backup, n = f"{self.path}.damaged-{n}", n + 1
+            with open(backup, "wb") as f:
+                f.write(raw)
+            logging.warning(
+                "MetricWriter: %s held %d damaged or repeated piece(s), skipped: %s%s. Kept "
+                "the %d readable rows; the original file is saved as %s.",
+                self.path,
+                len(skipped),
+                "; ".join(skipped[:10]),
+                f"; and {len(skipped) - 10} more" if len(skipped) > 10 else "",
+                len(rows),
+                backup,
+            )
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             for row in kept:

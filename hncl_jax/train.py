@@ -347,10 +347,12 @@ def _subset(ds: data.Dataset, max_examples: int | None, seed: int) -> data.Datas
 
 def load_data(config: ml_collections.ConfigDict):
     """Loads the train and test splits named by the config (host numpy arrays)."""
-    kw = dict(config.dataset_kwargs) if config.dataset_kwargs else {}
-    kw = {k: v for k, v in kw.items() if k not in ("max_examples",)}
-    common = dict(data_dir=config.data_dir, seed=config.seed, image_size=config.image_size)
-    if config.get("manual_dir"):
+    # None-valued options are the config's unset placeholders.
+    kw = {k: v for k, v in dict(config.dataset_kwargs or {}).items() if v is not None}
+    kw = {k: v for k, v in kw.items() if k not in validation.TRAINER_DATASET_KWARGS}
+    data_dir = validation.optional_path(config.data_dir)
+    common = dict(data_dir=data_dir, seed=config.seed, image_size=config.image_size)
+    if validation.optional_path(config.get("manual_dir")):
         kw["manual_dir"] = config.manual_dir
     train_ds = data.load_dataset(config.dataset, "train", **common, **kw)
     test_ds = data.load_dataset(config.dataset, "test", **common, **kw)
@@ -544,6 +546,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
         return create_train_state(config, model, sample_x, num_classes, steps_per_epoch)
 
     abstract_state = jax.eval_shape(init_state)  # traced only: no compilation, no arrays
+    validation.check_memory(
+        config,
+        batch_size=batch_size,
+        input_shape=train_ds.images.shape[1:],
+        num_params=sum(int(np.prod(p.shape)) for p in jax.tree.leaves(abstract_state.params)),
+        num_devices=num_devices,
+    )
     warm = None
     if config.init_from and not _has_checkpoint(ckpt_dir):
         # Compares every leaf's shape with the checkpoint (naming the mismatched ones)

@@ -55,7 +55,33 @@ UNSUPERVISED_LOSSES = (
 VECTOR_DATASETS = ("hn_synthetic", "clop_synthetic")
 # `dataset_kwargs` keys the trainer consumes itself (the rest go to `load_dataset`).
 TRAINER_DATASET_KWARGS = ("max_examples",)
+# NumPy's legacy and scikit-learn's seeds are uint32; the test split is drawn with seed + 1.
+MAX_SEED = 2**32 - 2
+# Flags the trainer reads as booleans.
+BOOL_FIELDS = ("plots", "allow_config_change", "loss.exclude_anchor", "optimizer.scale_lr_by_batch")
+# Steps are int32 in the train state and in optax's schedules.
+MAX_STEPS = 2**31 - 1
 FINGERPRINT_FILE = "run_fingerprint.json"
+CONFIG_FILE = "config.json"  # reporting.CONFIG_FILE, the full config of the last run
+# Fields a resumed run may change: run length, logging, evaluation and storage knobs.
+RESUMABLE_FIELDS = frozenset(
+    {
+        "num_epochs",
+        "name",
+        "wandb",
+        "eval_every_epochs",
+        "checkpoint_every_epochs",
+        "log_every_steps",
+        "plots",
+        "linear_probe",
+        "probe_epochs",
+        "allow_config_change",
+        "max_checkpoints",
+        "eval_batch_size",
+        "data_dir",
+        "manual_dir",
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -87,6 +113,21 @@ def _positive(field: str, value: Any, *, strict: bool = True, integer: bool = Fa
         raise ConfigError(f"config.{field}={value!r} must be {what} {kind}; set --config.{field}.")
 
 
+def _get(config: ml_collections.ConfigDict, field: str) -> Any:
+    """`config` at a dotted field name ("loss.beta"); None where a level is missing."""
+    node: Any = config
+    for part in field.split("."):
+        node = node.get(part) if hasattr(node, "get") else None
+    return node
+
+
+def optional_path(value: Any) -> str | None:
+    """A path field's value, None when unset (None, "" or the flag text "None")."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+        return None
+    return value
+
+
 def _dataset_options(name: str) -> tuple[str, ...]:
     """The `load_dataset` options of data set `name` (see `hncl_jax.data`)."""
     return tuple(data.DATASET_OPTIONS.get(name, ()))
@@ -109,17 +150,39 @@ def validate_config(
     Raises:
       ConfigError: (a ValueError) naming the field, its value and the fix.
     """
-    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
+    seed = config.seed
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(
-            f"config.seed={config.seed!r} must be a non-negative integer; e.g. --config.seed=0."
+            f"config.seed={seed!r} must be a non-negative integer; e.g. --config.seed=0."
         )
+    if seed > MAX_SEED:
+        # NumPy's and scikit-learn's seeds are uint32, and the test split uses seed + 1.
+        raise ConfigError(
+            f"config.seed={seed} is too large: it must lie in [0, {MAX_SEED}] (a uint32 seed "
+            "for NumPy and scikit-learn); e.g. --config.seed=0."
+        )
+    for field in BOOL_FIELDS:
+        value = _get(config, field)
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"config.{field}={value!r} must be True or False; set --config.{field}=True "
+                f"or --config.{field}=False."
+            )
+    for field in ("data_dir", "manual_dir", "init_from"):
+        value = config.get(field)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(
+                f"config.{field}={value!r} must be a folder path (a string) or unset; set "
+                f"--config.{field}=<folder>."
+            )
     _choice("dataset", config.dataset, data.DATASETS)
     _validate_data_fields(config)
     _choice("model", config.model, models.MODELS)
     _choice("normalization", config.normalization, geometry.NORMALIZATIONS)
     _choice("positives", config.positives, POSITIVES)
+    _choice("views", config.views, VIEWS)
+    _positive("noise_std", config.noise_std, strict=False)
     if config.positives == "views":
-        _choice("views", config.views, VIEWS)
         if config.views == "simclr" and config.dataset in VECTOR_DATASETS:
             raise ConfigError(
                 f"config.views='simclr' crops and colour-jitters images, but "
@@ -150,6 +213,12 @@ def validate_config(
         )
     _validate_optimizer(config)
     _positive("batch_size", config.batch_size, integer=True)
+    if config.batch_size < 2:
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} leaves no negatives: every loss contrasts "
+            "an anchor with the other examples of its batch, so a batch of one gives loss 0 "
+            "and gradient 0. Use --config.batch_size=2 or more (the papers use 256 to 1024)."
+        )
     _positive("num_epochs", config.num_epochs, integer=True)
     if config.get("steps_per_dispatch") is not None:  # None means 1
         _positive("steps_per_dispatch", config.steps_per_dispatch, integer=True)
@@ -160,8 +229,7 @@ def validate_config(
     if config.max_checkpoints is not None:  # None keeps every checkpoint
         _positive("max_checkpoints", config.max_checkpoints, integer=True)
     _choice("linear_probe", config.linear_probe, PROBE_MODES)
-    if config.linear_probe != "off":
-        _positive("probe_epochs", config.probe_epochs, integer=True)
+    _positive("probe_epochs", config.probe_epochs, integer=True)
     knn_k = config.knn_k
     if (
         not isinstance(knn_k, Sequence)
@@ -193,7 +261,8 @@ def validate_config(
 
 def _validate_data_fields(config: ml_collections.ConfigDict) -> None:
     name = config.dataset
-    kwargs = dict(config.dataset_kwargs) if config.dataset_kwargs else {}
+    # None means "not set" (the placeholders of configs/default.py).
+    kwargs = {k: v for k, v in dict(config.dataset_kwargs or {}).items() if v is not None}
     allowed = (*_dataset_options(name), *TRAINER_DATASET_KWARGS)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
@@ -203,6 +272,12 @@ def _validate_data_fields(config: ml_collections.ConfigDict) -> None:
         )
     if kwargs.get("max_examples") is not None:
         _positive("dataset_kwargs.max_examples", kwargs["max_examples"], integer=True)
+    frac = kwargs.get("test_fraction")
+    if frac is not None and not (_is_number(frac) and 0.0 < frac < 1.0):
+        raise ConfigError(
+            f"config.dataset_kwargs.test_fraction={frac!r} must lie in (0, 1) (the held-out "
+            "share of each class); e.g. --config.dataset_kwargs.test_fraction=0.2."
+        )
     if config.image_size is not None:
         if name in VECTOR_DATASETS:
             raise ConfigError(
@@ -210,10 +285,10 @@ def _validate_data_fields(config: ml_collections.ConfigDict) -> None:
                 f"config.dataset={name!r} holds vectors; set --config.image_size=None."
             )
         _positive("image_size", config.image_size, integer=True)
-    if config.get("manual_dir") and name != "tinyimagenet":
+    if optional_path(config.get("manual_dir")) and name != "tinyimagenet":
         raise ConfigError(
             f"config.manual_dir={config.manual_dir!r} is the Tiny-ImageNet archive folder, "
-            f"but config.dataset={name!r}; unset it (--config.manual_dir=None)."
+            f"but config.dataset={name!r}; unset it (--config.manual_dir=)."
         )
 
 
@@ -261,7 +336,13 @@ def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
     _positive("optimizer.learning_rate", oc.learning_rate)
     _positive("optimizer.weight_decay", oc.weight_decay, strict=False)
     _positive("optimizer.warmup_epochs", oc.warmup_epochs, strict=False)
-    if oc.name in ("sgd", "lars") and not (_is_number(oc.momentum) and 0.0 <= oc.momentum < 1.0):
+    if oc.schedule == "warmup_cosine" and oc.warmup_epochs > config.num_epochs:
+        warnings.warn(
+            f"config.optimizer.warmup_epochs={oc.warmup_epochs} > config.num_epochs="
+            f"{config.num_epochs}: the learning rate never reaches its peak.",
+            stacklevel=3,
+        )
+    if not (_is_number(oc.momentum) and 0.0 <= oc.momentum < 1.0):
         raise ConfigError(
             f"config.optimizer.momentum={oc.momentum!r} must lie in [0, 1) for "
             f"config.optimizer.name={oc.name!r}; e.g. --config.optimizer.momentum=0.9."
@@ -303,6 +384,8 @@ def validate_against_data(
             f"examples, fewer than the {num_devices} devices the batch is split over; raise "
             "config.dataset_kwargs.max_examples or use more data."
         )
+    if num_examples is not None:
+        _check_against_size(config, num_examples, num_devices)
     auto = config.embed_dim in (-1, None)
     d = num_classes - 1 if auto else int(config.embed_dim)
     shown = f"config.embed_dim={config.embed_dim}" + (f" (C - 1 = {d})" if auto else "")
@@ -324,45 +407,259 @@ def validate_against_data(
         )
 
 
-def check_workdir(workdir: str, fingerprint: dict, allow_change: bool) -> None:
+def fingerprint_of(config_dict: dict) -> dict:
+    """The fields of a config (as a JSON dict) that define a run: all but `RESUMABLE_FIELDS`."""
+    return {k: v for k, v in config_dict.items() if k not in RESUMABLE_FIELDS}
+
+
+def _check_against_size(config: ml_collections.ConfigDict, n: int, num_devices: int) -> None:
+    """The fields bounded by the number n of training examples."""
+    batch = min(config.batch_size, n)
+    batch -= batch % num_devices
+    if batch < 2:
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} with {n} training examples and "
+            f"{num_devices} device(s) gives batches of {batch}: no negatives, loss 0 and "
+            "gradient 0. Use more data (config.dataset_kwargs.max_examples) or a batch of 2 "
+            "or more per step."
+        )
+    too_many = [k for k in config.knn_k if k > n]
+    if too_many:
+        raise ConfigError(
+            f"config.knn_k={tuple(config.knn_k)!r} asks for {too_many[0]} neighbours, but the "
+            f"kNN classifier is fit on the {n} training examples; use k ≤ {n}, e.g. "
+            f"--config.knn_k='({min(5, n)},)'."
+        )
+    steps_per_epoch = n // batch
+    total = config.num_epochs * steps_per_epoch
+    if total > MAX_STEPS:
+        raise ConfigError(
+            f"config.num_epochs={config.num_epochs} × {steps_per_epoch} steps per epoch = "
+            f"{total} steps exceeds the int32 step counter ({MAX_STEPS}); lower "
+            "--config.num_epochs."
+        )
+    oc = config.optimizer
+    warmup = oc.warmup_epochs * steps_per_epoch
+    if warmup > MAX_STEPS:
+        raise ConfigError(
+            f"config.optimizer.warmup_epochs={oc.warmup_epochs} is {warmup:.3g} warmup steps, "
+            f"beyond the int32 step counter ({MAX_STEPS}); use at most config.num_epochs="
+            f"{config.num_epochs} warmup epochs."
+        )
+
+
+# Floats of activations (forward and backward) per input element of one example: an
+# order-of-magnitude figure per model family, for the memory estimate only.
+ACTIVATION_FACTORS = {"tiny_mlp": 4, "mlp": 8, "tiny_cnn": 64, "resnet18": 300, "resnet50": 1200}
+
+
+def estimate_step_memory(
+    config: ml_collections.ConfigDict,
+    *,
+    batch_size: int,
+    input_shape: Sequence[int],
+    num_params: int,
+    num_devices: int = 1,
+) -> dict[str, float]:
+    """An analytic estimate of one train step's memory per device, in bytes.
+
+    Counted in float32: the loss's (N, N) similarity buffers (about eight: similarities,
+    masks, tilted log-probabilities, the sampler's CDF, their gradients), its
+    negative buffers, O(N k) for the anchor-shared draws and O(N² k) for fresh draws per
+    pair or the triplet ψ, where N is the batch (two views per example with
+    `positives="views"`) and k = `loss.k`; the parameters with their gradients and
+    optimizer moments (4 copies); and the activations, `ACTIVATION_FACTORS[model]`
+    floats per input element per example. The loss and activations are divided over
+    the devices.
+
+    Args:
+      config: the run's config.
+      batch_size: the global batch actually used (after clamping to the data).
+      input_shape: the shape of one example.
+      num_params: the model's parameter count.
+      num_devices: devices the batch is split over.
+
+    Returns:
+      dict with "loss", "params", "activations" and "total" bytes.
+    """
+    lc = config.loss
+    n = batch_size * (2 if config.positives == "views" else 1)
+    k = int(lc.k)
+    loss = 8.0 * n * n
+    if lc.name in losses.SETTINGS and lc.estimator == "sampled":
+        if lc.draw == "pair" or lc.psi == "triplet":
+            loss += 3.0 * n * n * k
+        else:
+            loss += 4.0 * n * k
+    loss *= 4.0 / num_devices
+    elements = math.prod(int(d) for d in input_shape)
+    factor = ACTIVATION_FACTORS.get(config.model, 64)
+    activations = 4.0 * n * elements * factor / num_devices
+    params = 4.0 * 4 * num_params
+    return {
+        "loss": loss,
+        "params": params,
+        "activations": activations,
+        "total": loss + params + activations,
+    }
+
+
+def available_memory() -> tuple[float, str]:
+    """Bytes of memory of the first device and where the figure comes from.
+
+    The accelerator's `memory_stats()["bytes_limit"]` where JAX reports it (GPU, TPU);
+    otherwise the host's physical RAM (the CPU backend).
+    """
+    import jax
+
+    try:
+        stats = jax.local_devices()[0].memory_stats() or {}
+    except Exception:  # backends without memory statistics raise or return None
+        stats = {}
+    if stats.get("bytes_limit"):
+        return float(stats["bytes_limit"]), f"{jax.local_devices()[0].device_kind} memory"
+    pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    return float(pages * page), "host RAM"
+
+
+def check_memory(
+    config: ml_collections.ConfigDict,
+    *,
+    batch_size: int,
+    input_shape: Sequence[int],
+    num_params: int,
+    num_devices: int = 1,
+    limit: float | None = None,
+) -> dict[str, float]:
+    """Refuses a step whose estimated memory exceeds the device's, before compiling.
+
+    Args:
+      config, batch_size, input_shape, num_params, num_devices: as in
+        `estimate_step_memory`.
+      limit: bytes available (None: `available_memory()`).
+
+    Returns:
+      The estimate (`estimate_step_memory`).
+
+    Raises:
+      ConfigError: the estimate exceeds the limit; the message gives both and the
+        fields that drive it (batch size, loss.k, loss.draw).
+
+    Warns:
+      UserWarning: the estimate exceeds half the limit.
+    """
+    estimate = estimate_step_memory(
+        config,
+        batch_size=batch_size,
+        input_shape=input_shape,
+        num_params=num_params,
+        num_devices=num_devices,
+    )
+    where = "the given limit"
+    if limit is None:
+        limit, where = available_memory()
+    gb = 2.0**30
+    text = (
+        f"one train step needs about {estimate['total'] / gb:.3g} GB per device (loss "
+        f"{estimate['loss'] / gb:.3g} GB with batch {batch_size} and config.loss.k="
+        f"{config.loss.k}, activations {estimate['activations'] / gb:.3g} GB, parameters and "
+        f"optimizer {estimate['params'] / gb:.3g} GB), {where} is {limit / gb:.3g} GB"
+    )
+    if estimate["total"] > limit:
+        raise ConfigError(
+            f"{text}: it cannot fit. Lower --config.loss.k or --config.batch_size (or use "
+            "--config.loss.draw=anchor, O(N k) instead of O(N² k) memory)."
+        )
+    if estimate["total"] > 0.5 * limit:
+        warnings.warn(f"{text}: close to the limit; the step may run out of memory.", stacklevel=2)
+    return estimate
+
+
+def check_workdir(
+    workdir: str,
+    fingerprint: dict,
+    allow_change: bool,
+    *,
+    has_checkpoint: bool = False,
+    checkpoint_fingerprint: dict | None = None,
+) -> None:
     """Refuses a workdir that holds a run of a different config (unless allowed).
 
+    The run's config is recorded in `run_fingerprint.json` and in every checkpoint's
+    metadata (`checkpoint_fingerprint`); `config.json` serves when both are missing
+    (older runs). Every record found must match. A workdir holding a checkpoint but no
+    record at all is refused too: nothing could tell whether its config is this one.
     Reads only: a missing workdir passes.
 
     Args:
       workdir: the run directory.
       fingerprint: the fields that define the run (`train._config_fingerprint`).
       allow_change: log a warning instead of raising (`config.allow_config_change`).
+      has_checkpoint: the workdir holds a finalized checkpoint.
+      checkpoint_fingerprint: the fingerprint saved with its latest checkpoint, if any.
 
     Raises:
-      ConfigError: the workdir is a file, its fingerprint is unreadable, or it records a
-        different config; the message lists every differing field.
+      ConfigError: the workdir is a file, its fingerprint is unreadable, it records a
+        different config (the message lists every differing field), or it holds a
+        checkpoint without any record of its config.
     """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"workdir {workdir} is a file, not a folder; pass another --workdir.")
+    records: list[tuple[str, dict]] = []
     path = os.path.join(workdir, FINGERPRINT_FILE)
-    if not os.path.exists(path):
+    if os.path.exists(path):
+        try:
+            with open(path) as fh:
+                records.append((path, json.load(fh)))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(
+                f"{path} (the config of the run in workdir {workdir}) cannot be read ({e}); "
+                "restore it, use a new --workdir, or delete the file to continue this run "
+                "with the current config."
+            ) from e
+    if checkpoint_fingerprint is not None:
+        records.append(("its latest checkpoint", checkpoint_fingerprint))
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    if not records and has_checkpoint and os.path.exists(config_path):
+        try:
+            with open(config_path) as fh:
+                records.append((config_path, fingerprint_of(json.load(fh))))
+        except (OSError, json.JSONDecodeError, AttributeError) as e:
+            logging.warning(
+                "%s cannot be read (%s); not used as the config record.", config_path, e
+            )
+    if not records and has_checkpoint:
+        msg = (
+            f"workdir {workdir} holds checkpoints but no record of their config "
+            f"({FINGERPRINT_FILE}, {CONFIG_FILE} and the checkpoints' own record are all "
+            "missing), so a changed config cannot be ruled out. Use a new --workdir, or pass "
+            "--config.allow_config_change=True to continue it with the current config."
+        )
+        if not allow_change:
+            raise ConfigError(msg)
+        logging.warning("%s (allowed by config.allow_config_change)", msg)
         return
-    try:
-        with open(path) as fh:
-            old = json.load(fh)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(
-            f"{path} (the config of the run in workdir {workdir}) cannot be read ({e}); restore "
-            "it, use a new --workdir, or delete the file to continue this run with the current "
-            "config."
-        ) from e
+    for where, old in records:
+        _compare_fingerprints(workdir, where, old, fingerprint, allow_change)
+
+
+def _compare_fingerprints(
+    workdir: str, where: str, old: dict, fingerprint: dict, allow_change: bool
+) -> None:
     if old == fingerprint:
         return
+    if not isinstance(old, dict):
+        old = {"<record>": old}
     old, new = _flatten(old), _flatten(fingerprint)
     diffs = sorted(
         f"{k}: {old.get(k, '<unset>')!r} → {new.get(k, '<unset>')!r}"
         for k in set(old) | set(new)
         if old.get(k, "<unset>") != new.get(k, "<unset>")
     )
+    source = "" if where.endswith(FINGERPRINT_FILE) else f", recorded in {where}"
     msg = (
-        f"workdir {workdir} holds a run of a different config ({'; '.join(diffs)}). Use a new "
-        "--workdir, or pass --config.allow_config_change=True to continue it anyway."
+        f"workdir {workdir} holds a run of a different config ({'; '.join(diffs)}{source}). "
+        "Use a new --workdir, or pass --config.allow_config_change=True to continue it anyway."
     )
     if not allow_change:
         raise ConfigError(msg)
