@@ -35,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Fraction of the training set whose labels are visible (CLOP's semi-supervised runs).
     c.label_fraction = 1.0
 
-    # Positive pairs (MATH §3): "labels" (same class, anchor included) or "views" (two
+    # Positive pairs (docs/math.md §3): "labels" (same class, anchor included) or "views" (two
     # augmented views of each reference example; `views` names the augmentation:
     # "simclr", "noise" (HN §5 Gaussian noise) or "clop" (noise + sign flip)).
     c.positives = "labels"
@@ -46,16 +46,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model = "mlp"
     c.model_kwargs = ml_collections.ConfigDict()
     c.embed_dim = -1
-    c.normalization = "unit_ball"  # unit_ball | unit_sphere | none (MATH §1).
+    c.normalization = "unit_ball"  # unit_ball | unit_sphere | none (docs/math.md §1).
     c.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters and loss stay float32).
 
     # Loss: `name` is a setting (scl, hscl, ucl, hucl), "simclr_form" (eq. 42) or a baseline
     # (nt_xent, supcon, sincere, dcl, dclw, vicreg, barlow_twins).
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "hscl"
-    c.loss.psi = "infonce"  # infonce | infonce_sum | triplet (MATH §2).
+    c.loss.psi = "infonce"  # infonce | infonce_sum | triplet (docs/math.md §2).
     c.loss.alpha = 1.0  # infonce_sum's α and the triplet margin.
-    c.loss.hardening = "exponential"  # none | exponential | polynomial (MATH §5).
+    c.loss.hardening = "exponential"  # none | exponential | polynomial (docs/math.md §5).
     c.loss.beta = 10.0  # exponential tilting parameter (β ≥ 0).
     c.loss.epsilon = 3.0  # polynomial exponent (ε > 0).
     c.loss.k = 256  # negatives per anchor.
@@ -64,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss.exclude_anchor = False  # UCL/HUCL: drop the anchor from its own candidates.
     c.loss.temperature = 0.5  # baselines only (the HN family has unit temperature).
 
-    # CLOP (MATH §9): weight λ of the prototype term (0 disables it).
+    # CLOP (docs/math.md §9): weight λ of the prototype term (0 disables it).
     c.clop = ml_collections.ConfigDict()
     c.clop.weight = 0.0
     c.clop.prototypes = "orthonormal"  # orthonormal | simplex

@@ -1,8 +1,8 @@
 """Baseline self-supervised and supervised losses, and the CLOP prototype term.
 
 These are the published losses the hard-negative (HN) and CLOP papers compare against
-(MATH.md §8), written as pure, jit-able functions of a batch of embeddings, plus the
-orthonormal-prototype term of CLOP (MATH.md §9).
+(docs/math.md §8), written as pure, jit-able functions of a batch of embeddings, plus the
+orthonormal-prototype term of CLOP (docs/math.md §9).
 
 Conventions shared by the contrastive losses (``nt_xent``, ``supcon``, ``sincere``,
 ``dcl``, ``dclw``):
@@ -540,7 +540,7 @@ def clop_loss(
 
     added to a contrastive loss. Unlabelled rows (label ``-1``) are ignored; a batch with
     no labelled row gives 0 with zero (finite) gradients. The paper writes a sum over
-    :math:`S`; the mean keeps :math:`\lambda` independent of the batch size (MATH.md §9).
+    :math:`S`; the mean keeps :math:`\lambda` independent of the batch size (docs/math.md §9).
 
     Args:
       z: embeddings, un-normalized, shape ``[N, d]``.

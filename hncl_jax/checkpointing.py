@@ -14,7 +14,7 @@ A run keeps its checkpoints in `<workdir>/checkpoints/<step>/`, one directory pe
   directory into `(directory, step)`.
 * `load_for_warm_start` restores only a subtree (`params`, `batch_stats`) of another
   run's checkpoint, after comparing every leaf's shape and dtype with the checkpoint's
-  metadata, for the near-NC warm start of [HN Table 2] (MATH §13).
+  metadata, for the near-NC warm start of [HN Table 2] (docs/math.md §13).
 
 Atomicity: Orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it to
 `<step>` once every file is written (on local and POSIX filesystems; on GCS it writes a

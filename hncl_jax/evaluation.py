@@ -1,6 +1,6 @@
 """Evaluation of frozen representations: features, NCM, kNN, linear probe, collapse report.
 
-Pure functions of arrays (MATH §12): no config objects, no I/O. The caller jits the
+Pure functions of arrays (docs/math.md §12): no config objects, no I/O. The caller jits the
 model's feature function; the classifiers below are jitted here and run on the default
 device in chunks, so CIFAR-sized sets (50k train x 10k test) fit in memory.
 
@@ -11,7 +11,7 @@ device in chunks, so CIFAR-sized sets (50k train x 10k test) fit in memory.
   (k = 200, τ = 0.07, the weighted kNN of InstDisc, used by SimCLR-style papers).
 * `linear_probe` — multinomial logistic regression on standardized features, AdamW with
   a cosine schedule, the whole training one jitted `lax.scan`; top-1 and top-5.
-* `collapse_report` — NC metrics, DC spectrum and DC rank (MATH §10) as flat floats.
+* `collapse_report` — NC metrics, DC spectrum and DC rank (docs/math.md §10) as flat floats.
 * `evaluate_representations` — all of the above on the backbone output `h` and the
   normalized embedding `z`.
 
@@ -181,7 +181,7 @@ def ncm_accuracy(
       Fraction of test rows classified correctly, a Python float in [0, 1].
 
     References:
-      [HN §5] (the classifier of the paper's code); MATH §12.
+      [HN §5] (the classifier of the paper's code); docs/math.md §12.
     """
     train_x, train_y, test_x, test_y = _check_pair(
         "ncm_accuracy", train_x, train_y, test_x, test_y, num_classes
@@ -385,7 +385,7 @@ def linear_probe(
       `{"top1": float, "top5": float}` test accuracies; "top5" is top-min(5, C).
 
     References:
-      [CLOP §5, App. B] linear evaluation (top-1 / top-5) on frozen features; MATH §12.
+      [CLOP §5, App. B] linear evaluation (top-1 / top-5) on frozen features; docs/math.md §12.
     """
     train_x, train_y, test_x, test_y = _check_pair(
         "linear_probe", train_x, train_y, test_x, test_y, num_classes
@@ -443,7 +443,7 @@ def collapse_report(
       `geometry.dc_spectrum`.
 
     References:
-      [HN §5.2-5.3]; MATH §10.
+      [HN §5.2-5.3]; docs/math.md §10.
     """
     if num_classes < 2:
         raise ValueError(f"collapse_report: num_classes must be >= 2; got {num_classes}.")
@@ -474,7 +474,7 @@ def evaluate_representations(
     linear_probe: bool = False,
     probe_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Every evaluation of MATH §10 and §12 on h and z, as one flat dict.
+    """Every evaluation of docs/math.md §10 and §12 on h and z, as one flat dict.
 
     See the module docstring for the key scheme. Classifiers are fit on train and
     scored on test (NCM also on train); NC metrics are computed for z on both splits,

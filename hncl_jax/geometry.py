@@ -3,20 +3,20 @@
 Everything here is either a pure `jax` function (jit-able; integer sizes such as
 `num_classes` are static) or a closed-form number computed in float64 `numpy`:
 
-* `normalize` — the three feature normalizations of [HN Algorithm 1] (MATH §1).
-* `simplex_etf` — the C unit vectors with pairwise inner products -1/(C-1) (MATH §10).
+* `normalize` — the three feature normalizations of [HN Algorithm 1] (docs/math.md §1).
+* `simplex_etf` — the C unit vectors with pairwise inner products -1/(C-1) (docs/math.md §10).
 * `class_means`, `nc_metrics`, `dc_spectrum`, `effective_rank` — Neural-Collapse and
-  Dimensional-Collapse diagnostics [HN §5.2-5.3] (MATH §10).
+  Dimensional-Collapse diagnostics [HN §5.2-5.3] (docs/math.md §10).
 * `scl_lower_bound`, `ucl_lower_bound`, `ucl_reweighted_limit` — the minima of the
-  supervised and unsupervised losses [HN Thm 2, Thm 3] (MATH §11).
+  supervised and unsupervised losses [HN Thm 2, Thm 3] (docs/math.md §11).
 * `clop_lr_bound`, `clop_gradient_descent` — the learning-rate bound of [CLOP Thm 1] and
-  the experiment of [CLOP §3.1, Fig. 3] (MATH §9).
+  the experiment of [CLOP §3.1, Fig. 3] (docs/math.md §9).
 
 References:
   [HN] Jiang et al., "Hard-Negative Sampling for Contrastive Learning: Optimal
-  Representation Geometry and Neural- vs Dimensional-Collapse" (seeds/000).
+  Representation Geometry and Neural- vs Dimensional-Collapse" (earlier version: arXiv:2209.00078).
   [CLOP] "Preventing Collapse in Contrastive Learning with Orthonormal Prototypes"
-  (seeds/002).
+  (arXiv:2403.18699).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from jax.typing import ArrayLike
 
 NORMALIZATIONS = ("unit_ball", "unit_sphere", "none")
 
-# The psi_k names of MATH §2; `hardening.PSIS` holds the same tuple (not imported: this
+# The psi_k names of docs/math.md §2; `hardening.PSIS` holds the same tuple (not imported: this
 # module depends on no other hncl_jax module).
 _PSIS = ("infonce", "infonce_sum", "triplet")
 
@@ -69,7 +69,7 @@ def normalize(f: ArrayLike, kind: str = "unit_ball") -> jax.Array:
       ValueError: if `kind` is not in `NORMALIZATIONS`.
 
     References:
-      [HN Algorithm 1, lines 5-15]; MATH §1.
+      [HN Algorithm 1, lines 5-15]; docs/math.md §1.
     """
     if kind not in NORMALIZATIONS:
         raise ValueError(f"normalize: kind={kind!r} is not supported; use one of {NORMALIZATIONS}.")
@@ -108,7 +108,7 @@ def simplex_etf(num_classes: int, dim: int | None = None) -> jax.Array:
       ValueError: if C < 2 or d < C - 1.
 
     References:
-      [HN Thm 2, Def. 5]; MATH §10.
+      [HN Thm 2, Def. 5]; docs/math.md §10.
     """
     _check_num_classes("simplex_etf", num_classes)
     c = int(num_classes)
@@ -155,7 +155,7 @@ def class_means(z: ArrayLike, labels: ArrayLike, num_classes: int) -> jax.Array:
       (C, d) array of class means μ_c, in the dtype of z.
 
     References:
-      [HN §5.2]; MATH §10.
+      [HN §5.2]; docs/math.md §10.
     """
     _check_num_classes("class_means", num_classes)
     z = jnp.asarray(z)
@@ -188,7 +188,7 @@ def nc_metrics(z: ArrayLike, labels: ArrayLike, num_classes: int) -> dict[str, j
       dict of four scalar arrays with the keys above.
 
     References:
-      [HN §5.2, Thm 2 conditions (i)-(iv), Def. 6]; MATH §10.
+      [HN §5.2, Thm 2 conditions (i)-(iv), Def. 6]; docs/math.md §10.
     """
     z = jnp.asarray(z)
     labels = jnp.asarray(labels)
@@ -228,7 +228,7 @@ def dc_spectrum(z: ArrayLike, labels: ArrayLike, num_classes: int) -> jax.Array:
       class means coincide).
 
     References:
-      [HN §5.3, Def. 7, Fig. 4]; MATH §10.
+      [HN §5.3, Def. 7, Fig. 4]; docs/math.md §10.
     """
     mu = class_means(z, labels, num_classes)
     centred = mu - jnp.mean(mu, axis=0, keepdims=True)
@@ -274,7 +274,7 @@ def _check_bound_args(fn: str, num_classes: int, k: int, psi: str, alpha: float)
 def _psi_grouped(
     values: np.ndarray, counts: np.ndarray, k: int, psi: str, alpha: float
 ) -> np.ndarray:
-    """ψ_k whose k arguments are values[g] repeated counts[..., g] times (MATH §2).
+    """ψ_k whose k arguments are values[g] repeated counts[..., g] times (docs/math.md §2).
 
     `counts` has shape (..., G) and sums to k over its last axis; float64 throughout.
     """
@@ -308,7 +308,7 @@ def scl_lower_bound(num_classes: int, k: int, psi: str = "infonce", alpha: float
       The bound as a Python float (computed in float64).
 
     References:
-      [HN Thm 2]; MATH §11.
+      [HN Thm 2]; docs/math.md §11.
     """
     _check_bound_args("scl_lower_bound", num_classes, k, psi, alpha)
     t = -num_classes / (num_classes - 1)
@@ -339,7 +339,7 @@ def ucl_lower_bound(num_classes: int, k: int, psi: str = "infonce", alpha: float
       The bound as a Python float (computed in float64).
 
     References:
-      [HN Thm 3, §5]; MATH §11.
+      [HN Thm 3, §5]; docs/math.md §11.
     """
     _check_bound_args("ucl_lower_bound", num_classes, k, psi, alpha)
     k = int(k)
@@ -362,7 +362,7 @@ def ucl_reweighted_limit(num_classes: int) -> float:
     """The k → ∞ limit of `ucl_lower_bound` for InfoNCE (mean form).
 
     log(1 + 1/C + ((C-1)/C) e^{-C/(C-1)}): the value of the deterministic `reweighted`
-    UCL estimator at Neural Collapse (MATH §6b), e.g. 0.39345 for C = 3.
+    UCL estimator at Neural Collapse (docs/math.md §6b), e.g. 0.39345 for C = 3.
 
     Args:
       num_classes: C >= 2.
@@ -371,7 +371,7 @@ def ucl_reweighted_limit(num_classes: int) -> float:
       The limit as a Python float.
 
     References:
-      [HN Thm 3, §5]; MATH §11.
+      [HN Thm 3, §5]; docs/math.md §11.
     """
     _check_num_classes("ucl_reweighted_limit", num_classes)
     c = num_classes
@@ -412,7 +412,7 @@ def clop_lr_bound(k: int) -> float:
       ValueError: if k < 2.
 
     References:
-      [CLOP Thm 1, eq. 2 with ε = 0, App. D]; MATH §9.
+      [CLOP Thm 1, eq. 2 with ε = 0, App. D]; docs/math.md §9.
     """
     if k < 2:
         raise ValueError(f"clop_lr_bound: k={k!r} must be >= 2 (the number of class embeddings).")
@@ -440,7 +440,7 @@ def clop_gradient_descent(x: ArrayLike, lr: ArrayLike, steps: int | jax.Array) -
       (m, k) matrix after `steps` steps, columns of unit norm.
 
     References:
-      [CLOP §3.1, eq. 3, Fig. 3, App. D]; MATH §9.
+      [CLOP §3.1, eq. 3, Fig. 3, App. D]; docs/math.md §9.
     """
     x = jnp.asarray(x)
     if x.ndim != 2 or x.shape[1] < 2:

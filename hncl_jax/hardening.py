@@ -1,6 +1,6 @@
 """The loss functions ψ_k, hardening functions and tilted negative sampling.
 
-Pure `jax` building blocks of the hard-negative (HN) losses (MATH §2 and §5):
+Pure `jax` building blocks of the hard-negative (HN) losses (docs/math.md §2 and §5):
 
 * `psi` — the convex, argument-wise non-decreasing ψ_k of [HN Def. 1], reducing the k
   arguments t_m = s(anchor, negative_m) − s(anchor, positive) on the last axis.
@@ -22,7 +22,8 @@ keeps it for the `grad_through_weights` option of the losses.
 
 References:
   [HN] Jiang et al., "Hard-Negative Sampling for Contrastive Learning: Optimal
-  Representation Geometry and Neural- vs Dimensional-Collapse" (seeds/000), Def. 1-4,
+  Representation Geometry and Neural- vs Dimensional-Collapse"
+  (earlier version: arXiv:2209.00078), Def. 1-4,
   Algorithm 1, App. B.4.
 """
 
@@ -159,7 +160,7 @@ def psi(t: ArrayLike, name: str = "infonce", alpha: float = 1.0) -> jax.Array:
       ValueError: for an unknown `name`, α ≤ 0, or a scalar `t`.
 
     References:
-      [HN Def. 1, Algorithm 1 line 22]; MATH §2.
+      [HN Def. 1, Algorithm 1 line 22]; docs/math.md §2.
     """
     check_psi_args(name, alpha, caller="psi")
     t = jnp.asarray(t)
@@ -196,7 +197,7 @@ def log_hardening(t: ArrayLike, name: str, beta: float = 0.0, epsilon: float = 1
       log h(t), the shape and dtype of t.
 
     References:
-      [HN Def. 2, Algorithm 1 (exponential), App. B.4 (polynomial)]; MATH §5.
+      [HN Def. 2, Algorithm 1 (exponential), App. B.4 (polynomial)]; docs/math.md §5.
     """
     check_hardening_args(name, beta, epsilon, caller="log_hardening")
     t = jnp.asarray(t)
@@ -262,7 +263,7 @@ def tilted_log_probs(
       to the reference distribution.
 
     References:
-      [HN Def. 3-4, eq. 5 and 7 with separable η]; MATH §5.
+      [HN Def. 3-4, eq. 5 and 7 with separable η]; docs/math.md §5.
     """
     check_hardening_args(hardening, beta, epsilon, caller="tilted_log_probs")
     sims = jnp.asarray(sims)
@@ -295,7 +296,7 @@ def tilted_probs(
       over all M columns.
 
     References:
-      [HN Def. 3-4]; MATH §5.
+      [HN Def. 3-4]; docs/math.md §5.
     """
     log_q, _ = tilted_log_probs(
         sims, candidate_mask, hardening=hardening, beta=beta, epsilon=epsilon
@@ -379,7 +380,7 @@ def sample_negatives(
       ValueError: for unknown names, β < 0, ε ≤ 0, k < 1 or mismatched shapes.
 
     References:
-      [HN Def. 3-4, Algorithm 1 line 20]; MATH §5.
+      [HN Def. 3-4, Algorithm 1 line 20]; docs/math.md §5.
     """
     check_hardening_args(hardening, beta, epsilon, caller="sample_negatives")
     check_k(k, caller="sample_negatives")
@@ -447,7 +448,7 @@ def sir_sample(
 
     References:
       [HN Def. 2-4]; Rubin (1988), "Using the SIR algorithm to simulate posterior
-      distributions"; MATH §5.
+      distributions"; docs/math.md §5.
     """
     check_k(k, caller="sir_sample")
     check_k(num_proposals, caller="sir_sample", arg="num_proposals")

@@ -1,11 +1,11 @@
 """The supervised and unsupervised (hard-negative) contrastive losses of [HN].
 
-* `contrastive_loss` — SCL, HSCL, UCL and HUCL (MATH §3-6) with the paper's sampled
+* `contrastive_loss` — SCL, HSCL, UCL and HUCL (docs/math.md §3-6) with the paper's sampled
   estimator (Algorithm 1, per-anchor or per-pair draws) or the deterministic k → ∞
   "reweighted" estimator.
-* `simclr_form_loss` — the large-k SimCLR form of [HN eq. 42] (MATH §7).
+* `simclr_form_loss` — the large-k SimCLR form of [HN eq. 42] (docs/math.md §7).
 
-Conventions (MATH §0): z (N, d) are already normalized (`geometry.normalize`);
+Conventions (docs/math.md §0): z (N, d) are already normalized (`geometry.normalize`);
 similarities s_ij = z_i · z_j at unit temperature; t = s(anchor, negative) −
 s(anchor, positive). Positives are decided by `positive_ids`, candidate negatives by
 `labels` (SCL/HSCL: other classes) or by nothing (UCL/HUCL: the whole batch). Everything
@@ -14,7 +14,8 @@ leaves the device. Arguments are checked at trace time with `ValueError`.
 
 References:
   [HN] Jiang et al., "Hard-Negative Sampling for Contrastive Learning: Optimal
-  Representation Geometry and Neural- vs Dimensional-Collapse" (seeds/000), Def. 1-4,
+  Representation Geometry and Neural- vs Dimensional-Collapse"
+  (earlier version: arXiv:2209.00078), Def. 1-4,
   Algorithm 1, eq. 42.
   [R21] Robinson, Chuang, Sra, Jegelka, "Contrastive Learning with Hard Negative
   Samples", ICLR 2021 (importance reweighting and its τ⁺ debiasing).
@@ -236,7 +237,7 @@ def contrastive_loss(
     num_proposals: int = 64,
     return_aux: bool = False,
 ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
-    """The SCL, HSCL, UCL and HUCL losses of [HN] on one batch (MATH §3-6).
+    """The SCL, HSCL, UCL and HUCL losses of [HN] on one batch (docs/math.md §3-6).
 
     For anchor i and each positive j (positive_ids[j] == positive_ids[i]; j = i only if
     `self_positive`), k negatives n_1..n_k are drawn i.i.d. from the tilted distribution
@@ -314,7 +315,7 @@ def contrastive_loss(
       >>> loss = contrastive_loss(z, y, key, setting="hscl", beta=10.0, k=256)
 
     References:
-      [HN Def. 1-4, Algorithm 1, Thm 1-3]; [R21 eq. 5 and code]; MATH §3-6.
+      [HN Def. 1-4, Algorithm 1, Thm 1-3]; [R21 eq. 5 and code]; docs/math.md §3-6.
     """
     caller = "contrastive_loss"
     _check_choice(caller, "setting", setting, SETTINGS)
@@ -423,7 +424,7 @@ def simclr_form_loss(
     grad_through_weights: bool = False,
     return_aux: bool = False,
 ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
-    """The SimCLR-form loss of [HN eq. 42], with uniform or tilted negatives (MATH §7).
+    """The SimCLR-form loss of [HN eq. 42], with uniform or tilted negatives (docs/math.md §7).
 
         ℓ_ij = log(1 + Q · E_{m ~ q_i}[exp(s_im)] / exp(s_ij)),   Q = N − 2,
 
@@ -455,7 +456,7 @@ def simclr_form_loss(
       The scalar loss, or (loss, aux).
 
     References:
-      [HN App. B.5, eq. 42]; SimCLR (Chen et al. 2020); [R21]; MATH §7.
+      [HN App. B.5, eq. 42]; SimCLR (Chen et al. 2020); [R21]; docs/math.md §7.
     """
     del key
     caller = "simclr_form_loss"

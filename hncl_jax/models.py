@@ -2,7 +2,7 @@
 
 Every model maps a batch `x` to `(h, f)`: the backbone features `h` (B, H) and the
 un-normalized embedding `f = head(h)` (B, embed_dim), both float32 whatever the compute
-dtype. Feature normalization (MATH §1) is the loss side's job, not the model's.
+dtype. Feature normalization (docs/math.md §1) is the loss side's job, not the model's.
 
     model = create_model("resnet50", embed_dim=99, dtype=jnp.bfloat16)
     variables = model.init(key, x, train=False)            # {"params", "batch_stats"}

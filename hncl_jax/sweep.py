@@ -18,7 +18,8 @@ override applies to every run):
         --grid='loss.name=scl,hscl' --grid='loss.beta=0,2,5,10,30'
 
 References:
-  [HN] Jiang et al., "Hard-Negative Sampling for Contrastive Learning" (seeds/000), §5.
+  [HN] Jiang et al., "Hard-Negative Sampling for Contrastive Learning"
+  (earlier version: arXiv:2209.00078), §5.
   big_vision and flax examples: one workdir per run, resumable by rerunning.
 """
 
@@ -402,7 +403,7 @@ class SyntheticGridResult:
       rows: one dict per run: setting, beta, positives, final_loss (mean of the last
         `average_last` epochs' losses), bound (the Theorem 2 minimum for SCL/HSCL; the
         Theorem 3 minimum for UCL, a lower bound for HUCL; with noise views the latent
-        classes of UCL/HUCL are the N reference examples, MATH §0), gap = final_loss -
+        classes of UCL/HUCL are the N reference examples, docs/math.md §0), gap = final_loss -
         bound, the NC metrics of the final train representations, dc_rank and ncm_acc
         (test nearest-class-mean accuracy).
       loss_curves: (R, num_epochs) mean training loss of each epoch.
@@ -474,7 +475,7 @@ def train_synthetic_grid(
     Args:
       betas: hardness levels of "hscl"/"hucl" (the paper: 10, 30, 50 beside β = 0).
       settings: subset of `losses.SETTINGS`.
-      positives: subset of ("labels", "noise_views") (MATH §3).
+      positives: subset of ("labels", "noise_views") (docs/math.md §3).
       num_epochs: epochs (400 in the paper); the whole set is one batch by default.
       k: negatives per anchor (256).
       batch_size: clamped to the training-set size (the paper's 512 > 300 examples).
@@ -496,7 +497,7 @@ def train_synthetic_grid(
       ValueError: unknown setting or positive strategy, no runs, or a bad eval_every.
 
     References:
-      [HN §5.1, Fig. 2]; MATH §11, §13.
+      [HN §5.1, Fig. 2]; docs/math.md §11, §13.
     """
     for s in settings:
         if s not in losses.SETTINGS:

@@ -201,7 +201,7 @@ class CollapseMetricsTest(chex.TestCase):
 
 
 def _psi_direct(t, psi, alpha):
-    """ψ_k of MATH §2 on an explicit list of arguments (float64, for reference values)."""
+    """ψ_k of docs/math.md §2 on an explicit list of arguments (float64, for reference values)."""
     t = np.asarray(t, dtype=np.float64)
     if psi == "infonce":
         return math.log(1.0 + np.mean(np.exp(t)))

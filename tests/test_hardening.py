@@ -1,6 +1,6 @@
 """Tests of hncl_jax.hardening: ψ_k, log h, the tilted distribution and its samplers.
 
-Values are checked against float64 NumPy formulas written from MATH §2 and §5; the
+Values are checked against float64 NumPy formulas written from docs/math.md §2 and §5; the
 samplers against `tilted_probs` with a chi-square test on many draws (fixed keys, so
 the tests are deterministic).
 """

@@ -58,7 +58,7 @@ def _map_keys(fn, keys):
 
 
 def _np_q(s_row, cand, kind, beta, epsilon):
-    """The tilted distribution of one anchor (MATH §5), uniform fallback when h = 0."""
+    """The tilted distribution of one anchor (docs/math.md §5), uniform fallback when h = 0."""
     if kind == "exponential":
         h = np.exp(beta * (s_row - s_row[cand].max()))
     elif kind == "polynomial":

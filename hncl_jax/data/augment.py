@@ -1,6 +1,6 @@
 """On-device preprocessing and view generation (pure jnp, jit-able, vmapped per example).
 
-Views follow the project's convention (MATH §3): `make_views(key, x, kind)` returns
+Views follow the project's convention (docs/math.md §3): `make_views(key, x, kind)` returns
 `concat(view1, view2)` of shape (2B, ...), view i and view B + i being the two
 independent augmentations of reference example i.
 
