@@ -8,7 +8,7 @@ from hncl_jax import benchmark
 
 
 def test_step_mode_reports_throughput(capsys):
-    (rec,) = benchmark.main(
+    (rec,) = benchmark.run(
         "--mode=step --model=tiny_cnn --batch=32 --num_classes=10 --k=16 --dtype=float32 "
         "--image_size=8 --steps=2 --warmup=1".split()
     )
@@ -20,7 +20,7 @@ def test_step_mode_reports_throughput(capsys):
 
 @pytest.mark.parametrize("dispatch", [1, 2])
 def test_epoch_mode_compiles_once(dispatch):
-    (rec,) = benchmark.main(
+    (rec,) = benchmark.run(
         "--mode=epoch --model=tiny_cnn --batch=16 --num_classes=10 --k=8 --dtype=float32 "
         f"--image_size=8 --dataset_size=64 --positives=views --epochs=1 "
         f"--steps_per_dispatch={dispatch}".split()
@@ -30,7 +30,7 @@ def test_epoch_mode_compiles_once(dispatch):
 
 
 def test_loss_mode_covers_the_estimators_and_the_naive_loop():
-    recs = benchmark.main("--mode=loss --loss_n=16 --loss_k=4 --loss_dim=8 --steps=2".split())
+    recs = benchmark.run("--mode=loss --loss_n=16 --loss_k=4 --loss_dim=8 --steps=2".split())
     kinds = {(r["estimator"], r["draw"]) for r in recs}
     assert kinds == {
         ("sampled", "anchor"),
@@ -42,7 +42,7 @@ def test_loss_mode_covers_the_estimators_and_the_naive_loop():
 
 
 def test_trivial_loss_and_profile_trace(tmp_path):
-    (rec,) = benchmark.main(
+    (rec,) = benchmark.run(
         "--mode=step --model=tiny_mlp --batch=16 --num_classes=4 --dtype=float32 "
         f"--image_size=4 --steps=2 --warmup=1 --trivial_loss --profile_dir={tmp_path}".split()
     )
