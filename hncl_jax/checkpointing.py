@@ -135,6 +135,9 @@ class CheckpointCorruptError(ValueError):
 class CheckpointDiskFullError(OSError):
     """A checkpoint could not be written for lack of disk space (errno ENOSPC)."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
+        return self.strerror or super().__str__()
+
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()

@@ -66,8 +66,8 @@ class WorkdirError(validation.ConfigError):
     """
 
 
-class WorkdirLockedError(RuntimeError):
-    """Another live process holds the workdir's lock."""
+class WorkdirLockedError(OSError):
+    """Another live process holds the workdir's lock (an OSError, like EWOULDBLOCK)."""
 
 
 def _holder(path: str) -> str:

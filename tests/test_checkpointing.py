@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -236,3 +237,125 @@ def test_load_for_warm_start_names_every_mismatched_leaf(tmp_path):
         load_for_warm_start(ckpt_dir, renamed)
     with pytest.raises(ValueError, match="no field"):
         load_for_warm_start(ckpt_dir, {"ema_params": wide["params"]})
+
+
+# --------------------------------------------------------------------------- integrity
+def _flip_one_byte(step_dir: str) -> str:
+    """Flips one bit in the middle of the step's largest array-chunk file."""
+    chunks = [
+        os.path.join(root, name)
+        for root, _, names in os.walk(os.path.join(step_dir, checkpointing.STATE_ITEM))
+        for name in names
+        if os.path.basename(root) == "d"
+    ]
+    target = max(chunks, key=os.path.getsize)
+    raw = bytearray(open(target, "rb").read())
+    raw[len(raw) // 2] ^= 0x01
+    open(target, "wb").write(bytes(raw))
+    return target
+
+
+def test_every_step_gets_a_manifest_that_matches(ckpt_dir):
+    _save_steps(ckpt_dir, [1, 2])
+    for step in ("1", "2"):
+        step_dir = os.path.join(ckpt_dir, step)
+        assert checkpointing.verify_manifest(step_dir)
+        with open(os.path.join(step_dir, checkpointing.MANIFEST_FILE)) as f:
+            files = json.load(f)["files"]
+        assert any(name.startswith("state/") for name in files)
+    with Checkpointer(ckpt_dir) as ckpt:
+        ckpt.restore_latest(_abstract(_state()))
+        assert ckpt.is_verified(2) and ckpt.last_good_step() == 2
+        ckpt.save(3, _state(3.0))  # a later save leaves the older steps' files as they were
+    assert all(checkpointing.verify_manifest(os.path.join(ckpt_dir, s)) for s in "123")
+
+
+def test_a_flipped_byte_is_caught_and_the_step_skipped(ckpt_dir, caplog):
+    _save_steps(ckpt_dir, [1, 2])
+    latest = os.path.join(ckpt_dir, "2")
+    target = _flip_one_byte(latest)
+    with Checkpointer(ckpt_dir) as ckpt:
+        with pytest.raises(checkpointing.CheckpointCorruptError, match="SHA-256 differs") as info:
+            ckpt.restore(2, _abstract(_state()))
+        assert os.path.relpath(target, latest) in str(info.value)
+        with caplog.at_level(logging.WARNING):
+            restored, _, step = ckpt.restore_latest(_abstract(_state()))
+        assert step == 1
+        _assert_trees_equal(restored, _state(1.0))
+    assert any("does not match its checksums.json" in r.getMessage() for r in caplog.records)
+    assert os.path.isdir(latest + checkpointing.CORRUPT_SUFFIX)
+
+
+def test_a_step_without_manifest_restores_unverified(ckpt_dir, caplog):
+    _save_steps(ckpt_dir, [1])
+    os.remove(os.path.join(ckpt_dir, "1", checkpointing.MANIFEST_FILE))
+    with caplog.at_level(logging.WARNING), Checkpointer(ckpt_dir) as ckpt:
+        _, _, step = ckpt.restore_latest(_abstract(_state()))
+        assert step == 1 and not ckpt.is_verified(1) and ckpt.last_good_step() is None
+    assert any("restored without verifying" in r.getMessage() for r in caplog.records)
+
+
+def test_warm_start_verifies_checksums(tmp_path, caplog):
+    workdir = os.path.join(tmp_path, "w")
+    ckpts = os.path.join(workdir, "checkpoints")
+    _save_steps(ckpts, [1, 2])
+    _flip_one_byte(os.path.join(ckpts, "2"))
+    abstract = _abstract(_state())
+    with caplog.at_level(logging.WARNING):
+        sub = load_for_warm_start(workdir, {"params": abstract["params"]})
+    _assert_trees_equal(sub["params"], _state(1.0)["params"])  # fell back to step 1
+    assert any("skipped damaged checkpoint" in r.getMessage() for r in caplog.records)
+    assert sorted(os.listdir(ckpts)) == ["1", "2"]  # another run's folder: nothing renamed
+    with pytest.raises(checkpointing.CheckpointCorruptError, match="no intact checkpoint"):
+        load_for_warm_start(os.path.join(ckpts, "2"), {"params": abstract["params"]})
+
+
+def test_disk_full_is_one_oserror_line_naming_the_last_good_step(ckpt_dir, monkeypatch):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    async_save = ocp.StandardCheckpointHandler.async_save
+
+    async def full_disk(self, directory, *args, **kwargs):
+        if f"{os.sep}2.orbax-checkpoint-tmp" in str(directory):
+            # What tensorstore raises on ENOSPC.
+            raise ValueError(
+                'RESOURCE_EXHAUSTED: Failed writing "x": No space left on device '
+                "[os_error_code='28']"
+            )
+        return await async_save(self, directory, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", full_disk)
+    with Checkpointer(ckpt_dir) as ckpt:
+        ckpt.save(1, _state(1.0))
+        with pytest.raises(checkpointing.CheckpointDiskFullError) as info:
+            ckpt.save(2, _state(2.0))
+    error = info.value
+    assert isinstance(error, OSError) and error.errno == errno.ENOSPC
+    message = str(error)
+    assert "\n" not in message
+    assert message.startswith(f"no space left on device at {ckpt_dir}; ")
+    assert " MB needed for checkpoint 2; " in message
+    assert f"the last good checkpoint is {os.path.join(ckpt_dir, '1')}." in message
+    assert not os.path.exists(os.path.join(ckpt_dir, "2.orbax-checkpoint-tmp"))  # space freed
+
+
+def test_disk_full_on_a_real_small_filesystem(tmp_path):
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root (mount -t tmpfs)")
+    try:
+        state = {"w": jax.random.normal(jax.random.key(0), (200_000,))}  # 0.8 MB, incompressible
+        with Checkpointer(str(disk / "checkpoints")) as ckpt:
+            with pytest.raises(checkpointing.CheckpointDiskFullError) as info:
+                ckpt.save(1, state)
+        assert "0.8 MB needed for checkpoint 1; the last good checkpoint is none" in str(info.value)
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
