@@ -21,7 +21,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hncl_jax import cli
+from hncl_jax import cli, runtime
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -54,6 +54,7 @@ def _quiet_logs() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+    runtime.tune_process()  # huge-page malloc for XLA:CPU; re-executes once
     import jax
 
     from hncl_jax import train
