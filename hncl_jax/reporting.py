@@ -77,6 +77,7 @@ def _scalar(key: str, value: Any) -> int | float:
 
 _DECODER = json.JSONDecoder()
 _MAX_STEP = 2**62
+_MAX_TRIES = 64  # object starts tried per line (rows hold no nested objects)
 
 
 def _valid_step(value: Any) -> int | None:
@@ -96,16 +97,22 @@ def _scan_line(text: str) -> tuple[list[Any], bool]:
     Two rows glued together by a torn write (`{...}{...}`) give both objects; bytes
     around them are skipped up to the next `{` that starts a valid object.
     """
-    objects, garbage, pos = [], False, 0
+    objects, garbage, pos, tries = [], False, 0, 0
     while pos < len(text):
         start = text.find("{", pos)
         if start < 0:
             garbage = garbage or bool(text[pos:].strip())
             break
         garbage = garbage or bool(text[pos:start].strip())
+        tries += 1
         try:
+            if tries > _MAX_TRIES:  # a line of braces: each try would rescan the rest
+                raise RecursionError
             obj, end = _DECODER.raw_decode(text, start)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            garbage = True
+            break
+        except ValueError:
             garbage, pos = True, start + 1
             continue
         objects.append(obj)
