@@ -8,6 +8,7 @@
 | hn_synthetic [HN §5] | (300, 3072) float32 | 3 | num_classes, per_class, dim, image_shape |
 | clop_synthetic [CLOP §5] | (500, 3) float32 | 3 | num_classes, num_points, dim, noise_variance |
 | digits (scikit-learn) | (N, 8, 8, 1) uint8 | 10 | test_fraction |
+| fashion_mnist (TFDS or IDX files) | (N, 28, 28, 1) uint8 | 10 | source |
 | cifar10 / cifar100 (TFDS) | (N, 32, 32, 3) uint8 | 10 / 100 | — |
 | tinyimagenet (own builder) | (N, 64, 64, 3) uint8 | 200 | manual_dir, config |
 
@@ -29,7 +30,15 @@ from hncl_jax.data.base import (
     resize_images,
 )
 
-DATASETS = ("hn_synthetic", "clop_synthetic", "digits", "cifar10", "cifar100", "tinyimagenet")
+DATASETS = (
+    "hn_synthetic",
+    "clop_synthetic",
+    "digits",
+    "fashion_mnist",
+    "cifar10",
+    "cifar100",
+    "tinyimagenet",
+)
 
 _VECTOR_SETS = ("hn_synthetic", "clop_synthetic")
 # The per-data-set keyword options load_dataset passes on.
@@ -37,6 +46,7 @@ DATASET_OPTIONS = {
     "hn_synthetic": ("num_classes", "per_class", "dim", "image_shape"),
     "clop_synthetic": ("num_classes", "num_points", "dim", "noise_variance", "radius"),
     "digits": ("test_fraction",),
+    "fashion_mnist": ("source",),
     "cifar10": (),
     "cifar100": (),
     "tinyimagenet": ("manual_dir", "config"),
@@ -96,6 +106,10 @@ def load_dataset(
         from hncl_jax.data.sources import digits
 
         ds = digits(split, seed=seed, **kw)
+    elif name == "fashion_mnist":
+        from hncl_jax.data import fashion_mnist
+
+        ds = fashion_mnist.load(split, data_dir=data_dir, **kw)
     else:
         from hncl_jax.data.sources import cifar
 

@@ -7,6 +7,10 @@ independent augmentations of reference example i.
 - "simclr": random resized crop (scale (0.08, 1), ratio (3/4, 4/3)), horizontal flip,
   colour jitter (brightness, contrast, saturation 0.4, hue 0.1, random order, p = 0.8),
   grey-scale (p = 0.2): SimCLR's CIFAR recipe, on images in [0, 1].
+- "crop_flip": random resized crop (scale (0.35, 1)) and horizontal flip, no colour
+  jitter: for small grayscale images such as Fashion-MNIST's 28×28.
+- "translate": a random shift of up to `max_shift` pixels (zero padding), optional flip
+  (off by default): for digits, whose identity a flip or a large crop would change.
 - "noise": reference + N(0, std² I) per view, std = 0.1 (variance 0.01) [HN §5].
 - "clop": reference + N(0, 0.05 I), then a sign flip with probability 0.5 [CLOP §5].
 
@@ -27,7 +31,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-VIEW_KINDS = ("simclr", "noise", "clop")
+VIEW_KINDS = ("simclr", "crop_flip", "translate", "noise", "clop")
+# The view kinds that need images (B, H, W, C); the others work on any array.
+IMAGE_VIEW_KINDS = ("simclr", "crop_flip", "translate")
+# The keyword options each view kind takes (`make_views(..., **options)`).
+VIEW_OPTIONS = {
+    "simclr": ("crop_scale", "jitter_strength", "jitter_prob", "gray_prob", "flip_prob"),
+    "crop_flip": ("crop_scale", "flip_prob"),
+    "translate": ("max_shift", "flip_prob"),
+    "noise": ("std",),
+    "clop": ("std", "flip_prob"),
+}
 
 Array = jax.Array
 
@@ -257,13 +271,79 @@ def simclr_augment(key: Array, images: Array, **kw) -> Array:
       (B, H, W, C) float32 in [0, 1].
     """
     images = to_unit_range(images)
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(
-            f"simclr views need images (B, H, W, 1 or 3), got shape {images.shape}; use "
-            "kind='noise' or 'clop' for vectors."
-        )
+    _check_images(images, "simclr")
     keys = jax.random.split(key, images.shape[0])
     return jax.vmap(lambda k, x: simclr_augment_one(k, x, **kw))(keys, images)
+
+
+def _check_images(images: Array, kind: str) -> None:
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"{kind} views need images (B, H, W, 1 or 3), got shape {images.shape}; use "
+            "kind='noise' or 'clop' for vectors."
+        )
+
+
+def crop_flip_augment(
+    key: Array,
+    images: Array,
+    *,
+    crop_scale: tuple[float, float] = (0.35, 1.0),
+    flip_prob: float = 0.5,
+) -> Array:
+    """Random resized crop and horizontal flip of a batch, no colour changes.
+
+    Args:
+      key: a jax.random key.
+      images: (B, H, W, C) uint8, or float in [0, 1].
+      crop_scale: range of the crop's share of the image area.
+      flip_prob: probability of a horizontal flip.
+
+    Returns:
+      (B, H, W, C) float32 in [0, 1].
+    """
+    images = to_unit_range(images)
+    _check_images(images, "crop_flip")
+
+    def one(k, img):
+        k_crop, k_flip = jax.random.split(k)
+        img = random_resized_crop(k_crop, img, scale=tuple(crop_scale))
+        return jnp.where(jax.random.bernoulli(k_flip, flip_prob), img[:, ::-1], img)
+
+    return jax.vmap(one)(jax.random.split(key, images.shape[0]), images)
+
+
+def translate_augment(
+    key: Array, images: Array, *, max_shift: int = 1, flip_prob: float = 0.0
+) -> Array:
+    """Shifts each image by a random integer offset in [−max_shift, max_shift]² (the
+    uncovered border is zero), then flips it horizontally with probability flip_prob.
+
+    Returns:
+      (B, H, W, C) float32 in [0, 1].
+    """
+    images = to_unit_range(images)
+    _check_images(images, "translate")
+    s = int(max_shift)
+    if s < 0:
+        raise ValueError(f"max_shift must be >= 0, got max_shift={max_shift!r}.")
+    _, h, w, c = images.shape
+    padded = jnp.pad(images, ((0, 0), (s, s), (s, s), (0, 0)))
+
+    def one(k, img):
+        k_shift, k_flip = jax.random.split(k)
+        dy, dx = jax.random.randint(k_shift, (2,), 0, 2 * s + 1)
+        img = jax.lax.dynamic_slice(img, (dy, dx, 0), (h, w, c))
+        return jnp.where(jax.random.bernoulli(k_flip, flip_prob), img[:, ::-1], img)
+
+    return jax.vmap(one)(jax.random.split(key, images.shape[0]), padded)
+
+
+def augment(key: Array, x: Array, kind: str, **kw) -> Array:
+    """One augmented view of every example of `x` (see `make_views` for the kinds)."""
+    if kind not in VIEW_KINDS:
+        raise ValueError(f"unknown view kind={kind!r}; expected one of {VIEW_KINDS}.")
+    return _VIEW_FNS[kind](key, x, **kw)
 
 
 # --------------------------------------------------------------------------- vectors
@@ -294,17 +374,25 @@ def make_views(key: Array, x: Array, kind: str, **kw) -> Array:
 
     Args:
       key: a jax.random key (the two views use its two halves).
-      x: (B, ...) batch: images (uint8 or float in [0, 1]) for "simclr", vectors or any
+      x: (B, ...) batch: images (uint8 or float in [0, 1]) for the image kinds
+        ("simclr", "crop_flip", "translate"), vectors or any
         float array for "noise" and "clop".
       kind: one of `VIEW_KINDS`.
       **kw: options of the view function (`std` for noise / clop, `flip_prob` for clop,
+        crop_flip and translate, `crop_scale` for crop_flip, `max_shift` for translate,
         the `simclr_augment` options for simclr).
 
     Returns:
       (2B, ...) float32; rows i and B + i are the positive pair of example i.
     """
-    if kind not in VIEW_KINDS:
-        raise ValueError(f"unknown view kind={kind!r}; expected one of {VIEW_KINDS}.")
-    fn = {"simclr": simclr_augment, "noise": noise_views, "clop": clop_views}[kind]
     k1, k2 = jax.random.split(key)
-    return jnp.concatenate([fn(k1, x, **kw), fn(k2, x, **kw)], axis=0)
+    return jnp.concatenate([augment(k1, x, kind, **kw), augment(k2, x, kind, **kw)], axis=0)
+
+
+_VIEW_FNS = {
+    "simclr": simclr_augment,
+    "crop_flip": crop_flip_augment,
+    "translate": translate_augment,
+    "noise": noise_views,
+    "clop": clop_views,
+}
