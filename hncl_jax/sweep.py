@@ -213,10 +213,41 @@ def _finished(workdir: str, config_json: dict) -> dict | None:
     return record if record.get("config") == config_json else None
 
 
+def with_seeds(
+    points: Sequence[Mapping[str, Any]], seeds: int | Sequence[int] | None, base_seed: int = 0
+) -> list[dict[str, Any]]:
+    """Crosses grid points with a seed axis: every point once per seed (seed varies fastest).
+
+    Args:
+      points: the grid's {path: value} dicts.
+      seeds: None or 0 (no seed axis), a count n (seeds base_seed .. base_seed + n - 1) or
+        an explicit list of seeds.
+      base_seed: the first seed of a count.
+
+    Returns:
+      list of {**point, "seed": s} dicts (the points unchanged without a seed axis).
+    """
+    if seeds is None or (isinstance(seeds, int) and seeds == 0):
+        return [dict(p) for p in points]
+    if isinstance(seeds, int):
+        if seeds < 0:
+            raise ValueError(f"seeds={seeds} must be a count >= 1 or a list of seeds.")
+        seeds = [base_seed + i for i in range(seeds)]
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"seeds={seeds} must be distinct and non-empty.")
+    if any("seed" in p for p in points):
+        raise ValueError("the grid already sets 'seed'; use either --grid=seed=... or --seeds.")
+    return [{**p, "seed": s} for p in points for s in seeds]
+
+
 def plan_grid(
     base_config: ml_collections.ConfigDict,
     grid: Mapping[str, Sequence[Any]],
     root_workdir: str,
+    *,
+    points: Sequence[Mapping[str, Any]] | None = None,
+    seeds: int | Sequence[int] | None = None,
 ) -> list[tuple[dict[str, Any], ml_collections.ConfigDict, str]]:
     """The runs of a grid: (assignments, config, workdir) each, in grid order; trains nothing.
 
@@ -224,6 +255,10 @@ def plan_grid(
       base_config: the config every run starts from (not modified).
       grid: field path -> list of values; an empty grid is the base config alone.
       root_workdir: parent folder of the runs' workdirs.
+      points: an explicit list of {path: value} runs instead of the grid's product
+        (e.g. [{"loss.name": "scl"}, {"loss.name": "hscl", "loss.beta": 10.0}]); each is
+        crossed with the grid.
+      seeds: a seed axis (see `with_seeds`): every run once per seed.
 
     Returns:
       list of (assignments {path: value}, the run's config, its absolute workdir).
@@ -233,6 +268,9 @@ def plan_grid(
     """
     root = os.path.abspath(os.path.expanduser(root_workdir))
     combos = expand_grid(grid) if grid else [{}]
+    if points is not None:
+        combos = [{**dict(p), **c} for p in points for c in combos]
+    combos = with_seeds(combos, seeds, int(base_config.get("seed", 0) or 0))
     configs = [apply_assignments(base_config, a) for a in combos]  # checks every path first
     names = [run_name(a) for a in combos]
     if len(set(names)) != len(names):
@@ -251,6 +289,9 @@ def run_grid(
     *,
     train_fn: Callable[[ml_collections.ConfigDict, str], Any] | None = None,
     verbose: bool = True,
+    points: Sequence[Mapping[str, Any]] | None = None,
+    seeds: int | Sequence[int] | None = None,
+    validate: bool = True,
 ) -> list[dict[str, Any]]:
     """Trains every combination of `grid` into sibling workdirs; resumable.
 
@@ -267,7 +308,12 @@ def run_grid(
         "loss.beta": [0.0, 10.0]}; an empty grid trains `base_config` once.
       root_workdir: parent folder of the runs' workdirs.
       train_fn: `(config, workdir) -> Any`; default `train.train_and_evaluate`.
-      verbose: print one line per run.
+      verbose: print "run i/N" before and one line after every run.
+      points: explicit runs instead of (crossed with) the grid's product (`plan_grid`).
+      seeds: a seed axis: every run once per seed (`with_seeds`); `aggregate` then gives
+        mean ± std over seeds.
+      validate: check every run's config (`validation.validate_config`) before the
+        first run trains, so a bad grid value fails at once, not when its run starts.
 
     Returns:
       One dict per run, in grid order: "run" (the name), "workdir", the grid fields and
@@ -275,7 +321,8 @@ def run_grid(
       `train/epoch_loss`, `epoch`, ...).
 
     Raises:
-      ValueError: a grid path that is not a field of the config.
+      ValueError: a grid path that is not a field of the config, or a grid value the
+        config check refuses (the message names the run and the field).
 
     Example:
       >>> rows = run_grid(synthetic.get_config(), {"loss.name": ["hscl", "hucl"],
@@ -284,13 +331,16 @@ def run_grid(
     train_fn = train_fn or train.train_and_evaluate
     root = os.path.abspath(os.path.expanduser(root_workdir))
     rows: list[dict[str, Any]] = []
-    for assignments, config, workdir in plan_grid(base_config, grid, root):
+    plan = plan_grid(base_config, grid, root, points=points, seeds=seeds)
+    if validate:
+        check_plan(plan)
+    for i, (assignments, config, workdir) in enumerate(plan, 1):
         name = os.path.basename(workdir)
         cfg_json = _config_json(config)
         record = _finished(workdir, cfg_json)
         if record is None:
             if verbose:
-                print(f"[sweep] training {name}", flush=True)
+                print(f"[sweep] run {i}/{len(plan)}: {name}", flush=True)
             start = time.perf_counter()
             train_fn(config, workdir)
             record = {
@@ -301,11 +351,144 @@ def run_grid(
             }
             with open(os.path.join(workdir, RESULT_FILE), "w") as fh:
                 json.dump(record, fh, indent=1, sort_keys=True)
+            if verbose:
+                print(f"[sweep] run {i}/{len(plan)} done in {record['seconds']:.0f} s: {name}")
         elif verbose:
-            print(f"[sweep] finished already: {name}", flush=True)
+            print(f"[sweep] run {i}/{len(plan)} finished already: {name}", flush=True)
         rows.append({"run": name, "workdir": workdir, **assignments, **record["final"]})
         write_table(rows, os.path.join(root, TABLE_FILE))
     return rows
+
+
+def check_plan(plan: Sequence[tuple[dict[str, Any], ml_collections.ConfigDict, str]]) -> None:
+    """Validates every planned run's config before anything trains.
+
+    Raises:
+      validation.ConfigError: naming the run (its `--grid` values) and the field.
+    """
+    from hncl_jax import validation
+
+    for assignments, config, _ in plan:
+        try:
+            validation.validate_config(config, num_devices=jax.device_count())
+        except validation.ConfigError as e:
+            raise validation.ConfigError(
+                f"grid point {run_name(assignments)} (from --grid/--seeds): {e}"
+            ) from None
+
+
+def aggregate(
+    rows: Sequence[Mapping[str, Any]], *, over: str = "seed", keys: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Mean and standard deviation over the `over` axis (seeds) of a sweep's rows.
+
+    Rows that agree on every grid field except `over` form one group. Numeric metrics get
+    `<key>` = the mean, `<key>_std` = the sample standard deviation (ddof = 1; 0 for a
+    group of one) and the group size `n`; text fields shared by the group are kept.
+
+    Args:
+      rows: `run_grid`'s rows (or `load_table`'s).
+      over: the field averaged over.
+      keys: the grid fields that define a group (default: the non-metric fields, those
+        without a "/" other than "run", "workdir" and `over`).
+
+    Returns:
+      One dict per group, in first-seen order, with `over` replaced by "n".
+    """
+    if keys is None:
+        keys = []
+        for r in rows:
+            keys += [
+                k
+                for k in r
+                if "/" not in k and k not in ("run", "workdir", "epoch", over) and k not in keys
+            ]
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(json.dumps(_json_value(r.get(k))) for k in keys), []).append(r)
+    out = []
+    for members in groups.values():
+        row: dict[str, Any] = {k: members[0].get(k) for k in keys}
+        row["n"] = len(members)
+        metrics = [k for k in members[0] if k not in keys and k not in ("run", "workdir", over)]
+        for k in metrics:
+            vals = [m.get(k) for m in members]
+            if all(_is_number(v) for v in vals):
+                arr = np.asarray(vals, np.float64)
+                row[k] = float(np.mean(arr))
+                row[f"{k}_std"] = float(np.std(arr, ddof=1)) if len(arr) > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.number) and not isinstance(v, bool | np.bool_)
+
+
+def format_mean_std(mean: float | None, std: float | None, digits: int = 3) -> str:
+    """'0.912 ± 0.004' (or the mean alone when std is None); '' for a missing mean."""
+    if mean is None:
+        return ""
+    if abs(mean) < 10 ** (-digits) and mean != 0:
+        text = f"{mean:.2e}" if std is None else f"{mean:.2e} ± {std:.1e}"
+        return text
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def plot_sweep(
+    rows: Sequence[Mapping[str, Any]],
+    field: str,
+    metric: str,
+    path: str,
+    *,
+    group_by: str | None = None,
+    title: str | None = None,
+) -> str:
+    """`metric` against the grid `field`, with ± std error bars where rows carry
+    `<metric>_std` (as `aggregate` writes); one line per value of `group_by`.
+
+    Returns:
+      The PNG's path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[Any, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r.get(metric) is not None and r.get(field) is not None:
+            groups.setdefault(r.get(group_by) if group_by else None, []).append(r)
+    if not groups:
+        raise ValueError(f"plot_sweep: no row has both {field!r} and {metric!r}.")
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    markers = "osD^v<>p*"
+    for i, (label, members) in enumerate(groups.items()):
+        members = sorted(members, key=lambda r: r[field])
+        xs = [r[field] for r in members]
+        ys = [r[metric] for r in members]
+        errs = [r.get(f"{metric}_std", 0.0) for r in members]
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=errs,
+            marker=markers[i % len(markers)],
+            capsize=3,
+            alpha=0.85,
+            label=None if label is None else f"{group_by}={format_value(label)}",
+        )
+    ax.set_xlabel(field)
+    ax.set_ylabel(metric)
+    n = max((r.get("n", 1) for m in groups.values() for r in m), default=1)
+    ax.set_title(title or f"{metric} against {field} (mean ± std, n = {n})", fontsize=9)
+    if group_by:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def restore_representations(
@@ -380,7 +563,8 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str) -> str:
 def markdown_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, digits: int = 4
 ) -> str:
-    """A Markdown table of `columns` (missing entries blank, floats to `digits` places)."""
+    """A Markdown table of `columns` (missing entries blank, floats to `digits` places;
+    a column with a `<column>_std` entry, as `aggregate` writes, shows mean ± std)."""
 
     def cell(v: Any) -> str:
         if v is None:
@@ -389,8 +573,13 @@ def markdown_table(
             return f"{float(v):.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
         return str(v)
 
+    def entry(r: Mapping[str, Any], c: str) -> str:
+        if f"{c}_std" in r and r.get(c) is not None:
+            return format_mean_std(float(r[c]), float(r[f"{c}_std"]), digits)
+        return cell(r.get(c))
+
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(entry(r, c) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -657,8 +846,16 @@ def train_synthetic_grid(
 
 
 # --------------------------------------------------------------------------- command line
+MEAN_STD_FILE = "results_mean_std.csv"
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """`python -m hncl_jax.sweep --config=... --root=... --grid=path=v1,v2 ...`.
+    """`python -m hncl_jax.sweep --config=... --root=... --grid=path=v1,v2 [--seeds=3]`.
+
+    Every grid point is validated before the first run trains. With `--seeds=n` every
+    point runs with seeds 0..n-1 (or use `--grid=seed=0,1,2`); the printed table and
+    `<root>/results_mean_std.csv` then give mean ± std over seeds, and `--plot=field`
+    draws each metric of `--columns` against that field with error bars.
 
     Args:
       argv: the command line, program name first (default `sys.argv`).
@@ -668,7 +865,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """
     import sys
 
-    from absl import app, flags
+    from absl import flags
     from ml_collections import config_flags
 
     argv = list(sys.argv if argv is None else argv)
@@ -681,19 +878,54 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     flags.DEFINE_multi_string(
         "grid", [], "'field.path=v1,v2,...' (repeat per field).", flag_values=fv
     )
+    flags.DEFINE_integer(
+        "seeds", 0, "Run every grid point with seeds 0..n-1 (0: no seed axis).", flag_values=fv
+    )
     flags.DEFINE_list(
         "columns",
         ["train/epoch_loss", "eval/test/z/ncm_acc", "nc/train/z/zero_sum"],
         "Metrics printed in the final table.",
         flag_values=fv,
     )
-    flags.mark_flags_as_required(["config", "root"], flag_values=fv)
-    rest = fv(argv)
-    if len(rest) > 1:
-        raise app.UsageError(f"Too many command-line arguments: {rest[1:]}")
-    grid = dict(parse_grid_flag(fv.config, g) for g in fv.grid)
-    rows = run_grid(fv.config, grid, fv.root)
-    print(markdown_table(rows, ["run", *fv.columns]))
+    flags.DEFINE_string(
+        "plot", None, "A grid field: plot each --columns metric against it.", flag_values=fv
+    )
+    if any(a in ("--help", "-h", "--helpfull") for a in argv[1:]):
+        print(
+            "python -m hncl_jax.sweep --config=<config>[:args] --root=<folder> "
+            "--grid=<field>=<v1>,<v2> [--seeds=n] [--config.<field>=<value> ...]\n"
+        )
+        print(fv.get_help())
+        return []
+    try:
+        rest = fv(argv)
+        if len(rest) > 1:
+            raise flags.Error(f"unexpected command-line arguments {rest[1:]}")
+        if not fv.root:
+            raise flags.Error("--root=<folder> is required: the parent folder of the runs")
+        if fv.config is None:
+            raise flags.Error("--config=<config file or name> is required")
+        grid = dict(parse_grid_flag(fv.config, g) for g in fv.grid)
+    except (flags.Error, ValueError) as e:
+        print(f"sweep: {e}. See python -m hncl_jax.sweep --help.", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        rows = run_grid(fv.config, grid, fv.root, seeds=fv.seeds or None)
+    except KeyboardInterrupt:
+        print(
+            f"sweep interrupted; rerun the same command (same --root={fv.root}) to continue.",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+    table = rows
+    if fv.seeds:
+        table = aggregate(rows)
+        write_table(table, os.path.join(os.path.abspath(fv.root), MEAN_STD_FILE))
+    print(markdown_table(table, [*(k for k in table[0] if "/" not in k), *fv.columns]))
+    if fv.plot:
+        for metric in fv.columns:
+            path = os.path.join(fv.root, f"plot_{_SAFE.sub('_', metric)}_vs_{fv.plot}.png")
+            plot_sweep(table, fv.plot, metric, path)
     return rows
 
 
