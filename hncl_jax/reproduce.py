@@ -507,6 +507,9 @@ def _clop_claims(clop_groups: list[dict[str, Any]]) -> list[str]:
                 total += 1
                 wins += diff > 2 * se
                 parts.append(f"{_clop_label(json.loads(a_text))}: {diff:+.3f} ± {se:.3f}")
+        if not total:
+            lines.append(f"| the CLOP term raises {key.rsplit('/', 1)[1]} | not run |")
+            continue
         lines.append(
             f"| the CLOP term raises {key.rsplit('/', 1)[1]} [CLOP Fig. 6, Table 1] | "
             f"higher beyond 2 s.e. in {wins} of {total} pairs; with − without: "

@@ -911,6 +911,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit(2) from None
     try:
         rows = run_grid(fv.config, grid, fv.root, seeds=fv.seeds or None)
+    except ValueError as e:  # a refused grid point or data set: one line, no traceback
+        print(f"sweep: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(
             f"sweep interrupted; rerun the same command (same --root={fv.root}) to continue.",
