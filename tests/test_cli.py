@@ -187,11 +187,22 @@ def test_cli_read_only_workdir_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_cli_shipped_config_from_another_folder_default_workdir_and_finished_rerun(tmp_path):
     args = ("--config=digits:smoke", "--config.num_epochs=1")
-    first = _main(*args, cwd=tmp_path)
+    first = _main(*args, cwd=tmp_path, timeout=1200)  # minutes on a loaded 2-core machine
     assert first.returncode == 0, first.stderr[-3000:]
     workdir = tmp_path / "runs" / "digits_smoke"
     assert (workdir / "summary.txt").exists() and (workdir / "checkpoints").is_dir()
     assert "Unable to initialize backend" not in first.stderr
-    again = _main(*args, cwd=tmp_path)
+    again = _main(*args, cwd=tmp_path, timeout=1200)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already finished at step" in again.stdout
+
+
+def test_configs_load_is_the_command_line_config():
+    from hncl_jax import configs
+
+    assert configs.load("synthetic:hucl,views").to_dict() == (
+        configs.synthetic.get_config("hucl,views").to_dict()
+    )
+    assert configs.load("digits.py").dataset == "digits"
+    with pytest.raises(ValueError, match="no shipped config 'nosuch'"):
+        configs.load("nosuch:smoke")
