@@ -1,0 +1,211 @@
+# ---
+# jupyter:
+#   accelerator: GPU
+#   colab:
+#     name: synthetic_collapse.ipynb
+#     provenance: []
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator,colab
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Synthetic collapse: SCL, HSCL, UCL, HUCL over β [HN §5.1, Fig. 2]
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/hncl-jax/hncl_jax/blob/main/colabs/synthetic_collapse.ipynb)
+#
+# Three Gaussian classes in R^3072 (100 points each, means i.i.d. U[−1, 1]), an MLP to
+# d = C − 1 = 2, unit-ball normalisation, InfoNCE with k = 256 negatives, Adam 1e-3,
+# the whole set as one batch, 400 epochs; β ∈ {0, 10, 30, 50}; positives by **labels**
+# (same class, the anchor included) or by **Gaussian-noise views** (variance 0.01).
+#
+# All 16 runs are trained by `hncl_jax.sweep.train_synthetic_grid` in **one compiled
+# program** (`jax.vmap` over the runs, `lax.scan` over the steps) with the trainer's own
+# train step: each run equals `train_and_evaluate` with `configs/synthetic.py` (checked
+# at the end). Seconds on a GPU; QUICK shrinks the data and the network for a CPU.
+
+# %% [markdown]
+# ## Set-up
+#
+# On Colab the next cell installs hncl_jax with `--no-deps`, then only the dependencies the
+# runtime lacks, so its CUDA-enabled jax and jaxlib stay as they are. It installs from a wheel
+# or zip of hncl_jax uploaded to `/content` or set in `SOURCE` (for example on a mounted Drive),
+# else from the repository. Elsewhere it does nothing: run the notebook where hncl_jax is
+# installed (`pip install -e .` in a checkout, or the wheel).
+
+# %%
+import glob
+import importlib
+import subprocess
+import sys
+
+REPOSITORY = "https://github.com/hncl-jax/hncl_jax"  # pyproject.toml [project.urls]
+SOURCE = ""  # optional: the path of an hncl_jax wheel or zip, e.g. on /content/drive/MyDrive
+if "google.colab" in sys.modules:
+    found = sorted(glob.glob("/content/hncl_jax*.whl") + glob.glob("/content/hncl_jax*.zip"))
+    source = SOURCE or (found[-1] if found else f"git+{REPOSITORY}")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", source]
+    subprocess.run(pip, check=True)
+    importlib.invalidate_caches()
+    from hncl_jax import colab
+
+    colab.install_missing_dependencies()
+
+# %%
+import os
+
+from hncl_jax import colab
+
+# QUICK=1: every run shrunk to run top to bottom on a CPU in well under a minute.
+QUICK = os.environ.get("HNCL_QUICK", "0") == "1"
+# Where the runs are written; rerunning a cell skips finished runs and resumes the others.
+# USE_DRIVE = True keeps them on Google Drive, so a later Colab session resumes them too.
+USE_DRIVE = False
+WORKDIR = colab.workdir(use_drive=USE_DRIVE)
+
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Markdown, display
+
+colab.check_accelerator(long_run=not QUICK)
+print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
+
+# %%
+from hncl_jax import sweep
+
+if QUICK:
+    SIZE = dict(num_epochs=150, k=64, dim=256, per_class=50, hidden_sizes=(64,), eval_every=10)
+else:  # the paper's sizes
+    SIZE = dict(num_epochs=400, k=256, dim=3072, per_class=100, hidden_sizes=None, eval_every=20)
+BETAS = (10.0, 30.0, 50.0)  # with β = 0 (SCL, UCL)
+res = sweep.train_synthetic_grid(
+    betas=BETAS,
+    settings=("scl", "hscl", "ucl", "hucl"),
+    positives=("labels", "noise_views"),
+    **SIZE,
+)
+print(f"{len(res.rows)} runs in {res.seconds:.1f} s (one compiled program, compilation included)")
+display(
+    Markdown(
+        sweep.markdown_table(
+            res.rows,
+            [
+                "positives",
+                "setting",
+                "beta",
+                "final_loss",
+                "bound",
+                "gap",
+                "zero_sum",
+                "unit_norm",
+                "equal_inner_product",
+                "within_class_variance",
+                "dc_rank",
+                "ncm_acc",
+            ],
+        )
+    )
+)
+
+
+# %% [markdown]
+# **Reading the table.** `bound` is the Theorem 2 minimum (SCL/HSCL) or the Theorem 3
+# minimum (UCL; for HUCL it is only a lower bound, since HUCL ≥ UCL by Theorem 1).
+# `final_loss` averages the last 10 epochs (the sampled UCL loss fluctuates around its
+# expectation). The paper: with label positives SCL, HSCL (every β) and UCL reach their
+# minima and Neural Collapse; HUCL does not. With noise views SCL/HSCL still collapse
+# to the simplex; UCL/HUCL do not, more so as β grows.
+
+
+# %%
+def title(r):
+    name = r["setting"].upper() + (f" β={r['beta']:g}" if r["setting"] in ("hscl", "hucl") else "")
+    return f"{name}\nloss {r['final_loss']:.4f} (min {r['bound']:.4f})"
+
+
+t = np.linspace(0, 2 * np.pi, 200)
+order = {
+    p: [i for i, r in enumerate(res.rows) if r["positives"] == p] for p in ("labels", "noise_views")
+}
+ncols = 1 + max(len(v) for v in order.values())
+fig, axes = plt.subplots(2, ncols, figsize=(2.4 * ncols, 5.4))
+for row, (p, idx) in enumerate(order.items()):
+    panels = [("initial", res.z_init)] + [(title(res.rows[i]), res.z[i]) for i in idx]
+    for ax, (name, z) in zip(axes[row], panels, strict=False):
+        ax.plot(np.cos(t), np.sin(t), color="0.8", lw=0.8)
+        ax.scatter(z[:, 0], z[:, 1], c=res.labels, cmap="tab10", s=4, vmin=0, vmax=9)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(name, fontsize=8)
+    axes[row][0].set_ylabel(p)
+fig.suptitle(
+    "HN Fig. 2: representations after training (top: label positives, bottom: noise views)"
+)
+plt.tight_layout()
+plt.show()
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+for ax, (p, idx) in zip(axes, order.items(), strict=False):
+    for i in idx:
+        (line,) = ax.plot(res.loss_curves[i], lw=1, label=title(res.rows[i]).split("\n")[0])
+    for b in sorted({res.rows[i]["bound"] for i in idx}):
+        ax.axhline(b, color="k", ls="--", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title(f"training loss ({p}); dashed: minima")
+    ax.legend(fontsize="x-small", ncol=2)
+plt.show()
+evals = np.arange(1, res.nc_curves["zero_sum"].shape[1] + 1) * SIZE["eval_every"]
+fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
+for ax, (m, curves) in zip(axes, res.nc_curves.items(), strict=False):
+    for i in order["labels"]:
+        ax.plot(evals, np.maximum(curves[i], 1e-8), label=title(res.rows[i]).split("\n")[0])
+    ax.set_yscale("log")
+    ax.set_title(m.replace("_", " ") + " (label positives)")
+    ax.set_xlabel("epoch")
+axes[0].legend(fontsize="x-small")
+plt.show()
+
+# %% [markdown]
+# ### Cross-check: one run of the grid against the trainer
+#
+# The same HSCL β = 10 run through `train.train_and_evaluate` (`configs/synthetic.py`,
+# the command-line trainer) gives the same final loss.
+
+# %%
+from hncl_jax import reporting, train
+from hncl_jax.configs import synthetic
+
+c = synthetic.get_config("hscl")
+c.loss.beta, c.loss.k, c.num_epochs = 10.0, SIZE["k"], SIZE["num_epochs"]
+c.dataset_kwargs.dim, c.dataset_kwargs.per_class = SIZE["dim"], SIZE["per_class"]
+if SIZE["hidden_sizes"]:
+    c.model_kwargs.hidden_sizes = SIZE["hidden_sizes"]
+c.eval_every_epochs = c.checkpoint_every_epochs = c.num_epochs
+c.plots, c.linear_probe = False, "off"
+wd = f"{WORKDIR}/synthetic_single/hscl_beta10_{'quick' if QUICK else 'full'}"
+train.train_and_evaluate(c, wd)
+single = [r for r in reporting.read_metrics(wd) if "epoch" in r][-1]
+i = next(
+    i
+    for i, r in enumerate(res.rows)
+    if (r["setting"], r["beta"], r["positives"]) == ("hscl", 10.0, "labels")
+)
+print(
+    f"last-epoch loss: trainer {single['train/epoch_loss']:.6f}, "
+    f"vmapped grid {res.loss_curves[i, -1]:.6f}"
+)
+# Same initialisation, batches and draws: only float reassociation under vmap may differ.
+np.testing.assert_allclose(res.loss_curves[i, -1], single["train/epoch_loss"], rtol=1e-4)
