@@ -158,6 +158,8 @@ def test_cli_config_error_is_short_and_verbose_shows_the_traceback(tmp_path):
     lines = _error_lines(proc)
     assert len(lines) == 2 and "config.loss.beta" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+    assert "JAX process 0/1" in proc.stderr  # the backends were probed ...
+    assert "Unable to initialize backend" not in proc.stderr  # ... without the TPU line
     verbose = _main(*args, "--verbose", cwd=tmp_path)
     assert verbose.returncode != 0 and "Traceback" in verbose.stderr
     assert "ConfigError" in verbose.stderr
