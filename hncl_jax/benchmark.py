@@ -54,6 +54,13 @@ from hncl_jax import geometry, losses, models, runtime, torch_peer, validation
 from hncl_jax import hardening as hard
 
 MODES = ("step", "epoch", "loss")
+# mode=loss: (estimator, draw) by case name.
+_LOSS_CASES = {
+    "anchor": ("sampled", "anchor"),
+    "pair": ("sampled", "pair"),
+    "reweighted": ("reweighted", "-"),
+}
+LOSS_CASES = tuple(_LOSS_CASES)
 PEERS = ("none", "torch")
 
 # The benchmark's own flag set: a private `FlagValues`, so that `run()` can parse argv
@@ -113,6 +120,14 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list("loss_n", ["128", "512", "2048"], "mode=loss: batch sizes N.", flag_values=_FLAGS)
 flags.DEFINE_list("loss_k", ["64", "256"], "mode=loss: negatives k.", flag_values=_FLAGS)
+flags.DEFINE_multi_enum(
+    "loss_cases",
+    list(LOSS_CASES),
+    LOSS_CASES,
+    "mode=loss: the estimators timed: sampled with one draw per anchor or per pair "
+    "(O(N² k): about a minute a call at N = 2048 on a small CPU), and reweighted.",
+    flag_values=_FLAGS,
+)
 _int("loss_dim", 128, "mode=loss: embedding dimension.", lower_bound=1)
 _int(
     "naive_max_n", 512, "mode=loss: largest N timed with the naive per-anchor loop.", lower_bound=0
@@ -769,11 +784,7 @@ def bench_loss(o: ml_collections.ConfigDict, sink: _Sink) -> list[dict[str, Any]
         z = geometry.normalize(jnp.asarray(f), "unit_ball")
         labels = jnp.asarray(rng.integers(0, o.num_classes, n).astype(np.int32))
         for k in o.loss_k:
-            for estimator, draw in (
-                ("sampled", "anchor"),
-                ("sampled", "pair"),
-                ("reweighted", "-"),
-            ):
+            for estimator, draw in (_LOSS_CASES[c] for c in LOSS_CASES if c in o.loss_cases):
                 fn = jax.jit(
                     jax.value_and_grad(
                         functools.partial(

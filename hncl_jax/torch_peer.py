@@ -151,7 +151,27 @@ def _modules():
             h = self.blocks(F.relu(self.b0(self.c0(x))))
             return self.head(h.mean(dim=(2, 3)))
 
-    return {"Twin": Twin, "tiny_cnn": TinyCNN, "resnet18": ResNet18}
+    class SmallCNN(Twin):
+        # models.SmallCNN: stages of 3×3 conv + BN + ReLU, 2×2 max-pools between them.
+        def __init__(self, embed_dim, in_channels, width=32, head_hidden=128, stages=None):
+            super().__init__()
+            stages = stages or ((1, 1), (2, 2), (4,))
+            layers, c, n = [], in_channels, 0
+            for i, widths in enumerate(stages):
+                for j, mult in enumerate(widths):
+                    conv = self.conv((f"Conv_{n}",), c, mult * width, 3)
+                    layers += [conv, self.bn((f"bn_{i}_{j}",), mult * width), nn.ReLU()]
+                    c, n = mult * width, n + 1
+                if i < len(stages) - 1:
+                    # ceil_mode pads the high side with -inf, as XLA's "SAME" max-pool.
+                    layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+            self.body = nn.Sequential(*layers)
+            self.head = Head(self, (), c, head_hidden, embed_dim)
+
+        def forward(self, x):
+            return self.head(self.body(x).mean(dim=(2, 3)))
+
+    return {"Twin": Twin, "tiny_cnn": TinyCNN, "resnet18": ResNet18, "small_cnn": SmallCNN}
 
 
 # One entry per model with a twin: name → (embed_dim, in_channels, **kw) -> Twin.
@@ -160,6 +180,9 @@ BUILDERS: dict[str, Callable[..., Any]] = {
         embed_dim, in_channels, **kw
     ),
     "resnet18": lambda embed_dim, in_channels, **kw: _modules()["resnet18"](
+        embed_dim, in_channels, **kw
+    ),
+    "small_cnn": lambda embed_dim, in_channels, **kw: _modules()["small_cnn"](
         embed_dim, in_channels, **kw
     ),
 }

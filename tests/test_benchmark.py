@@ -1,10 +1,17 @@
-"""The benchmark runs every mode on a tiny model and reports sane figures."""
+"""The benchmark runs every mode on a tiny model and reports sane figures; its options
+are checked before compiling; the PyTorch twins compute what the JAX side does (skipped
+without torch); BENCHMARKS.md agrees with benchmarks/results/."""
 
+import importlib.util
 import json
+import pathlib
 
 import pytest
+from absl import flags
 
 from hncl_jax import benchmark
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_step_mode_reports_throughput(capsys):
@@ -49,3 +56,217 @@ def test_trivial_loss_and_profile_trace(tmp_path):
     assert rec["trivial_loss"] and rec["images_per_sec"] > 0
     traces = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert traces, "jax.profiler wrote no trace"
+
+
+# ----------------------------------------------------------------- options and validation
+def test_an_unknown_loss_is_rejected_listing_the_names():
+    with pytest.raises(flags.IllegalFlagValueError, match=r"hscl"):
+        benchmark.run(["--loss=hsc"])
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--mode=epoch", "--batch=16", "--dataset_size=8"], "dataset_size"),
+        (["--mode=loss", "--loss_n=12,x"], "integers"),
+        (["--mode=loss", "--loss=nt_xent"], "settings"),
+        (["--mode=step", "--loss=vicreg"], "positives=views"),
+    ],
+)
+def test_bad_combinations_fail_before_compiling(argv, match):
+    with pytest.raises(benchmark.BenchmarkError, match=match):
+        benchmark.run(argv)
+
+
+def test_epoch_mode_one_channel_float32_by_default_and_results_file(tmp_path):
+    out = tmp_path / "results" / "cpu.jsonl"
+    argv = (
+        "--mode=epoch --model=tiny_cnn --batch=16 --num_classes=10 --k=8 --image_size=8 "
+        f"--channels=1 --dataset_size=48 --epochs=1 --out={out}"
+    ).split()
+    (rec,) = benchmark.run(argv)
+    assert rec["dtype"] == "float32"  # the CPU default
+    assert rec["image_shape"] == [8, 8, 1] and rec["recompiles"] == 0
+    (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert line["kind"] == "benchmark" and line["epoch_s"] == rec["epoch_s"]
+    assert line["command"].startswith("python -m hncl_jax.benchmark --mode=epoch")
+    assert "--out" not in line["command"]
+    assert line["machine"]["cores"] >= 1 and "glibc_tunables" in line["machine"]
+
+
+def test_loss_cases_select_the_estimators():
+    recs = benchmark.run(
+        "--mode=loss --loss_n=16 --loss_k=4 --loss_dim=8 --steps=1 --naive_max_n=0 "
+        "--loss_cases=reweighted".split()
+    )
+    assert [(r["estimator"], r["draw"]) for r in recs] == [("reweighted", "-")]
+
+
+# ----------------------------------------------------------------- PyTorch peer
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--model=resnet50"], "twins"),
+        (["--model=tiny_cnn", "--estimator=sampled"], "reweighted"),
+        (["--model=tiny_cnn", "--positives=views"], "augmentation"),
+        (["--model=tiny_cnn", "--dtype=bfloat16"], "float32"),
+        (["--model=tiny_cnn", "--loss=ucl"], "losses"),
+    ],
+)
+def test_peer_rejects_what_it_cannot_compare(argv, match):
+    _torch()
+    with pytest.raises(benchmark.BenchmarkError, match=match):
+        benchmark.run(["--peer=torch", *argv])
+
+
+def test_torch_twins_compute_the_flax_models():
+    torch = _torch()
+    import jax
+    import numpy as np
+
+    from hncl_jax import models, torch_peer
+
+    cases = {
+        "tiny_cnn": ((4, 9, 9, 3), {}),
+        "resnet18": ((2, 8, 8, 3), {"num_filters": 4, "head_hidden": 8}),
+        "small_cnn": ((2, 12, 12, 1), {"width": 4, "head_hidden": 8}),
+    }
+    for name in torch_peer.MODELS:
+        if name not in models.MODELS:
+            continue
+        shape, kw = cases[name]
+        x = np.random.default_rng(0).random(shape, np.float32)
+        m = models.create_model(name, embed_dim=3, **kw)
+        v = m.init(jax.random.key(0), x, train=False)
+        (_, f), _ = m.apply(v, x, train=True, mutable=["batch_stats"])
+        twin = torch_peer.create_model(name, embed_dim=3, in_channels=shape[-1], **kw)
+        torch_peer.load_flax(twin, v["params"], v["batch_stats"])
+        assert torch_peer.num_params(twin) == models.num_params(v), name
+        twin.train()
+        ft = twin(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).detach().numpy()
+        np.testing.assert_allclose(ft, np.asarray(f), rtol=1e-4, atol=1e-5, err_msg=name)
+    wrong = torch_peer.create_model("tiny_cnn", embed_dim=3, in_channels=1)
+    v = models.create_model("tiny_cnn", embed_dim=3).init(
+        jax.random.key(0), np.zeros((2, 9, 9, 3), np.float32), train=False
+    )
+    with pytest.raises(ValueError, match="not the same architecture"):
+        torch_peer.load_flax(wrong, v["params"])
+
+
+def test_torch_loss_matches_the_jax_loss_for_both_estimators():
+    torch = _torch()
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from hncl_jax import geometry, hardening, losses, torch_peer
+
+    rng = np.random.default_rng(1)
+    z = geometry.normalize(jnp.asarray(rng.normal(size=(24, 6)).astype(np.float32)))
+    y = jnp.asarray(rng.integers(0, 4, 24).astype(np.int32))
+    zt, yt = torch.from_numpy(np.array(z)), torch.from_numpy(np.array(y)).long()
+    key = jax.random.key(3)
+    for setting in ("hscl", "scl"):
+        want = losses.contrastive_loss(z, y, setting=setting, beta=5.0, estimator="reweighted")
+        got = torch_peer.contrastive_loss(zt, yt, setting=setting, beta=5.0, estimator="reweighted")
+        np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+    want = losses.contrastive_loss(z, y, key, setting="hscl", beta=5.0, k=7)
+    idx, _ = hardening.sample_negatives(key, z @ z.T, y[:, None] != y[None, :], 7, beta=5.0)
+    got = torch_peer.contrastive_loss(
+        zt,
+        yt,
+        setting="hscl",
+        beta=5.0,
+        estimator="sampled",
+        k=7,
+        idx=torch.from_numpy(np.asarray(idx)).long(),
+    )
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+
+
+def test_peer_step_checks_the_loss_and_reports_ratios(capsys):
+    _torch()
+    (rec,) = benchmark.run(
+        "--mode=step --model=tiny_cnn --batch=16 --num_classes=4 --image_size=6 --steps=2 "
+        "--warmup=1 --repeats=2 --peer=torch --torch_compile=false".split()
+    )
+    assert rec["params_jax"] == rec["params_torch"] > 0
+    assert abs(rec["loss_jax"] - rec["loss_torch"]) < 1e-4
+    assert rec["torch_eager_ms"] > 0 and rec["ratio_eager"] > 0 and rec["repeats"] == 2
+    assert "JAX/PyTorch" in capsys.readouterr().err
+
+
+def test_peer_epoch_and_loss_modes():
+    _torch()
+    (rec,) = benchmark.run(
+        "--mode=epoch --model=tiny_cnn --batch=8 --num_classes=4 --image_size=6 --channels=1 "
+        "--dataset_size=24 --epochs=2 --peer=torch --torch_compile=false".split()
+    )
+    assert rec["torch_eager_epoch_s"] > 0 and rec["ratio_eager"] > 0
+    recs = benchmark.run(
+        "--mode=loss --loss_n=16 --loss_k=4 --loss_dim=8 --steps=1 --repeats=1 --naive_max_n=0 "
+        "--loss_cases=anchor --loss_cases=reweighted --peer=torch --torch_compile=false".split()
+    )
+    assert {r["estimator"] for r in recs} == {"sampled", "reweighted"}
+    for r in recs:
+        assert abs(r["loss_jax"] - r["loss_torch"]) < 1e-4 and r["ratio_eager"] > 0
+
+
+@pytest.mark.slow
+def test_peer_step_with_torch_compile():
+    _torch()
+    (rec,) = benchmark.run(
+        "--mode=step --model=tiny_cnn --batch=8 --num_classes=4 --image_size=4 --steps=1 "
+        "--warmup=0 --repeats=1 --peer=torch".split()
+    )
+    assert rec["torch_compile_ms"] > 0 and rec["ratio_compile"] > 0
+
+
+# ----------------------------------------------------------------- BENCHMARKS.md
+def _make_doc():
+    spec = importlib.util.spec_from_file_location("make_doc", ROOT / "benchmarks" / "make_doc.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmarks_md_agrees_with_the_results_files():
+    make_doc = _make_doc()
+    doc = (ROOT / "BENCHMARKS.md").read_text()
+    assert make_doc.generated_part(doc) == make_doc.render(), (
+        "BENCHMARKS.md disagrees with benchmarks/results/: run python benchmarks/make_doc.py"
+    )
+
+
+def test_make_doc_renders_results_and_time_to_accuracy(tmp_path):
+    make_doc = _make_doc()
+    (rec,) = benchmark.run(
+        "--mode=step --model=tiny_mlp --batch=8 --num_classes=4 --image_size=4 --steps=1 "
+        f"--warmup=0 --out={tmp_path / 'a.jsonl'}".split()
+    )
+    tta = {
+        "kind": "time_to_accuracy",
+        "config": "configs/fashion_mnist.py",
+        "command": "python -m hncl_jax.main --config=fashion_mnist",
+        "wall_s": 321.5,
+        "metrics": {"eval/knn_acc": 0.875},
+        "machine": {"cpu": "test cpu"},
+        "jax": "0.0.1",
+    }
+    (tmp_path / "time_to_accuracy.jsonl").write_text(json.dumps(tta) + "\n")
+    text = make_doc.render(tmp_path)
+    assert "### Time to accuracy" in text and "322 s" in text and "0.875" in text
+    assert "a.jsonl" in text and "test cpu" in text
+    doc = tmp_path / "DOC.md"
+    doc.write_text(f"# B\n\n{make_doc.BEGIN}\nstale\n{make_doc.END}\n\ntail\n")
+    assert make_doc.main(["--check", f"--results={tmp_path}", f"--doc={doc}"]) == 1
+    assert make_doc.main([f"--results={tmp_path}", f"--doc={doc}"]) == 0
+    assert make_doc.main(["--check", f"--results={tmp_path}", f"--doc={doc}"]) == 0
+    assert doc.read_text().endswith("\n\ntail\n")
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        make_doc.render(tmp_path)

@@ -1,0 +1,325 @@
+"""Writes the measured figures of BENCHMARKS.md from the JSON lines in benchmarks/results/.
+
+    python benchmarks/make_doc.py            # rewrite the generated part of BENCHMARKS.md
+    python benchmarks/make_doc.py --check    # exit 1 if BENCHMARKS.md disagrees
+
+Every figure between the markers `<!-- BEGIN generated:results -->` and
+`<!-- END generated:results -->` comes from a results file: `*.jsonl` lines of
+`python -m hncl_jax.benchmark --out=...` (`"kind": "benchmark"`) and, if present,
+`time_to_accuracy.jsonl` (`"kind": "time_to_accuracy"`: `config`, `command`, `wall_s`,
+`metrics`, `machine`, `jax`). Text outside the markers is not touched.
+
+Uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "BENCHMARKS.md"
+BEGIN = "<!-- BEGIN generated:results -->"
+END = "<!-- END generated:results -->"
+
+
+def read_results(results_dir: pathlib.Path = RESULTS) -> list[dict[str, Any]]:
+    """Every JSON line of the results folder's `*.jsonl` files, with its file name.
+
+    Raises:
+      ValueError: for a line that is not a JSON object (naming the file and line).
+    """
+    records = []
+    for path in sorted(pathlib.Path(results_dir).glob("*.jsonl")):
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: not a JSON line ({e}).") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}:{i}: expected a JSON object, got {type(rec).__name__}.")
+            rec["_file"] = path.name
+            records.append(rec)
+    return records
+
+
+def _num(x: Any, unit: str = "") -> str:
+    """Three significant digits, thousands separated; '—' for a missing value."""
+    if x is None:
+        return "—"
+    if isinstance(x, int) and not isinstance(x, bool):
+        return f"{x:,} {unit}".rstrip()
+    x = float(x)
+    if abs(x) >= 100:
+        s = f"{x:,.0f}"
+    elif abs(x) >= 10:
+        s = f"{x:.1f}"
+    else:
+        s = f"{x:.3g}"
+    return f"{s} {unit}".rstrip()
+
+
+def _ratio(x: Any) -> str:
+    return "—" if x is None else f"{float(x):.2f}×"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _short(cmd: str) -> str:
+    """The command without the results-file plumbing, in backticks."""
+    return "`" + cmd.replace("python -m hncl_jax.benchmark ", "") + "`"
+
+
+def _conditions(records: list[dict[str, Any]]) -> list[str]:
+    out = []
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_file.setdefault(r["_file"], []).append(r)
+    for name, recs in sorted(by_file.items()):
+        m = recs[0].get("machine", {})
+        loads = [r.get("machine", {}).get("load_avg_1min") for r in recs]
+        loads = [x for x in loads if x is not None]
+        dates = sorted(r.get("date", "") for r in recs)
+        versions = sorted({f"JAX {r['jax_version']}" for r in recs if "jax_version" in r})
+        versions += sorted({f"PyTorch {r['torch_version']}" for r in recs if "torch_version" in r})
+        load = f", 1-minute load average {min(loads):.1f}–{max(loads):.1f}" if loads else ""
+        out.append(
+            f"- `benchmarks/results/{name}`: {recs[0].get('device', '?')}, {m.get('cpu', '?')}, "
+            f"{m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB, "
+            f"{', '.join(versions)}; {dates[0]} to {dates[-1]}{load}."
+        )
+    return out
+
+
+def _allocator(records: list[dict[str, Any]]) -> list[str]:
+    """Huge-page malloc off/on: consecutive pairs of the same command, in run order."""
+    rows, pairs = [], []
+    by_cmd: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("mode") == "step" and "peer" not in r:
+            by_cmd.setdefault(r["command"], []).append(r)
+    for cmd, recs in by_cmd.items():
+        off = [r for r in recs if "hugetlb" not in r.get("machine", {}).get("glibc_tunables", "")]
+        on = [r for r in recs if r not in off]
+        if not off or not on:
+            continue
+        ratios = [b["step_ms"] / a["step_ms"] for a, b in zip(off, on, strict=False)]
+        pairs += ratios
+        rows.append(
+            (
+                _short(cmd),
+                " / ".join(_num(r["step_ms"]) for r in off),
+                " / ".join(_num(r["step_ms"]) for r in on),
+                _ratio(statistics.median(ratios)),
+            )
+        )
+    if not rows:
+        return []
+    return [
+        "### Huge-page malloc (`hncl_jax.runtime.tune_process`)",
+        "",
+        "Step times (ms) of runs in turn without (`HNCL_JAX_NO_REEXEC=1`) and with the",
+        "tunable `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, which the command-line entry",
+        "points now set themselves; the ratio is the median of on/off over consecutive pairs.",
+        "",
+        *_table(("command", "off (ms)", "on (ms)", "on / off"), rows),
+        "",
+    ]
+
+
+def _peer_steps(records: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for r in records:
+        if r.get("mode") != "step" or r.get("peer") != "torch":
+            continue
+        rows.append(
+            (
+                r["model"],
+                f"{r['batch']} × {'×'.join(str(s) for s in r['image_shape'])}",
+                f"{r['params_jax']:,} / {r['params_torch']:,}",
+                _num(r["step_ms"]),
+                _num(r.get("torch_eager_ms")),
+                _num(r.get("torch_compile_ms")),
+                _ratio(r.get("ratio_eager")),
+                _ratio(r.get("ratio_compile")),
+                str(r.get("torch_threads", "—")),
+                _short(r["command"]),
+            )
+        )
+    if not rows:
+        return []
+    header = (
+        "model",
+        "batch",
+        "parameters JAX / PyTorch",
+        "JAX (ms)",
+        "eager (ms)",
+        "compiled (ms)",
+        "JAX / eager",
+        "JAX / compiled",
+        "torch threads",
+        "command",
+    )
+    return ["### (a) Train step against PyTorch", "", *_table(header, rows), ""]
+
+
+def _epochs(records: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for r in records:
+        if r.get("mode") != "epoch":
+            continue
+        rows.append(
+            (
+                r["model"],
+                f"{r['dataset_size']:,} × {'×'.join(str(s) for s in r['image_shape'])}",
+                str(r["batch"]),
+                _num(r["epoch_s"], "s"),
+                _num(r.get("torch_eager_epoch_s"), "s"),
+                _num(r.get("torch_compile_epoch_s"), "s"),
+                _ratio(r.get("ratio_eager")),
+                _ratio(r.get("ratio_compile")),
+                str(r.get("recompiles", "—")),
+                _short(r["command"]),
+            )
+        )
+    if not rows:
+        return []
+    header = (
+        "model",
+        "dataset",
+        "batch",
+        "JAX epoch",
+        "eager epoch",
+        "compiled epoch",
+        "JAX / eager",
+        "JAX / compiled",
+        "recompiles",
+        "command",
+    )
+    return ["### (b) Full epoch", "", *_table(header, rows), ""]
+
+
+def _loss(records: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for r in records:
+        if r.get("mode") != "loss":
+            continue
+        est = r["estimator"] + (f", per {r['draw']}" if r["estimator"] == "sampled" else "")
+        rows.append(
+            (
+                str(r["n"]),
+                str(r["k"]),
+                est.replace("_", " "),
+                _num(r["ms"]),
+                _num(r.get("torch_eager_ms")),
+                _num(r.get("torch_compile_ms")),
+                _ratio(r.get("ratio_eager")),
+                _ratio(r.get("ratio_compile")),
+            )
+        )
+    if not rows:
+        return []
+    cmds = sorted({_short(r["command"]) for r in records if r.get("mode") == "loss"})
+    header = (
+        "N",
+        "k",
+        "estimator",
+        "JAX (ms)",
+        "eager (ms)",
+        "compiled (ms)",
+        "JAX / eager",
+        "JAX / compiled",
+    )
+    return [
+        "### (c) Loss + gradient w.r.t. z (d = 128, HSCL β = 10)",
+        "",
+        *_table(header, rows),
+        "",
+        "Command: " + ", ".join(cmds) + ". The naive loop computes the value only.",
+        "",
+    ]
+
+
+def _time_to_accuracy(records: list[dict[str, Any]]) -> list[str]:
+    recs = [r for r in records if r.get("kind") == "time_to_accuracy"]
+    if not recs:
+        return []
+    keys = sorted({k for r in recs for k in r.get("metrics", {})})
+    rows = []
+    for r in recs:
+        m = r.get("machine", {})
+        machine = m if isinstance(m, str) else m.get("cpu") or m.get("device") or "?"
+        metrics = r.get("metrics", {})
+        rows.append(
+            (
+                f"`{r['config']}`",
+                _num(r["wall_s"], "s"),
+                *(_num(metrics.get(k)) if k in metrics else "—" for k in keys),
+                str(machine),
+                str(r.get("jax", "—")),
+                f"`{r['command']}`",
+            )
+        )
+    header = ("config", "wall time", *keys, "machine", "JAX", "command")
+    return ["### Time to accuracy", "", *_table(header, rows), ""]
+
+
+def render(results_dir: pathlib.Path = RESULTS) -> str:
+    """The generated part of BENCHMARKS.md (between the markers) for a results folder."""
+    records = read_results(results_dir)
+    bench = [r for r in records if r.get("kind") == "benchmark"]
+    lines = [BEGIN, "", "<!-- written by benchmarks/make_doc.py from benchmarks/results/ -->", ""]
+    if bench:
+        lines += ["Conditions:", "", *_conditions(bench), ""]
+    lines += _allocator(bench) + _peer_steps(bench) + _epochs(bench) + _loss(bench)
+    lines += _time_to_accuracy(records)
+    if len(lines) == 4:
+        lines += ["No results recorded yet.", ""]
+    return "\n".join([*lines, END])
+
+
+def _split(doc: str) -> tuple[str, str, str]:
+    if doc.count(BEGIN) != 1 or doc.count(END) != 1 or doc.index(BEGIN) > doc.index(END):
+        raise ValueError(f"BENCHMARKS.md must hold one {BEGIN} ... {END} block.")
+    head, rest = doc.split(BEGIN)
+    body, tail = rest.split(END)
+    return head, BEGIN + body + END, tail
+
+
+def generated_part(doc_text: str) -> str:
+    """The text between (and including) the markers of a BENCHMARKS.md text."""
+    return _split(doc_text)[1]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="exit 1 if BENCHMARKS.md is stale")
+    p.add_argument("--results", type=pathlib.Path, default=RESULTS)
+    p.add_argument("--doc", type=pathlib.Path, default=DOC)
+    args = p.parse_args(argv)
+    text = args.doc.read_text()
+    head, old, tail = _split(text)
+    new = render(args.results)
+    if args.check:
+        if old != new:
+            print(f"{args.doc} disagrees with {args.results}: run benchmarks/make_doc.py")
+            return 1
+        return 0
+    args.doc.write_text(head + new + tail)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
