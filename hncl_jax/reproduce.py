@@ -14,8 +14,8 @@ The grid (every run from the shipped configs `configs/fashion_mnist.py` and
 * `hn_warm_start` [HN Table 2]: from each seed's HSCL β = 10 model of `hn_supervised`
   (near NC), the same number of epochs again under SCL, HSCL β = 10 and HUCL β = 30.
 * `clop` [CLOP Fig. 6 / Table 1]: NT-Xent with and without the CLOP term at 10 % and
-  100 % labels at size "cpu" (also 50 % at size "full"), batch 256, at a smaller batch
-  (10 % labels: 64 at size "cpu", 32 to 512 at size "full"), and SupCon with
+  100 % labels at size "cpu" (also 50 % at size "full"), batch 256 (and, at size
+  "full", batches 32 to 512 at 10 % labels), and SupCon with
   and without it: kNN-5 and linear-probe top-1, both fitted on the labelled examples.
 
 Runs go to `<root>/<study>/<run>` through `sweep.run_grid`, so rerunning the command
@@ -70,7 +70,7 @@ SIZES: dict[str, dict[str, Any]] = {
     ),
     "cpu": dict(
         max_examples=5000, model="small_cnn", width=16, epochs=6, eval_every=2,
-        batch=256, k=256, seeds=3, probe_epochs=30, clop_batches=(64,),
+        batch=256, k=256, seeds=3, probe_epochs=30, clop_batches=(),
         clop_fractions=(0.1, 1.0),
     ),
     "full": dict(

@@ -146,7 +146,7 @@ def test_the_cpu_grid_plan(tmp_path):
             len(sweep.plan_grid(b, {}, r, points=p, seeds=s))
             for b, p, r, s in reproduce.study_plan(study, "cpu", root)
         )
-    assert counts == {"hn_supervised": 15, "hn_unsupervised": 15, "hn_warm_start": 9, "clop": 24}
+    assert counts == {"hn_supervised": 15, "hn_unsupervised": 15, "hn_warm_start": 9, "clop": 18}
     warm = reproduce.study_plan("hn_warm_start", "cpu", root)
     for seed, (base, points, _, _) in enumerate(warm):
         assert base.seed == seed
