@@ -63,6 +63,37 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss.draw = "anchor"  # anchor (k draws shared by the anchor's positives) | pair.
     c.loss.exclude_anchor = False  # UCL/HUCL: drop the anchor from its own candidates.
     c.loss.temperature = 0.5  # baselines only (the HN family has unit temperature).
+    # Options of the hard-negative family (scl, hscl, ucl, hucl, simclr_form); the defaults
+    # are the papers' choices and change nothing.
+    c.loss.hn_temperature = 1.0  # τ dividing the ψ arguments (1 = the papers' unit τ).
+    c.loss.reduction = "anchor_mean"  # anchor_mean (Algorithm 1) | pair_mean (HN code).
+    c.loss.tau_plus = 0.0  # reweighted: Robinson et al.'s class-prior debiasing τ⁺ ∈ [0, 1).
+    # reweighted / simclr_form: let the gradient flow through the tilted weights q_i, as
+    # Robinson et al.'s code does (False: detached, as the HN sampled code).
+    c.loss.grad_through_weights = False
+    # A hardening η(t_1..t_k) sampled by SIR instead of `hardening` (hscl/hucl, sampled):
+    # "" (off), exponential | polynomial | truncated (uses beta, epsilon, eta_threshold),
+    # or a hook "package.module:function" returning log η of (..., k) similarities.
+    c.loss.eta = ""
+    c.loss.eta_threshold = 0.0  # truncated: the hardest negative's similarity must reach it.
+    c.loss.num_proposals = 64  # SIR proposals per drawn k-tuple.
+    # β schedule: constant (β = beta), or linear | cosine from beta_start to beta over the
+    # first beta_schedule_steps steps, then beta (beta_start > beta anneals down).
+    c.loss.beta_schedule = "constant"
+    c.loss.beta_start = 0.0
+    c.loss.beta_schedule_steps = 1000
+    # simclr_form: Q of eq. 42, "batch" (N - 2, the paper) or "negatives" (each anchor's
+    # count); supervised_negatives draws negatives from other classes only (Fig. 12 left).
+    c.loss.simclr_q = "batch"
+    c.loss.supervised_negatives = False
+    c.loss.diagnostics = True  # log train/hn_* hard-negative diagnostics (no gradient).
+    # Baselines' hyper-parameters (the authors' defaults).
+    c.loss.sigma = 0.5  # dclw: the vMF weighting scale σ.
+    c.loss.vicreg_sim_weight = 25.0  # λ
+    c.loss.vicreg_var_weight = 25.0  # μ
+    c.loss.vicreg_cov_weight = 1.0  # ν
+    c.loss.barlow_off_diagonal_weight = 5e-3  # λ of Barlow Twins.
+    c.loss.contrast_mode = "all"  # supcon: all rows are anchors | one (first view only).
 
     # CLOP (docs/math.md §9): weight λ of the prototype term (0 disables it).
     c.clop = ml_collections.ConfigDict()

@@ -35,6 +35,7 @@ import numpy as np
 from hncl_jax import geometry
 
 BASELINES = ("nt_xent", "supcon", "sincere", "dcl", "dclw", "vicreg", "barlow_twins")
+CONTRAST_MODES = ("all", "one")
 
 # Losses of BASELINES that read `labels` (the others read `positive_ids` or split z).
 _LABEL_LOSSES = ("supcon", "sincere")
@@ -147,14 +148,21 @@ def _mean_over_positives_then_anchors(
 
 
 def _softmax_cross_entropy_over_all_others(
-    z: jax.Array, ids: jax.Array, temperature: jax.Array | float
+    z: jax.Array,
+    ids: jax.Array,
+    temperature: jax.Array | float,
+    anchors: jax.Array | None = None,
 ) -> jax.Array:
-    """-mean_{p∈P(i)} log(exp(l_ip) / Σ_{k≠i} exp(l_ik)), averaged over anchors."""
+    """-mean_{p∈P(i)} log(exp(l_ip) / Σ_{k≠i} exp(l_ik)), averaged over anchors.
+
+    `anchors` (N,) bool restricts the anchors (default: every row).
+    """
     logits = _cosine_logits(z, temperature)
     positive, _, not_self = _pair_masks(ids)
     log_denominator, _ = _masked_logsumexp(logits, not_self)
     pair_loss = log_denominator[:, None] - logits
-    return _mean_over_positives_then_anchors(pair_loss, positive, jnp.ones(ids.shape, bool))
+    anchors = jnp.ones(ids.shape, bool) if anchors is None else anchors
+    return _mean_over_positives_then_anchors(pair_loss, positive, anchors)
 
 
 # Contrastive baselines.
@@ -203,7 +211,13 @@ def nt_xent(
     return _softmax_cross_entropy_over_all_others(z, positive_ids, temperature)
 
 
-def supcon(z: jax.Array, labels: jax.Array, temperature: jax.Array | float = 0.1) -> jax.Array:
+def supcon(
+    z: jax.Array,
+    labels: jax.Array,
+    temperature: jax.Array | float = 0.1,
+    contrast_mode: str = "all",
+    num_views: int = 2,
+) -> jax.Array:
     r"""Supervised contrastive loss, the :math:`\mathcal{L}^{sup}_{out}` form.
 
     .. math::
@@ -215,13 +229,26 @@ def supcon(z: jax.Array, labels: jax.Array, temperature: jax.Array | float = 0.1
     mean over positives is outside the log ("out"), the variant Khosla et al. recommend.
     The reference code's extra factor ``temperature / base_temperature`` is not applied.
 
+    ``contrast_mode`` is the reference code's option: ``"all"`` makes every row an
+    anchor; ``"one"`` only the rows of the first view, ``z[: N // num_views]``, which
+    still contrast against every row (all views), as ``anchor_feature = features[:, 0]``
+    there. With one view (``num_views=1``) the two modes agree.
+
     Args:
-      z: embeddings, un-normalized, shape ``[N, d]`` (all views stacked).
+      z: embeddings, un-normalized, shape ``[N, d]`` (all views stacked,
+        ``concat([view1, ..., viewV])``).
       labels: integer class labels, shape ``[N]``.
       temperature: :math:`\tau > 0`, a scalar.
+      contrast_mode: ``"all"`` or ``"one"``.
+      num_views: :math:`V \ge 1`, the number of stacked views (``"one"`` only); ``N``
+        must be a multiple of it.
 
     Returns:
       A scalar loss.
+
+    Raises:
+      ValueError: for an unknown ``contrast_mode``, or ``N`` not a multiple of
+        ``num_views``.
 
     References:
       P. Khosla et al., `Supervised Contrastive Learning
@@ -230,7 +257,19 @@ def supcon(z: jax.Array, labels: jax.Array, temperature: jax.Array | float = 0.1
     _check_embeddings(z)
     _check_ids(labels, z.shape[0], "labels")
     _check_positive_scalar(temperature, "temperature")
-    return _softmax_cross_entropy_over_all_others(z, labels, temperature)
+    if contrast_mode not in CONTRAST_MODES:
+        raise ValueError(f"contrast_mode must be one of {CONTRAST_MODES}, got {contrast_mode!r}.")
+    if contrast_mode == "all":
+        return _softmax_cross_entropy_over_all_others(z, labels, temperature)
+    n = z.shape[0]
+    bad = isinstance(num_views, bool) or not isinstance(num_views, int | np.integer)
+    if bad or num_views < 1 or n % num_views:
+        raise ValueError(
+            f"num_views={num_views!r} must be a positive int dividing the {n} rows of z "
+            "(contrast_mode='one' takes the first N // num_views rows as anchors)."
+        )
+    anchors = jnp.arange(n) < n // num_views
+    return _softmax_cross_entropy_over_all_others(z, labels, temperature, anchors)
 
 
 def sincere(z: jax.Array, labels: jax.Array, temperature: jax.Array | float = 0.1) -> jax.Array:

@@ -12,6 +12,8 @@ device in chunks, so CIFAR-sized sets (50k train x 10k test) fit in memory.
 * `linear_probe` — multinomial logistic regression on standardized features, AdamW with
   a cosine schedule, the whole training one jitted `lax.scan`; top-1 and top-5.
 * `collapse_report` — NC metrics, DC spectrum and DC rank (docs/math.md §10) as flat floats.
+* `collapse_extras` — beside those: Papyan et al.'s NC1-NC4, RankMe, the smallest of
+  the C − 1 leading DC values, and (for few classes) per-class values and the spectrum.
 * `evaluate_representations` — all of the above on the backbone output `h` and the
   normalized embedding `z`.
 
@@ -23,6 +25,14 @@ Metric keys of `evaluate_representations` (`{split}` is train or test, `{rep}` h
     eval/{split}/{rep}/ncm_acc               NCM fit on train, scored on {split}
     eval/test/{rep}/knn{k}_acc               kNN fit on train, one key per k in knn_k
     eval/test/{rep}/probe_top1, probe_top5   linear probe (only with linear_probe=True)
+
+and with `extended=True` (`collapse_extras`):
+
+    nc/{split}/z/nc1, nc2_equinorm, nc2_equiangular, nc2_maxangle, nc3, nc4
+    nc/{split}/{rep}/rankme                  RankMe effective rank
+    nc/{split}/z/dc_sv_min                   (C−1)-th normalized DC value (1 at NC)
+    nc/{split}/z/class{c}/within_class_variance, .../class{c}/mean_norm,
+    nc/{split}/z/dc_spectrum/{i}             only for C <= per_class_limit
 
 and the DC spectra are returned separately under `"{split}/{rep}"` (for plotting).
 
@@ -54,6 +64,7 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 __all__ = [
     "DC_RANK_TOL",
     "NC_METRICS",
+    "collapse_extras",
     "collapse_report",
     "evaluate_representations",
     "extract_features",
@@ -460,6 +471,72 @@ def collapse_report(
     return report, spectrum
 
 
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _extras(
+    z: jax.Array, labels: jax.Array, *, num_classes: int
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array], jax.Array]:
+    return (
+        geometry.papyan_nc(z, labels, num_classes),
+        geometry.per_class_stats(z, labels, num_classes),
+        geometry.rankme(z),
+    )
+
+
+_rankme = jax.jit(geometry.rankme)
+
+
+def collapse_extras(
+    z: ArrayLike,
+    labels: ArrayLike,
+    num_classes: int,
+    spectrum: ArrayLike,
+    prefix: str = "",
+    *,
+    per_class_limit: int = 20,
+) -> dict[str, float]:
+    """Collapse metrics beside the paper's: NC1-NC4, RankMe, DC values, per class.
+
+    Args:
+      z: (N, d) normalized representations.
+      labels: (N,) int labels (outside [0, C) ignored).
+      num_classes: C >= 2.
+      spectrum: the DC spectrum of (z, labels) (`geometry.dc_spectrum`).
+      prefix: prepended to every key, e.g. "nc/train/z/".
+      per_class_limit: per-class values and the spectrum's entries are reported only
+        for C <= this (C = 100 would add 300 keys per split).
+
+    Returns:
+      Flat dict of floats: `{prefix}nc1` ... `{prefix}nc4` (`geometry.papyan_nc`),
+      `{prefix}rankme`, `{prefix}dc_sv_min` (the (C−1)-th value of the normalized DC
+      spectrum: 1 at NC when d >= C − 1, near 0 under Dimensional Collapse), and for
+      C <= per_class_limit `{prefix}class{c}/within_class_variance`,
+      `{prefix}class{c}/mean_norm` and `{prefix}dc_spectrum/{i}`.
+
+    References:
+      Papyan, Han, Donoho, PNAS 2020 (arXiv:2008.08186); Garrido et al., RankMe,
+      ICML 2023 (arXiv:2210.02885); [HN §5.2-5.3].
+    """
+    if num_classes < 2:
+        raise ValueError(f"collapse_extras: num_classes must be >= 2; got {num_classes}.")
+    z = jnp.asarray(z, jnp.float32)
+    labels = jnp.asarray(labels, jnp.int32)
+    papyan, per_class, rank = _extras(z, labels, num_classes=num_classes)
+    out = {f"{prefix}{k}": float(v) for k, v in papyan.items()}
+    out[f"{prefix}rankme"] = float(rank)
+    spectrum = np.asarray(spectrum)
+    if spectrum.size:
+        out[f"{prefix}dc_sv_min"] = float(spectrum[min(num_classes - 1, spectrum.size) - 1])
+    if num_classes <= per_class_limit:
+        wcv = np.asarray(per_class["within_class_variance"])
+        norm = np.asarray(per_class["mean_norm"])
+        for c in range(num_classes):
+            out[f"{prefix}class{c}/within_class_variance"] = float(wcv[c])
+            out[f"{prefix}class{c}/mean_norm"] = float(norm[c])
+        for i, value in enumerate(spectrum):
+            out[f"{prefix}dc_spectrum/{i}"] = float(value)
+    return out
+
+
 def evaluate_representations(
     train_h: ArrayLike | None,
     train_z: ArrayLike,
@@ -473,6 +550,8 @@ def evaluate_representations(
     knn_weighted: Sequence[bool] = (False, True),
     linear_probe: bool = False,
     probe_kwargs: Mapping[str, Any] | None = None,
+    extended: bool = False,
+    per_class_limit: int = 20,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Every evaluation of docs/math.md §10 and §12 on h and z, as one flat dict.
 
@@ -493,6 +572,8 @@ def evaluate_representations(
         majority (False); default: k = 5 plain, k = 200 weighted.
       linear_probe: also train a linear probe per representation (slower).
       probe_kwargs: keyword arguments of `linear_probe` (epochs, batch_size, ...).
+      extended: also `collapse_extras` for z and RankMe for h (the trainer's default).
+      per_class_limit: see `collapse_extras`.
 
     Returns:
       `(scalars, spectra)`: flat dict of floats, and dict `"{split}/{rep}"` -> DC
@@ -527,8 +608,23 @@ def evaluate_representations(
             spectra[f"{split}/{rep}"] = spectrum
             if rep == "z":
                 scalars.update(report)
+                if extended:
+                    scalars.update(
+                        collapse_extras(
+                            xs[split],
+                            y,
+                            num_classes,
+                            spectrum,
+                            f"nc/{split}/z/",
+                            per_class_limit=per_class_limit,
+                        )
+                    )
             else:  # NC metrics assume the unit ball; h keeps only its DC rank.
                 scalars[f"nc/{split}/{rep}/dc_rank"] = report[f"nc/{split}/{rep}/dc_rank"]
+                if extended:
+                    scalars[f"nc/{split}/{rep}/rankme"] = float(
+                        _rankme(jnp.asarray(xs[split], jnp.float32))
+                    )
             scalars[f"eval/{split}/{rep}/ncm_acc"] = ncm_accuracy(
                 tr_x, train_y, xs[split], y, num_classes
             )

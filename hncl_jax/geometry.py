@@ -7,6 +7,8 @@ Everything here is either a pure `jax` function (jit-able; integer sizes such as
 * `simplex_etf` — the C unit vectors with pairwise inner products -1/(C-1) (docs/math.md §10).
 * `class_means`, `nc_metrics`, `dc_spectrum`, `effective_rank` — Neural-Collapse and
   Dimensional-Collapse diagnostics [HN §5.2-5.3] (docs/math.md §10).
+* `papyan_nc`, `rankme`, `per_class_stats` — Papyan et al.'s NC1-NC4, the RankMe
+  entropy effective rank and per-class values, beside the paper's metrics.
 * `scl_lower_bound`, `ucl_lower_bound`, `ucl_reweighted_limit` — the minima of the
   supervised and unsupervised losses [HN Thm 2, Thm 3] (docs/math.md §11).
 * `clop_lr_bound`, `clop_gradient_descent` — the learning-rate bound of [CLOP Thm 1] and
@@ -255,6 +257,186 @@ def effective_rank(x: ArrayLike, tol: float = 1e-3) -> jax.Array:
         raise ValueError(f"effective_rank: x must be a matrix (m, n); got shape {x.shape}.")
     s = jnp.linalg.svd(x, compute_uv=False)
     return jnp.sum(s > tol * s[0]).astype(jnp.int32)
+
+
+# ----------------------------------------------------------------------------------------
+# Collapse statistics of Papyan et al. and RankMe, beside the [HN] metrics.
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def papyan_nc(
+    z: ArrayLike,
+    labels: ArrayLike,
+    num_classes: int,
+    *,
+    ridge: float = 1e-4,
+    rcond: float = 1e-6,
+) -> dict[str, jax.Array]:
+    """The Neural-Collapse statistics NC1-NC4 of Papyan, Han and Donoho; all 0 at NC.
+
+    With class means μ_c, their mean μ_G (over the classes present), centred means
+    m_c = μ_c − μ_G, M = [m_c] (C, d), Σ_W = (1/N) Σ_i (z_i − μ_{y_i})(z_i − μ_{y_i})ᵀ and
+    Σ_B = (1/C) MᵀM:
+
+    | key | formula |
+    | --- | --- |
+    | "nc1" | (1/C) tr(Σ_W Σ_B^†): within-class variability against between-class |
+    | "nc2_equinorm" | std_c ‖m_c‖ / mean_c ‖m_c‖ |
+    | "nc2_equiangular" | std_{c≠c'} cos(m_c, m_c') |
+    | "nc2_maxangle" | mean_{c≠c'} |cos(m_c, m_c') + 1/(C−1)| |
+    | "nc3" | ‖W/‖W‖_F − M/‖M‖_F‖_F², W the linear classifier below (self-duality) |
+    | "nc4" | share of rows where the classifier and the nearest class mean disagree |
+
+    A contrastive encoder has no classifier of its own, so W (C, d) and b are the
+    ridge least-squares fit of the one-hot labels on z (penalty `ridge` times the mean
+    feature variance), the closed-form stand-in for the trained last layer of Papyan et
+    al. Σ_B^† is the pseudo-inverse on the span of M (singular values above `rcond`
+    times the largest), computed in that r ≤ C − 1 dimensional span: O(N d r + d³).
+    Classes without a row are left out (C then counts the present ones); rows with a
+    label outside [0, C) are ignored.
+
+    Args:
+      z: representations, shape (N, d).
+      labels: int (N,).
+      num_classes: C >= 2, static under `jax.jit`.
+      ridge: relative ridge penalty of the classifier, > 0.
+      rcond: relative cut-off of Σ_B's pseudo-inverse.
+
+    Returns:
+      dict of scalar arrays with the keys above.
+
+    References:
+      V. Papyan, X. Y. Han, D. L. Donoho, "Prevalence of neural collapse during the
+      terminal phase of deep learning training", PNAS 2020 (arXiv:2008.08186), §3
+      and Fig. 6-9.
+    """
+    z = jnp.asarray(z, jnp.float32)
+    labels = jnp.asarray(labels)
+    c = num_classes
+    mu = class_means(z, labels, c)
+    valid = (labels >= 0) & (labels < c)
+    safe_labels = jnp.clip(labels, 0, c - 1)
+    counts = jax.ops.segment_sum(valid.astype(jnp.float32), safe_labels, num_segments=c)
+    present = counts > 0
+    num_present = jnp.maximum(jnp.sum(present), 1)
+    mu_g = jnp.sum(jnp.where(present[:, None], mu, 0.0), axis=0) / num_present
+    m = jnp.where(present[:, None], mu - mu_g, 0.0)
+    n = jnp.maximum(jnp.sum(valid), 1)
+    resid = jnp.where(valid[:, None], z - mu[safe_labels], 0.0)
+
+    # NC1 = (1/C) Σ_k (C / s_k²) v_kᵀ Σ_W v_k = Σ_k v_kᵀ Σ_W v_k / s_k², M = U S Vᵀ.
+    _, sv, vt = jnp.linalg.svd(m, full_matrices=False)
+    keep = sv > rcond * sv[0]
+    along = jnp.sum(jnp.square(jnp.matmul(resid, vt.T, precision=_HIGHEST)), axis=0) / n
+    nc1 = jnp.sum(jnp.where(keep, along / jnp.where(keep, jnp.square(sv), 1.0), 0.0))
+
+    norms = _safe_norm(m)
+    mean_norm = jnp.sum(jnp.where(present, norms, 0.0)) / num_present
+    var_norm = jnp.sum(jnp.where(present, jnp.square(norms - mean_norm), 0.0)) / num_present
+    equinorm = jnp.sqrt(var_norm) / jnp.maximum(mean_norm, 1e-12)
+    unit_m = m / jnp.maximum(norms, 1e-12)[:, None]
+    cos = jnp.matmul(unit_m, unit_m.T, precision=_HIGHEST)
+    pairs = present[:, None] & present[None, :] & ~jnp.eye(c, dtype=bool)
+    num_pairs = jnp.maximum(jnp.sum(pairs), 1)
+    mean_cos = jnp.sum(jnp.where(pairs, cos, 0.0)) / num_pairs
+    equiangular = jnp.sqrt(jnp.sum(jnp.where(pairs, jnp.square(cos - mean_cos), 0.0)) / num_pairs)
+    maxangle = (
+        jnp.sum(jnp.where(pairs, jnp.abs(cos + 1.0 / jnp.maximum(num_present - 1, 1)), 0.0))
+        / num_pairs
+    )
+
+    # Ridge least squares: W = Ỹᵀ X̃ (X̃ᵀ X̃ + λ I)⁻¹ on centred rows, b from the means.
+    x_mean = jnp.sum(jnp.where(valid[:, None], z, 0.0), axis=0) / n
+    xc = jnp.where(valid[:, None], z - x_mean, 0.0)
+    onehot = jax.nn.one_hot(safe_labels, c) * valid[:, None]
+    y_mean = jnp.sum(onehot, axis=0) / n
+    yc = jnp.where(valid[:, None], onehot - y_mean, 0.0)
+    gram = jnp.matmul(xc.T, xc, precision=_HIGHEST) / n
+    d = z.shape[1]
+    penalty = ridge * jnp.maximum(jnp.trace(gram) / d, 1e-12)
+    cross = jnp.matmul(yc.T, xc, precision=_HIGHEST) / n  # (C, d)
+    w = jnp.linalg.solve(gram + penalty * jnp.eye(d, dtype=z.dtype), cross.T).T
+    b = y_mean - w @ x_mean
+    w_unit = w / jnp.maximum(jnp.linalg.norm(w), 1e-12)
+    m_unit = m / jnp.maximum(jnp.linalg.norm(m), 1e-12)
+    nc3 = jnp.sum(jnp.square(w_unit - m_unit))
+    scores = jnp.matmul(z, w.T, precision=_HIGHEST) + b
+    scores = jnp.where(present[None, :], scores, -jnp.inf)
+    dist = jnp.sum(jnp.square(mu), axis=-1) - 2.0 * jnp.matmul(z, mu.T, precision=_HIGHEST)
+    dist = jnp.where(present[None, :], dist, jnp.inf)
+    disagree = jnp.argmax(scores, axis=-1) != jnp.argmin(dist, axis=-1)
+    nc4 = jnp.sum(jnp.where(valid, disagree, False)) / n
+    return {
+        "nc1": nc1,
+        "nc2_equinorm": equinorm,
+        "nc2_equiangular": equiangular,
+        "nc2_maxangle": maxangle,
+        "nc3": nc3,
+        "nc4": nc4.astype(jnp.float32),
+    }
+
+
+def rankme(x: ArrayLike, eps: float = 1e-7) -> jax.Array:
+    """RankMe, the entropy effective rank exp(−Σ_k p_k log p_k), p_k = σ_k / Σ σ + ε.
+
+    σ_k are the singular values of the (uncentred) representation matrix x, computed
+    from the eigenvalues of the (d, d) Gram matrix xᵀx (O(N d² + d³), no (N, N) SVD).
+    Between 1 (one direction) and min(N, d) (all singular values equal).
+
+    Args:
+      x: representations, shape (N, d).
+      eps: the ε of RankMe.
+
+    Returns:
+      A float32 scalar array.
+
+    References:
+      Q. Garrido, R. Balestriero, L. Najman, Y. LeCun, "RankMe: Assessing the
+      downstream performance of pretrained self-supervised representations by their
+      rank", ICML 2023 (arXiv:2210.02885), eq. 1.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    if x.ndim != 2:
+        raise ValueError(f"rankme: x must be a matrix (N, d); got shape {x.shape}.")
+    gram = jnp.matmul(x.T, x, precision=_HIGHEST)
+    eig = jnp.linalg.eigvalsh(gram)
+    # Eigenvalues of a float32 Gram matrix below d·ε·λ_max are rounding noise; their
+    # square roots (~sqrt(ε) σ_max) would count as directions, so they are zeroed.
+    noise = x.shape[1] * jnp.finfo(jnp.float32).eps * jnp.max(eig)
+    sv = jnp.sqrt(jnp.where(eig > noise, eig, 0.0))
+    p = sv / jnp.maximum(jnp.sum(sv), 1e-30) + eps
+    return jnp.exp(-jnp.sum(p * jnp.log(p)))
+
+
+def per_class_stats(z: ArrayLike, labels: ArrayLike, num_classes: int) -> dict[str, jax.Array]:
+    """Per-class values of the [HN] metrics: within-class variance and mean norm.
+
+    Args:
+      z: representations, shape (N, d).
+      labels: int (N,); labels outside [0, C) are ignored.
+      num_classes: C >= 2, static under `jax.jit`.
+
+    Returns:
+      {"within_class_variance": (C,) (1/n_c) Σ_{y_i = c} ‖z_i − μ_c‖² (0 for an absent
+      class), "mean_norm": (C,) ‖μ_c‖, "count": (C,) n_c}.
+
+    References:
+      [HN §5.2]; docs/math.md §10.
+    """
+    z = jnp.asarray(z)
+    labels = jnp.asarray(labels)
+    mu = class_means(z, labels, num_classes)
+    valid = (labels >= 0) & (labels < num_classes)
+    safe = jnp.clip(labels, 0, num_classes - 1)
+    sq = jnp.where(valid, jnp.sum(jnp.square(z - mu[safe]), axis=-1), 0.0)
+    counts = jax.ops.segment_sum(valid.astype(z.dtype), safe, num_segments=num_classes)
+    sums = jax.ops.segment_sum(sq, safe, num_segments=num_classes)
+    return {
+        "within_class_variance": sums / jnp.maximum(counts, 1),
+        "mean_norm": _safe_norm(mu),
+        "count": counts,
+    }
 
 
 # ----------------------------------------------------------------------------------------

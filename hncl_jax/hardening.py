@@ -10,6 +10,9 @@ Pure `jax` building blocks of the hard-negative (HN) losses (docs/math.md §2 an
   q_i(m) ∝ h(s_im) 1[m ∈ candidates_i] [HN Def. 3-4], computed in log space.
 * `sample_negatives` — k i.i.d. negatives per anchor from q_i, all anchors at once.
 * `sir_sample` — sampling-importance-resampling for a non-separable η(t_1..t_k).
+* `beta_schedule` — β as a function of the training step (constant, linear, cosine).
+* `make_eta`, `register_eta`, `ETAS` — η by name (a small registry, or an importable
+  "module:function" hook) as the log η callables `sir_sample` takes.
 
 Conventions: `sims` is an (N, M) matrix of anchor-candidate similarities s_im (M = N for
 a batch against itself) and `candidate_mask` an (N, M) boolean matrix of the reference
@@ -17,8 +20,10 @@ a batch against itself) and `candidate_mask` an (N, M) boolean matrix of the ref
 (e.g. polynomial hardening with every s_im ≤ −1) falls back to the reference
 distribution and is counted. An anchor with no candidate at all gets a uniform
 distribution over every column so that shapes stay static; the losses drop such anchors.
-Sampling probabilities carry no gradient (the papers detach them); `tilted_log_probs`
-keeps it for the `grad_through_weights` option of the losses.
+Sampling probabilities carry no gradient, as in the sampled code of [HN] (a drawn index
+has no derivative); Robinson et al.'s importance weights keep it (their `criterion`
+computes the weights from undetached similarities), so `tilted_log_probs` keeps it for
+the `grad_through_weights` option of the losses.
 
 References:
   [HN] Jiang et al., "Hard-Negative Sampling for Contrastive Learning: Optimal
@@ -29,6 +34,7 @@ References:
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +47,7 @@ from jax.typing import ArrayLike
 PSIS = ("infonce", "infonce_sum", "triplet")
 HARDENINGS = ("none", "exponential", "polynomial")
 SAMPLERS = ("inverse_cdf", "categorical")
+BETA_SCHEDULES = ("constant", "linear", "cosine")
 
 # The inverse-CDF sampler rounds q_i(m) to multiples of 2^-30 and accumulates them in
 # int32: the cumulative sums are exact, so a zero-probability column (a non-candidate,
@@ -488,3 +495,172 @@ def sir_sample(
     if num_tuples is None:
         idx = idx[:, 0, :]
     return idx.astype(jnp.int32), num_fallback
+
+
+# ----------------------------------------------------------------------------------------
+# Hardening functions η(t_1..t_k) by name, for SIR.
+
+
+def _eta_exponential(beta: Any = 0.0, **_: Any) -> Callable[[jax.Array], jax.Array]:
+    # η = Π_m exp(β t_m): separable; through SIR it converges to the exact tilted draw.
+    return lambda t: beta * jnp.sum(t, axis=-1)
+
+
+def _eta_polynomial(epsilon: Any = 1.0, **_: Any) -> Callable[[jax.Array], jax.Array]:
+    # η = Π_m max(t_m + 1, 0)^ε [HN App. B.4]; log h is −inf where a factor is 0.
+    return lambda t: jnp.sum(log_hardening(t, "polynomial", 0.0, epsilon), axis=-1)
+
+
+def _eta_truncated(
+    beta: Any = 0.0, threshold: Any = 0.0, **_: Any
+) -> Callable[[jax.Array], jax.Array]:
+    # η = exp(β Σ_m t_m) · 1[max_m t_m ≥ threshold]: only tuples holding at least one
+    # negative at least as similar as `threshold`. Not separable; non-negative and
+    # argument-wise non-decreasing, so a hardening function of [HN Def. 2].
+    def log_eta(t):
+        hard_enough = jnp.max(t, axis=-1) >= threshold
+        return jnp.where(hard_enough, beta * jnp.sum(t, axis=-1), -jnp.inf)
+
+    return log_eta
+
+
+_ETA_FACTORIES: dict[str, Callable[..., Callable[[jax.Array], jax.Array]]] = {
+    "exponential": _eta_exponential,
+    "polynomial": _eta_polynomial,
+    "truncated": _eta_truncated,
+}
+ETAS = tuple(_ETA_FACTORIES)
+
+
+def register_eta(name: str, factory: Callable[..., Callable[[jax.Array], jax.Array]]) -> None:
+    """Adds a named hardening η to the registry `make_eta` reads.
+
+    Args:
+      name: the registry name (not containing ":", which marks an import hook).
+      factory: called as factory(beta=..., epsilon=..., threshold=...) (accept **kwargs
+        for the ones it ignores); returns a callable mapping similarities (..., k) to
+        log η, shape (...), argument-wise non-decreasing.
+
+    Raises:
+      ValueError: for a name with ":" or a factory that is not callable.
+    """
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(
+            f"register_eta: name={name!r} must be a non-empty string without ':' (a ':' "
+            "names an import hook 'module:function')."
+        )
+    if not callable(factory):
+        raise ValueError(f"register_eta: factory={factory!r} must be callable.")
+    _ETA_FACTORIES[name] = factory
+
+
+def resolve_eta_hook(spec: str) -> Callable[[jax.Array], jax.Array]:
+    """Imports the log η callable named by "package.module:function".
+
+    Raises:
+      ValueError: if the module cannot be imported, has no such attribute, or the
+        attribute is not callable.
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"eta={spec!r}: an import hook must read 'package.module:function'.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"eta={spec!r}: cannot import module {module_name!r} ({err}).") from err
+    fn = module
+    for part in attr.split("."):
+        if not hasattr(fn, part):
+            raise ValueError(f"eta={spec!r}: module {module_name!r} has no attribute {attr!r}.")
+        fn = getattr(fn, part)
+    if not callable(fn):
+        raise ValueError(f"eta={spec!r}: {attr!r} is not callable.")
+    return fn
+
+
+def make_eta(
+    name: str, *, beta: Any = 0.0, epsilon: Any = 1.0, threshold: Any = 0.0
+) -> Callable[[jax.Array], jax.Array]:
+    """The log η callable of a named hardening function, for `sir_sample` / `eta_fn`.
+
+    | name | η(t_1..t_k) |
+    | --- | --- |
+    | "exponential" | exp(β Σ_m t_m) (separable; SIR approximates the exact tilt) |
+    | "polynomial" | Π_m max(t_m + 1, 0)^ε |
+    | "truncated" | exp(β Σ_m t_m) · 1[max_m t_m ≥ threshold] (non-separable) |
+    | "pkg.module:fn" | the imported callable itself, already a log η (no parameters) |
+
+    plus any name added with `register_eta`. β may be traced (a schedule).
+
+    Args:
+      name: a registry name (`ETAS` or registered) or a "module:function" hook.
+      beta: β ≥ 0 (exponential, truncated).
+      epsilon: ε > 0 (polynomial).
+      threshold: the similarity a tuple's hardest negative must reach (truncated).
+
+    Returns:
+      A callable mapping similarities (..., k) to log η (...).
+
+    Raises:
+      ValueError: for an unknown name, β < 0, ε ≤ 0, or a hook that cannot be imported.
+
+    References:
+      [HN Def. 2-4, App. B.4]; docs/math.md §5.
+    """
+    if isinstance(name, str) and ":" in name:
+        return resolve_eta_hook(name)
+    if name not in _ETA_FACTORIES:
+        raise ValueError(
+            f"make_eta: name={name!r} is not a registered hardening; use one of "
+            f"{tuple(_ETA_FACTORIES)}, a 'package.module:function' hook returning log η, "
+            "or add it with hardening.register_eta."
+        )
+    check_hardening_args("exponential", beta, epsilon, caller="make_eta")
+    return _ETA_FACTORIES[name](beta=beta, epsilon=epsilon, threshold=threshold)
+
+
+# ----------------------------------------------------------------------------------------
+# β as a function of the step.
+
+
+def beta_schedule(
+    step: ArrayLike,
+    kind: str = "constant",
+    *,
+    beta: float,
+    beta_start: float = 0.0,
+    num_steps: int = 1,
+) -> Any:
+    """The hardness β at a training step, traceable (no recompilation per value).
+
+    | kind | β(step), p = min(step / num_steps, 1) |
+    | --- | --- |
+    | "constant" | beta (the Python number itself) |
+    | "linear" | beta_start + (beta − beta_start) p |
+    | "cosine" | beta_start + (beta − beta_start) (1 − cos(π p)) / 2 |
+
+    beta_start < beta anneals the hardness up, beta_start > beta down; after num_steps
+    steps β stays at beta.
+
+    Args:
+      step: the step (int or traced int scalar).
+      kind: one of `BETA_SCHEDULES`.
+      beta: the final (or constant) β ≥ 0.
+      beta_start: β at step 0 (≥ 0).
+      num_steps: steps from beta_start to beta, >= 1.
+
+    Returns:
+      β: `beta` for "constant", else a float32 scalar array.
+
+    Raises:
+      ValueError: for an unknown kind, β < 0 or num_steps < 1.
+    """
+    _check_choice("beta_schedule", "kind", kind, BETA_SCHEDULES)
+    check_hardening_args("exponential", beta, 1.0, caller="beta_schedule")
+    if kind == "constant":
+        return beta
+    check_hardening_args("exponential", beta_start, 1.0, caller="beta_schedule")
+    check_k(num_steps, caller="beta_schedule", arg="num_steps")
+    p = jnp.clip(jnp.asarray(step, jnp.float32) / float(num_steps), 0.0, 1.0)
+    w = p if kind == "linear" else 0.5 * (1.0 - jnp.cos(jnp.pi * p))
+    return beta_start + (beta - beta_start) * w

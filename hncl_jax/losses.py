@@ -29,6 +29,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from hncl_jax import hardening as hard
@@ -37,6 +38,8 @@ from hncl_jax.hardening import check_hardening_args, check_k, check_psi_args
 SETTINGS = ("scl", "hscl", "ucl", "hucl")
 ESTIMATORS = ("sampled", "reweighted")
 DRAWS = ("anchor", "pair")
+REDUCTIONS = ("anchor_mean", "pair_mean")
+Q_MODES = ("batch", "negatives")
 
 _SUPERVISED = ("scl", "hscl")
 _HARD = ("hscl", "hucl")
@@ -78,6 +81,16 @@ def _as_ids(caller: str, arg: str, ids: ArrayLike, n: int) -> jax.Array:
     return ids
 
 
+def _concrete_array(x: jax.Array) -> np.ndarray | None:
+    """`x` as a NumPy array if it is known at trace time, None if it is traced."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(x)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return None
+
+
 def _similarities(z: jax.Array) -> jax.Array:
     # HIGHEST: on GPUs the default float32 matmul may run in TF32 (~1e-3 relative error),
     # which would blur the Theorem 2/3 minima; the (N, N, d) product is cheap.
@@ -100,18 +113,97 @@ def _masked_logsumexp(x: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def _reduce(
-    pair_loss: jax.Array, positives: jax.Array, candidates: jax.Array
+    pair_loss: jax.Array,
+    positives: jax.Array,
+    candidates: jax.Array,
+    reduction: str = "anchor_mean",
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Mean over positives, then over anchors that have a positive and a candidate.
+    """Reduces ℓ_ij over the anchors that have a positive and a candidate.
+
+    "anchor_mean": the mean over each anchor's positives, then over anchors (Algorithm 1
+    lines 27-29). "pair_mean": one mean over all (anchor, positive) pairs, which weighs
+    an anchor by its number of positives; the two agree when every kept anchor has the
+    same number of positives (class-balanced batches, or two views).
 
     Returns (loss, valid anchors (N,) bool, num_dropped_anchors int32).
     """
     num_pos = jnp.sum(positives, axis=-1)
-    per_anchor = jnp.sum(jnp.where(positives, pair_loss, 0.0), axis=-1) / jnp.maximum(num_pos, 1)
     valid = (num_pos > 0) & jnp.any(candidates, axis=-1)
     num_valid = jnp.sum(valid)
-    loss = jnp.sum(jnp.where(valid, per_anchor, 0.0)) / jnp.maximum(num_valid, 1)
+    if reduction == "pair_mean":
+        kept = positives & valid[:, None]
+        loss = jnp.sum(jnp.where(kept, pair_loss, 0.0)) / jnp.maximum(jnp.sum(kept), 1)
+    else:
+        per_anchor = jnp.sum(jnp.where(positives, pair_loss, 0.0), axis=-1) / jnp.maximum(
+            num_pos, 1
+        )
+        loss = jnp.sum(jnp.where(valid, per_anchor, 0.0)) / jnp.maximum(num_valid, 1)
     return loss, valid, (valid.shape[0] - num_valid).astype(jnp.int32)
+
+
+def _check_temperature(caller: str, temperature: Any) -> None:
+    t = hard.concrete_scalar(temperature, caller=caller, arg="temperature")
+    if t is not None and not (math.isfinite(t) and t > 0):
+        raise ValueError(
+            f"{caller}: temperature={temperature!r} must be a finite number > 0 (the "
+            "similarities are divided by it); use temperature=1.0 for the papers' unit "
+            "temperature."
+        )
+
+
+def _scaled(s: jax.Array, temperature: Any) -> jax.Array:
+    """s / τ; the unit temperature returns s itself, so τ = 1 is bit-identical to no τ."""
+    if hard.concrete_scalar(temperature, caller="temperature", arg="temperature") == 1.0:
+        return s
+    return s / temperature
+
+
+def _negative_diagnostics(
+    s: jax.Array,
+    candidates: jax.Array,
+    labels: jax.Array,
+    valid: jax.Array,
+    log_q: jax.Array | None,
+    idx: jax.Array | None,
+) -> dict[str, jax.Array]:
+    """Hard-negative diagnostics, means over the kept anchors, without gradient.
+
+    * "neg_collision": share of the negatives that carry the anchor's label (for UCL/HUCL
+      the latent class: the class collision [HN §4] blames for HUCL's gap); drawn
+      negatives with `idx`, else the q_i-expected share.
+    * "neg_sim_drawn" / "neg_sim_uniform": mean anchor-negative similarity of the drawn
+      (or q_i-weighted) negatives, and of the uniform reference over the candidates.
+    * "neg_ess", "neg_ess_fraction", "neg_entropy" (with `log_q`): the effective sample
+      size 1 / Σ_m q_i(m)² of the tilted distribution, the same divided by the number of
+      candidates (1 = uniform), and its entropy in nats.
+    """
+    s = jax.lax.stop_gradient(s)
+    n = s.shape[0]
+    same = labels[:, None] == labels[None, :]
+    num_cand = jnp.sum(candidates, axis=-1)
+    per_anchor = {
+        "neg_sim_uniform": jnp.sum(jnp.where(candidates, s, 0.0), axis=-1)
+        / jnp.maximum(num_cand, 1)
+    }
+    if log_q is not None:
+        log_q = jax.lax.stop_gradient(jnp.where(candidates, log_q, -jnp.inf))
+        q = jnp.exp(log_q)
+        ess = 1.0 / jnp.maximum(jnp.sum(jnp.square(q), axis=-1), jnp.finfo(s.dtype).tiny)
+        per_anchor["neg_ess"] = ess
+        per_anchor["neg_ess_fraction"] = ess / jnp.maximum(num_cand, 1)
+        per_anchor["neg_entropy"] = -jnp.sum(jnp.where(q > 0, q * log_q, 0.0), axis=-1)
+    if idx is not None:
+        flat = idx.reshape(n, -1)
+        per_anchor["neg_collision"] = jnp.mean(jnp.take_along_axis(same, flat, axis=1), axis=-1)
+        per_anchor["neg_sim_drawn"] = jnp.mean(jnp.take_along_axis(s, flat, axis=1), axis=-1)
+    else:
+        per_anchor["neg_collision"] = jnp.sum(jnp.where(same, q, 0.0), axis=-1)
+        per_anchor["neg_sim_drawn"] = jnp.sum(jnp.where(candidates, q * s, 0.0), axis=-1)
+    num_valid = jnp.maximum(jnp.sum(valid), 1)
+    return {
+        name: jnp.sum(jnp.where(valid, value, 0.0)) / num_valid
+        for name, value in sorted(per_anchor.items())
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -132,18 +224,24 @@ def _sampled_pair_losses(
     draw: str,
     eta_fn: Callable | None,
     num_proposals: int,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+    s_loss: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array | None]:
     """ℓ_ij of Algorithm 1 for every (i, j), shape (N, N), and fallbacks.
 
-    Returns (pair_loss, fallback (N,) bool per anchor for separable hardening, and the
-    int32 number of SIR tuples that fell back with `eta_fn`).
+    Negatives are drawn with the similarities `s`; the ψ arguments are those of `s_loss`
+    (s / τ with a temperature, else `s` itself).
+
+    Returns (pair_loss, fallback (N,) bool per anchor for separable hardening, the int32
+    number of SIR tuples that fell back with `eta_fn`, the drawn indices, and log q_i
+    (None with `eta_fn`)).
     """
     n = s.shape[0]
     s_fixed = jax.lax.stop_gradient(s)
     num_tuples = None if draw == "anchor" else n
     num_fallback = jnp.zeros((), dtype=jnp.int32)
+    log_q = None
     if eta_fn is None:
-        _, fallback = hard.tilted_log_probs(
+        log_q, fallback = hard.tilted_log_probs(
             s_fixed, candidates, hardening=hardening, beta=beta, epsilon=epsilon
         )
         idx, _ = hard.sample_negatives(
@@ -161,20 +259,22 @@ def _sampled_pair_losses(
             key, s_fixed, candidates, k, eta_fn, num_proposals, num_tuples=num_tuples
         )
         fallback = jnp.zeros((n,), dtype=bool)
+    extra = (fallback, num_fallback, idx, log_q)
+    s = s_loss
     # Gradients flow through the gathered similarities, not through the draw.
     s_neg = jnp.take_along_axis(s, idx.reshape(n, -1), axis=1).reshape(idx.shape)
     if draw == "anchor" and psi == "infonce":
         # ψ(s_neg − s_ij) = softplus(A_i − s_ij), A_i = logsumexp_m s_{i,n_m} − log k.
         a = jax.nn.logsumexp(s_neg, axis=-1) - math.log(k)
-        return jax.nn.softplus(a[:, None] - s), fallback, num_fallback
+        return jax.nn.softplus(a[:, None] - s), *extra
     if draw == "anchor" and psi == "infonce_sum":
         lse = jax.nn.logsumexp(s_neg, axis=-1)
         log_alpha = jnp.log(jnp.asarray(alpha, dtype=s.dtype))
-        return jnp.logaddexp(log_alpha, lse[:, None] - s), fallback, num_fallback
+        return jnp.logaddexp(log_alpha, lse[:, None] - s), *extra
     if draw == "anchor":
         s_neg = s_neg[:, None, :]  # (N, 1, k), shared by the anchor's positives
     t = s_neg - s[:, :, None]  # (N, N, k)
-    return hard.psi(t, psi, alpha), fallback, num_fallback
+    return hard.psi(t, psi, alpha), *extra
 
 
 def _log_mean_negative(
@@ -186,10 +286,13 @@ def _log_mean_negative(
     epsilon: Any,
     tau_plus: Any,
     grad_through_weights: bool,
-) -> tuple[jax.Array, jax.Array]:
-    """log E_{m ~ q_i}[exp(s_im)] (τ⁺-debiased against s_ij), (N, 1) or (N, N); fallbacks.
+    temperature: Any = 1.0,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """log E_{m ~ q_i}[exp(s_im / τ)] (τ⁺-debiased against s_ij), (N, 1) or (N, N).
 
-    The reweighted loss is then ℓ_ij = softplus(returned − s_ij).
+    q_i is tilted by the raw similarities s (h(s_im)); the expectation is of exp(s/τ).
+    The reweighted loss is then ℓ_ij = softplus(returned − s_ij / τ). Returns
+    (log_neg, fallback (N,) bool, log q (N, N)).
     """
     s_weights = s if grad_through_weights else jax.lax.stop_gradient(s)
     log_q, fallback = hard.tilted_log_probs(
@@ -197,21 +300,24 @@ def _log_mean_negative(
     )
     if not grad_through_weights:
         log_q = jax.lax.stop_gradient(log_q)
+    log_q_out = log_q
+    s = _scaled(s, temperature)
+    min_logit = -1.0 / temperature  # exp(s/τ) >= e^{-1/τ} on the unit sphere
     # b_i = log Σ_m q_i(m) exp(s_im); entries with q = 0 (log q = −inf) are masked out.
     b = _masked_logsumexp(log_q + s, candidates & (log_q > -jnp.inf))
     log_neg = b[:, None]
     tp = hard.concrete_scalar(tau_plus, caller="contrastive_loss", arg="tau_plus")
     if tp is None or tp > 0:
-        # [R21]: E⁻ ≈ (E_q[exp s⁻] − τ⁺ exp s⁺) / (1 − τ⁺), clipped below at e^{-1} (the
-        # smallest exp(s) at unit temperature on the sphere); in log space around
-        # c = max(b_i, s_ij) so that nothing overflows.
+        # [R21]: E⁻ ≈ (E_q[exp s⁻] − τ⁺ exp s⁺) / (1 − τ⁺), clipped below at e^{-1/τ} (the
+        # smallest exp(s/τ) on the sphere); in log space around c = max(b_i, s_ij) so that
+        # nothing overflows.
         c = jnp.maximum(log_neg, s)
         debiased = jnp.exp(log_neg - c) - tau_plus * jnp.exp(s - c)
-        floor = (1.0 - tau_plus) * jnp.exp(-1.0 - c)
+        floor = (1.0 - tau_plus) * jnp.exp(min_logit - c)
         inner = jnp.maximum(debiased, floor)
         tiny = jnp.finfo(s.dtype).tiny
         log_neg = c + jnp.log(jnp.maximum(inner, tiny)) - jnp.log1p(-tau_plus)
-    return log_neg, fallback
+    return log_neg, fallback, log_q_out
 
 
 def contrastive_loss(
@@ -235,7 +341,10 @@ def contrastive_loss(
     grad_through_weights: bool = False,
     eta_fn: Callable[[jax.Array], jax.Array] | None = None,
     num_proposals: int = 64,
+    temperature: float = 1.0,
+    reduction: str = "anchor_mean",
     return_aux: bool = False,
+    return_diagnostics: bool = False,
 ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
     """The SCL, HSCL, UCL and HUCL losses of [HN] on one batch (docs/math.md §3-6).
 
@@ -246,7 +355,12 @@ def contrastive_loss(
         ℓ_ij = ψ_k(s_{i,n_1} − s_ij, ..., s_{i,n_k} − s_ij).
 
     The anchor's loss is the mean of ℓ_ij over its positives, the batch loss the mean over
-    anchors (Algorithm 1 lines 17-29). Candidates: SCL/HSCL the examples of other classes
+    anchors (Algorithm 1 lines 17-29; `reduction="anchor_mean"`). `reduction="pair_mean"`
+    instead takes one mean over all (anchor, positive) pairs, the reduction of the [HN]
+    code; the two differ on batches whose classes are unbalanced (an anchor of a class
+    with n_c members then weighs n_c / Σ_c n_c² instead of 1 / N). With a
+    `temperature` τ the ψ arguments are (s_{i,n_m} − s_ij) / τ, while q_i still tilts by
+    the raw similarity, h(s_im). Candidates: SCL/HSCL the examples of other classes
     (by `labels`); UCL/HUCL the whole batch, the anchor included unless `exclude_anchor`.
     Settings "scl"/"ucl" use no hardening (β, ε, `hardening` ignored); "hscl"/"hucl" use
     h = `hardening` (and β = 0 gives exactly SCL/UCL for the same key). An anchor with no
@@ -263,14 +377,23 @@ def contrastive_loss(
       time O(N²d + N²k log N), memory O(N²k).
     * "reweighted" (InfoNCE only): the k → ∞ limit,
       ℓ_ij = log(1 + Σ_m q_i(m) exp(s_im − s_ij)); deterministic (no key needed);
-      time O(N²d), memory O(N²). With exponential h it is the importance weighting of
-      [R21]; `tau_plus` > 0 adds their debiasing.
+      time O(N²d), memory O(N²). With exponential h this is the importance weighting of
+      [R21] up to a log N⁻ offset inside the softplus: their objective with N⁻ negatives,
+      −log(e^{s⁺} / (e^{s⁺} + N⁻ E_q[e^{s⁻}])) = softplus(b_i + log N⁻ − s_ij), is the
+      sum form of ψ, ours the mean form softplus(b_i − s_ij), b_i = log E_q[e^{s⁻}].
+      Their weights are exp(β s/τ) where ours are exp(β s): β_R21 = β τ. `tau_plus` > 0
+      adds their debiasing (E_q − τ⁺ e^{s⁺}) / (1 − τ⁺), floored at e^{-1/τ} as theirs.
     * `eta_fn` (sampled only): a non-separable hardening η(t_1..t_k), sampled by SIR
       (`hardening.sir_sample`) from `num_proposals` = R reference k-tuples: time and
       memory O(N R k) per anchor draw, O(N² R k) with draw="pair".
 
     Negatives are drawn with `hardening.sample_negatives` (inverse CDF in log space, no
-    gradient through the draw); gradients flow through the similarities.
+    gradient through the draw); gradients flow through the similarities. This detaching
+    is what the sampled code of [HN] does (a drawn index has no derivative). It is not
+    what [R21]'s `criterion` does: its weights exp(β s) are computed from the same,
+    undetached similarities, so its gradient also flows through the weights; the
+    reweighted estimator with `grad_through_weights=True` is that gradient, the default
+    (False) the detached one.
 
     Args:
       z: normalized embeddings, shape (N, d) (see `geometry.normalize`).
@@ -293,22 +416,33 @@ def contrastive_loss(
         all j, so True for label positives).
       exclude_anchor: UCL/HUCL: leave the anchor out of its own candidates.
       tau_plus: τ⁺ ∈ [0, 1), class-prior debiasing of [R21] (reweighted only).
-      grad_through_weights: reweighted only: let the gradient flow through q_i (off by
-        default, as the papers detach the sampling probabilities).
+      grad_through_weights: reweighted only: let the gradient flow through q_i, as in
+        [R21]'s code (off by default, as in the sampled code of [HN]).
       eta_fn: optional non-separable hardening for hscl/hucl, returning **log η** of the
-        anchor-negative similarities (..., k) -> (...); replaces `hardening`.
+        anchor-negative similarities (..., k) -> (...); replaces `hardening`
+        (`hardening.make_eta` builds the registered ones).
       num_proposals: SIR proposals per drawn tuple when `eta_fn` is given.
+      temperature: τ > 0 dividing the ψ arguments (1 in [HN]; q_i is not rescaled).
+      reduction: one of `REDUCTIONS`, "anchor_mean" (Algorithm 1) or "pair_mean".
       return_aux: also return the aux dict.
+      return_diagnostics: also return (in aux) the hard-negative diagnostics, means over
+        the kept anchors, without gradient: "neg_collision" (share of drawn negatives,
+        or of q_i's mass for "reweighted", with the anchor's label: for UCL/HUCL the
+        latent-class collision), "neg_sim_drawn" and "neg_sim_uniform" (mean s_im of
+        the drawn or q_i-weighted negatives and of the uniform candidates), and without
+        `eta_fn` "neg_ess" (1 / Σ_m q_i(m)², the effective sample size of the tilted
+        distribution), "neg_ess_fraction" (the same over the number of candidates) and
+        "neg_entropy" (of q_i, nats).
 
     Returns:
       The scalar loss, or (loss, aux) with aux = {"num_dropped_anchors": anchors left out
       of the mean, "num_fallback": kept anchors whose candidates all had h = 0 and were
       sampled/weighted uniformly (with `eta_fn`: drawn tuples whose R proposals all had
-      η = 0)} (int32 scalars).
+      η = 0)} (int32 scalars), plus the diagnostics with `return_diagnostics`.
 
     Raises:
-      ValueError: for unknown names, β < 0, ε ≤ 0, α ≤ 0, k < 1, τ⁺ ∉ [0, 1), a missing
-        key, "reweighted" with a ψ other than InfoNCE, or mismatched shapes.
+      ValueError: for unknown names, β < 0, ε ≤ 0, α ≤ 0, k < 1, τ⁺ ∉ [0, 1), τ ≤ 0, a
+        missing key, "reweighted" with a ψ other than InfoNCE, or mismatched shapes.
 
     Example:
       >>> z = geometry.normalize(f, "unit_ball")
@@ -321,6 +455,8 @@ def contrastive_loss(
     _check_choice(caller, "setting", setting, SETTINGS)
     _check_choice(caller, "estimator", estimator, ESTIMATORS)
     _check_choice(caller, "draw", draw, DRAWS)
+    _check_choice(caller, "reduction", reduction, REDUCTIONS)
+    _check_temperature(caller, temperature)
     check_psi_args(psi, alpha, caller=caller)
     check_hardening_args(hardening, beta, epsilon, caller=caller)
     check_k(k, caller=caller)
@@ -372,8 +508,9 @@ def contrastive_loss(
             candidates = candidates & ~jnp.eye(n, dtype=bool)
 
     num_sir_fallback = jnp.zeros((), dtype=jnp.int32)
+    idx = None
     if estimator == "sampled":
-        pair_loss, fallback, num_sir_fallback = _sampled_pair_losses(
+        pair_loss, fallback, num_sir_fallback, idx, log_q = _sampled_pair_losses(
             key,
             s,
             candidates,
@@ -386,9 +523,10 @@ def contrastive_loss(
             draw=draw,
             eta_fn=eta_fn,
             num_proposals=int(num_proposals),
+            s_loss=_scaled(s, temperature),
         )
     else:
-        log_neg, fallback = _log_mean_negative(
+        log_neg, fallback, log_q = _log_mean_negative(
             s,
             candidates,
             hardening=hardening,
@@ -396,15 +534,18 @@ def contrastive_loss(
             epsilon=epsilon,
             tau_plus=tau_plus,
             grad_through_weights=grad_through_weights,
+            temperature=temperature,
         )
-        pair_loss = jax.nn.softplus(log_neg - s)
-    loss, valid, num_dropped = _reduce(pair_loss, positives, candidates)
-    if not return_aux:
+        pair_loss = jax.nn.softplus(log_neg - _scaled(s, temperature))
+    loss, valid, num_dropped = _reduce(pair_loss, positives, candidates, reduction)
+    if not (return_aux or return_diagnostics):
         return loss
     aux = {
         "num_dropped_anchors": num_dropped,
         "num_fallback": jnp.sum(fallback & valid).astype(jnp.int32) + num_sir_fallback,
     }
+    if return_diagnostics:
+        aux.update(_negative_diagnostics(s, candidates, labels, valid, log_q, idx))
     return loss, aux
 
 
@@ -422,20 +563,37 @@ def simclr_form_loss(
     epsilon: float = 1.0,
     self_positive: bool = False,
     grad_through_weights: bool = False,
+    labels: ArrayLike | None = None,
+    q: str = "batch",
+    temperature: float = 1.0,
+    reduction: str = "anchor_mean",
     return_aux: bool = False,
+    return_diagnostics: bool = False,
 ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
     """The SimCLR-form loss of [HN eq. 42], with uniform or tilted negatives (docs/math.md §7).
 
-        ℓ_ij = log(1 + Q · E_{m ~ q_i}[exp(s_im)] / exp(s_ij)),   Q = N − 2,
+        ℓ_ij = log(1 + Q_i · E_{m ~ q_i}[exp(s_im)] / exp(s_ij)),
 
-    where N is the number of views in the batch, the negatives of anchor i are the other
-    views that are not its positives (positive_ids[m] ≠ positive_ids[i]; for two views
-    of B examples these are the Q = 2B − 2 views of other examples), and q_i is uniform
-    (β = 0 or hardening "none") or tilted, q_i(m) ∝ h(s_im). The expectation is exact,
-    not sampled; with uniform q the loss is the NT-Xent loss at unit temperature with the
-    positive removed from the denominator's negatives sum. The anchor's loss is the mean
-    over its positives (j ≠ i unless `self_positive`), the batch loss the mean over
-    anchors with a positive and a negative.
+    where the negatives of anchor i are the views that are not its positives
+    (positive_ids[m] ≠ positive_ids[i]; unsupervised, Fig. 12 right) or, with `labels`,
+    the views of other classes (labels[m] ≠ labels[i]; supervised, Fig. 12 left), and q_i
+    is uniform (β = 0 or hardening "none") or tilted, q_i(m) ∝ h(s_im). The expectation
+    is exact, not sampled. Q_i:
+
+    * q="batch" (the paper's "batch size minus two"): Q = N − 2, N the number of views.
+      For two views of B examples with unsupervised negatives this is each anchor's
+      number of negatives 2B − 2, and with uniform q the loss is NT-Xent at unit
+      temperature with the positive removed from the denominator's negatives sum. With
+      more views, label positives or label negatives N − 2 is not the number of
+      negatives, so concrete ids whose negative counts differ from N − 2 are refused.
+    * q="negatives": Q_i = the number of negatives of anchor i, so that with uniform q
+      Q_i E_q[exp s] = Σ_{negatives} exp(s_im) for any layout: the uniform form is then
+      SINCERE-style InfoNCE at unit temperature (`baselines.sincere` pair terms), and
+      equals q="batch" bit for bit where the count is N − 2.
+
+    The anchor's loss is the mean over its positives (j ≠ i unless `self_positive`), the
+    batch loss the mean over anchors with a positive and a negative (or, with
+    reduction="pair_mean", the mean over all such pairs).
 
     Cost: time O(N²d), memory O(N²).
 
@@ -450,24 +608,53 @@ def simclr_form_loss(
       epsilon: ε > 0 of polynomial hardening.
       self_positive: whether an anchor is its own positive.
       grad_through_weights: let the gradient flow through q_i (off by default).
+      labels: int (N,) class labels; if given, only other-class views are negatives
+        (the supervised SimCLR form).
+      q: one of `Q_MODES`.
+      temperature: τ > 0 dividing the similarities inside the exponentials (1 in [HN]).
+      reduction: one of `REDUCTIONS`.
       return_aux: also return {"num_dropped_anchors", "num_fallback"}.
+      return_diagnostics: also return the diagnostics of `contrastive_loss` (q_i-weighted).
 
     Returns:
       The scalar loss, or (loss, aux).
 
+    Raises:
+      ValueError: for unknown names, β < 0, ε ≤ 0, τ ≤ 0, mismatched shapes, or q="batch"
+        with concrete ids for which some anchor's number of negatives is not N − 2.
+
     References:
-      [HN App. B.5, eq. 42]; SimCLR (Chen et al. 2020); [R21]; docs/math.md §7.
+      [HN App. B.5, eq. 42]; SimCLR (Chen et al. 2020); SINCERE (Feeney and Hughes,
+      arXiv:2309.14277); [R21]; docs/math.md §7.
     """
     del key
     caller = "simclr_form_loss"
     check_hardening_args(hardening, beta, epsilon, caller=caller)
+    _check_choice(caller, "q", q, Q_MODES)
+    _check_choice(caller, "reduction", reduction, REDUCTIONS)
+    _check_temperature(caller, temperature)
     z = _as_embeddings(caller, z)
     n = z.shape[0]
     positive_ids = _as_ids(caller, "positive_ids", positive_ids, n)
+    if labels is not None:
+        labels = _as_ids(caller, "labels", labels, n)
     s = _similarities(z)
     positives = _positive_mask(positive_ids, self_positive)
-    negatives = positive_ids[:, None] != positive_ids[None, :]
-    log_neg, fallback = _log_mean_negative(
+    if labels is None:
+        negatives = positive_ids[:, None] != positive_ids[None, :]
+    else:
+        negatives = labels[:, None] != labels[None, :]
+    batch_q = math.log(max(n - 2, 1))
+    if q == "batch":
+        _check_batch_q(caller, positive_ids, labels, self_positive, n)
+        log_count = batch_q
+    else:
+        num_neg = jnp.sum(negatives, axis=-1)
+        # Where the count is N − 2 use the same float as q="batch" (bit-identical there).
+        log_count = jnp.where(
+            num_neg == n - 2, batch_q, jnp.log(jnp.maximum(num_neg, 1).astype(s.dtype))
+        )[:, None]
+    log_neg, fallback, log_q = _log_mean_negative(
         s,
         negatives,
         hardening=hardening,
@@ -475,15 +662,44 @@ def simclr_form_loss(
         epsilon=epsilon,
         tau_plus=0.0,
         grad_through_weights=grad_through_weights,
+        temperature=temperature,
     )
     # log(1 + Q E[exp s⁻] / exp s⁺) = softplus(log E[exp s⁻] + log Q − s⁺). Q >= 1 whenever
     # an anchor has both a positive and a negative (N >= 3); other anchors are dropped.
-    pair_loss = jax.nn.softplus(log_neg + math.log(max(n - 2, 1)) - s)
-    loss, valid, num_dropped = _reduce(pair_loss, positives, negatives)
-    if not return_aux:
+    pair_loss = jax.nn.softplus(log_neg + log_count - _scaled(s, temperature))
+    loss, valid, num_dropped = _reduce(pair_loss, positives, negatives, reduction)
+    if not (return_aux or return_diagnostics):
         return loss
     aux = {
         "num_dropped_anchors": num_dropped,
         "num_fallback": jnp.sum(fallback & valid).astype(jnp.int32),
     }
+    if return_diagnostics:
+        class_ids = positive_ids if labels is None else labels
+        aux.update(_negative_diagnostics(s, negatives, class_ids, valid, log_q, None))
     return loss, aux
+
+
+def _check_batch_q(
+    caller: str,
+    positive_ids: jax.Array,
+    labels: jax.Array | None,
+    self_positive: bool,
+    n: int,
+) -> None:
+    """Refuses q="batch" where Q = N − 2 is known not to count the negatives."""
+    ids = _concrete_array(positive_ids)
+    lab = None if labels is None else _concrete_array(labels)
+    if ids is None or (labels is not None and lab is None):
+        return  # traced ids: the caller (e.g. the trainer's config check) decides
+    groups = ids if lab is None else lab
+    num_neg = np.sum(groups[:, None] != groups[None, :], axis=-1)
+    num_pos = np.sum(ids[:, None] == ids[None, :], axis=-1) - (0 if self_positive else 1)
+    kept = (num_pos > 0) & (num_neg > 0)
+    if np.any(num_neg[kept] != n - 2):
+        raise ValueError(
+            f"{caller}: q='batch' sets Q = N − 2 = {n - 2}, the number of negatives of two "
+            "views of distinct examples, but here anchors have "
+            f"{sorted(set(num_neg[kept].tolist()))} negatives (more than two views, label "
+            "positives or label negatives); pass q='negatives' to use each anchor's count."
+        )

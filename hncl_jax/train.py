@@ -42,6 +42,7 @@ from hncl_jax import (
     data,
     evaluation,
     geometry,
+    hardening,
     losses,
     models,
     reporting,
@@ -110,15 +111,52 @@ def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Calla
     on raw embeddings), `labels` the class labels (latent in unsupervised settings),
     `positive_ids` decide positives, `visible_labels` are the labels with -1 where the
     label is hidden (semi-supervised CLOP). Returns (loss, aux dict of scalars).
+
+    With a β schedule (`config.loss.beta_schedule` other than "constant") the objective
+    also takes `step=` (the traced step: β changes without recompiling) and has the
+    attribute `takes_step = True`, which `train_step` reads; aux then holds "beta".
+    With `config.loss.diagnostics` the hard-negative losses add the "hn_*" diagnostics
+    of `losses.contrastive_loss` (no gradient; the loss is unchanged).
     """
     lc = config.loss
     name = lc.name
     self_positive = config.positives == "labels"
     clop_weight = float(config.clop.weight)
+    opt = functools.partial(validation.loss_option, config)
+    schedule = opt("beta_schedule")
+    diagnostics = opt("diagnostics")
+    hn_kw = {
+        "temperature": opt("hn_temperature"),
+        "reduction": opt("reduction"),
+        "grad_through_weights": opt("grad_through_weights"),
+    }
 
-    def objective(z, f, labels, positive_ids, visible_labels, key, prototypes):
+    def beta_at(step):
+        return hardening.beta_schedule(
+            step,
+            schedule,
+            beta=lc.beta,
+            beta_start=opt("beta_start"),
+            num_steps=opt("beta_schedule_steps"),
+        )
+
+    def split_aux(extra):
+        # Diagnostics are logged as train/hn_*, the counts as train/loss_*.
+        return {
+            (f"hn_{k[4:]}" if k.startswith("neg_") else f"loss_{k}"): v for k, v in extra.items()
+        }
+
+    def objective(z, f, labels, positive_ids, visible_labels, key, prototypes, step=None):
         aux = {}
+        beta = lc.beta if schedule == "constant" else beta_at(step)
+        if schedule != "constant":
+            aux["beta"] = beta
         if name in losses.SETTINGS:
+            eta_fn = None
+            if opt("eta"):
+                eta_fn = hardening.make_eta(
+                    opt("eta"), beta=beta, epsilon=lc.epsilon, threshold=opt("eta_threshold")
+                )
             loss, extra = losses.contrastive_loss(
                 z,
                 labels,
@@ -127,7 +165,7 @@ def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Calla
                 psi=lc.psi,
                 alpha=lc.alpha,
                 hardening=lc.hardening,
-                beta=lc.beta,
+                beta=beta,
                 epsilon=lc.epsilon,
                 k=lc.k,
                 estimator=lc.estimator,
@@ -135,16 +173,46 @@ def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Calla
                 positive_ids=positive_ids,
                 self_positive=self_positive,
                 exclude_anchor=lc.exclude_anchor,
+                tau_plus=opt("tau_plus"),
+                eta_fn=eta_fn,
+                num_proposals=opt("num_proposals"),
                 return_aux=True,
+                return_diagnostics=diagnostics,
+                **hn_kw,
             )
-            aux.update({f"loss_{k}": v for k, v in extra.items()})
+            aux.update(split_aux(extra))
         elif name == "simclr_form":
-            loss = losses.simclr_form_loss(
-                z, positive_ids, key, beta=lc.beta, hardening=lc.hardening, epsilon=lc.epsilon
+            out = losses.simclr_form_loss(
+                z,
+                positive_ids,
+                key,
+                beta=beta,
+                hardening=lc.hardening,
+                epsilon=lc.epsilon,
+                labels=labels if opt("supervised_negatives") else None,
+                q=opt("simclr_q"),
+                return_diagnostics=diagnostics,
+                **hn_kw,
             )
+            loss = out[0] if diagnostics else out
+            if diagnostics:
+                aux.update({k: v for k, v in split_aux(out[1]).items() if k.startswith("hn_")})
         else:
             emb = f if name in ("vicreg", "barlow_twins") else z
-            kw = {} if name in ("vicreg", "barlow_twins") else {"temperature": lc.temperature}
+            kw = {
+                "vicreg": {
+                    "sim_weight": opt("vicreg_sim_weight"),
+                    "var_weight": opt("vicreg_var_weight"),
+                    "cov_weight": opt("vicreg_cov_weight"),
+                },
+                "barlow_twins": {"off_diagonal_weight": opt("barlow_off_diagonal_weight")},
+                "dclw": {"temperature": lc.temperature, "sigma": opt("sigma")},
+                "supcon": {
+                    "temperature": lc.temperature,
+                    "contrast_mode": opt("contrast_mode"),
+                    "num_views": 2 if config.positives == "views" else 1,
+                },
+            }.get(name, {"temperature": lc.temperature})
             loss = baselines.baseline_loss(name, emb, labels, positive_ids, **kw)
         aux["contrastive_loss"] = loss
         if clop_weight > 0:
@@ -153,6 +221,7 @@ def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Calla
             loss = loss + clop
         return loss, aux
 
+    objective.takes_step = schedule != "constant"
     return objective
 
 
@@ -168,6 +237,10 @@ def theorem_bound(config: ml_collections.ConfigDict, num_classes: int) -> float 
         or config.positives != "labels"
         or config.normalization == "none"
         or config.clop.weight > 0
+        # A temperature rescales ψ's arguments and τ⁺ debiasing changes the loss: the
+        # Theorem 2/3 values are not their minima.
+        or validation.loss_option(config, "hn_temperature") != 1.0
+        or validation.loss_option(config, "tau_plus") > 0
     ):
         return None
     if lc.name in ("scl", "hscl"):
@@ -264,7 +337,9 @@ def train_step(
             h, f = state.apply_fn(variables, x, train=True)
             new_bs = state.batch_stats
         z = geometry.normalize(f, normalization)
-        loss, aux = objective(z, f, y, ids, vis, loss_key, state.prototypes)
+        # A β schedule reads the step (see make_objective); other objectives do not.
+        step_kw = {"step": state.step} if getattr(objective, "takes_step", False) else {}
+        loss, aux = objective(z, f, y, ids, vis, loss_key, state.prototypes, **step_kw)
         aux["embedding_norm"] = jnp.mean(jnp.linalg.norm(f, axis=-1))
         return loss, (aux, new_bs)
 
@@ -440,6 +515,8 @@ def run_evaluation(
         knn_weighted=tuple(k > 5 for k in config.knn_k),
         linear_probe=probe,
         probe_kwargs={"epochs": config.probe_epochs, "seed": config.seed},
+        # Papyan's NC1-NC4, RankMe, per-class values (evaluation.collapse_extras).
+        extended=True,
     )
     return scalars, spectra, all_z
 

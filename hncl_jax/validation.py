@@ -21,6 +21,7 @@ Only then is the workdir created and the train step compiled.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import math
@@ -327,6 +328,148 @@ def _validate_loss(config: ml_collections.ConfigDict) -> None:
             f"config.loss.name={lc.name!r} needs two views per example, but "
             f"config.positives={config.positives!r}; set --config.positives=views."
         )
+    _validate_loss_options(config)
+
+
+# The loss options of configs/default.py after `temperature`, with the value that
+# changes nothing; a config written before they existed reads these.
+LOSS_OPTION_DEFAULTS = {
+    "hn_temperature": 1.0,
+    "reduction": "anchor_mean",
+    "tau_plus": 0.0,
+    "grad_through_weights": False,
+    "eta": "",
+    "eta_threshold": 0.0,
+    "num_proposals": 64,
+    "beta_schedule": "constant",
+    "beta_start": 0.0,
+    "beta_schedule_steps": 1000,
+    "simclr_q": "batch",
+    "supervised_negatives": False,
+    "diagnostics": True,
+    "sigma": 0.5,
+    "vicreg_sim_weight": 25.0,
+    "vicreg_var_weight": 25.0,
+    "vicreg_cov_weight": 1.0,
+    "barlow_off_diagonal_weight": 5e-3,
+    "contrast_mode": "all",
+}
+BETA_SCHEDULES = hardening.BETA_SCHEDULES
+HN_LOSSES = (*losses.SETTINGS, "simclr_form")
+
+
+def loss_option(config: ml_collections.ConfigDict, name: str) -> Any:
+    """config.loss.<name>, or its no-op default for configs that predate the option."""
+    return config.loss.get(name, LOSS_OPTION_DEFAULTS[name])
+
+
+def _flag(field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"config.{field}={value!r} must be True or False; set --config.{field}=True."
+        )
+
+
+def _validate_loss_options(config: ml_collections.ConfigDict) -> None:
+    lc = config.loss
+    name = lc.name
+    opt = functools.partial(loss_option, config)
+    reweighted = name in losses.SETTINGS and lc.estimator == "reweighted"
+    _positive("loss.hn_temperature", opt("hn_temperature"))
+    _choice("loss.reduction", opt("reduction"), losses.REDUCTIONS)
+    tau_plus = opt("tau_plus")
+    if not (_is_number(tau_plus) and 0.0 <= tau_plus < 1.0):
+        raise ConfigError(
+            f"config.loss.tau_plus={tau_plus!r} must lie in [0, 1) (the class prior τ⁺ of "
+            "Robinson et al.); use --config.loss.tau_plus=0 for no debiasing."
+        )
+    if tau_plus > 0 and not reweighted:
+        raise ConfigError(
+            f"config.loss.tau_plus={tau_plus} debiases the reweighted estimator of "
+            f"scl/hscl/ucl/hucl only, but config.loss.name={name!r} with estimator="
+            f"{lc.estimator!r}; set --config.loss.estimator=reweighted or tau_plus=0."
+        )
+    _flag("loss.grad_through_weights", opt("grad_through_weights"))
+    if opt("grad_through_weights") and not (reweighted or name == "simclr_form"):
+        raise ConfigError(
+            "config.loss.grad_through_weights=True acts on the weights of the reweighted "
+            f"estimator or of simclr_form, but config.loss.name={name!r} with estimator="
+            f"{lc.estimator!r} has none (sampled draws carry no gradient); set "
+            "--config.loss.estimator=reweighted or grad_through_weights=False."
+        )
+    eta = opt("eta")
+    if not isinstance(eta, str):
+        raise ConfigError(
+            f"config.loss.eta={eta!r} must be a string: '' (off), one of "
+            f"{', '.join(hardening.ETAS)}, or 'package.module:function'."
+        )
+    if eta:
+        if name not in ("hscl", "hucl") or lc.estimator != "sampled":
+            raise ConfigError(
+                f"config.loss.eta={eta!r} (a hardening sampled by SIR) needs "
+                "config.loss.name hscl or hucl with estimator='sampled'; got name="
+                f"{name!r}, estimator={lc.estimator!r}."
+            )
+        if ":" not in eta:
+            _choice("loss.eta", eta, hardening.ETAS)
+        else:
+            try:
+                hardening.resolve_eta_hook(eta)
+            except ValueError as e:
+                raise ConfigError(f"config.loss.eta: {e} Fix the hook or unset it.") from e
+        threshold = opt("eta_threshold")
+        if not (_is_number(threshold) and math.isfinite(threshold)):
+            raise ConfigError(
+                f"config.loss.eta_threshold={threshold!r} must be a finite number (a "
+                "similarity, e.g. 0.5)."
+            )
+        _positive("loss.num_proposals", opt("num_proposals"), integer=True)
+    schedule = opt("beta_schedule")
+    _choice("loss.beta_schedule", schedule, BETA_SCHEDULES)
+    if schedule != "constant":
+        _positive("loss.beta_start", opt("beta_start"), strict=False)
+        _positive("loss.beta_schedule_steps", opt("beta_schedule_steps"), integer=True)
+        uses_beta = name in ("hscl", "hucl", "simclr_form") and (
+            lc.hardening == "exponential" or (eta in ("exponential", "truncated"))
+        )
+        if not uses_beta:
+            raise ConfigError(
+                f"config.loss.beta_schedule={schedule!r} schedules β, but config.loss.name="
+                f"{name!r} with hardening={lc.hardening!r} and eta={eta!r} does not read β; "
+                "use hscl, hucl or simclr_form with exponential hardening, or "
+                "beta_schedule='constant'."
+            )
+    _choice("loss.simclr_q", opt("simclr_q"), losses.Q_MODES)
+    _flag("loss.supervised_negatives", opt("supervised_negatives"))
+    if opt("supervised_negatives") and name != "simclr_form":
+        raise ConfigError(
+            f"config.loss.supervised_negatives=True is an option of simclr_form, but "
+            f"config.loss.name={name!r} (hscl/scl already draw other-class negatives); "
+            "unset it."
+        )
+    if name == "simclr_form" and opt("simclr_q") == "batch":
+        if config.positives != "views" or opt("supervised_negatives"):
+            raise ConfigError(
+                "config.loss.simclr_q='batch' sets Q = N - 2, each anchor's number of "
+                "negatives only for two views of distinct examples, but config.positives="
+                f"{config.positives!r}, supervised_negatives={opt('supervised_negatives')}; "
+                "set --config.loss.simclr_q=negatives (Q = each anchor's count)."
+            )
+    if opt("supervised_negatives") and config.label_fraction < 1.0:
+        raise ConfigError(
+            f"config.loss.supervised_negatives=True needs every label, but "
+            f"config.label_fraction={config.label_fraction}; set label_fraction=1."
+        )
+    _flag("loss.diagnostics", opt("diagnostics"))
+    _positive("loss.sigma", opt("sigma"))
+    for field in (
+        "vicreg_sim_weight",
+        "vicreg_var_weight",
+        "vicreg_cov_weight",
+        "barlow_off_diagonal_weight",
+    ):
+        _positive(f"loss.{field}", opt(field), strict=False)
+    _choice("loss.contrast_mode", opt("contrast_mode"), baselines.CONTRAST_MODES)
 
 
 def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
