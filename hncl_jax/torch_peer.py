@@ -152,17 +152,16 @@ def _modules():
             return self.head(h.mean(dim=(2, 3)))
 
     class SmallCNN(Twin):
-        # models.SmallCNN: stages of 3×3 conv + BN + ReLU, 2×2 max-pools between them.
-        def __init__(self, embed_dim, in_channels, width=32, head_hidden=128, stages=None):
+        # models.SmallCNN: 3×3 conv + BN + ReLU of widths (w, 2w, 4w), 2×2 max-pools between.
+        def __init__(self, embed_dim, in_channels, width=32, head_hidden=128):
             super().__init__()
-            stages = stages or ((1, 1), (2, 2), (4,))
-            layers, c, n = [], in_channels, 0
-            for i, widths in enumerate(stages):
-                for j, mult in enumerate(widths):
-                    conv = self.conv((f"Conv_{n}",), c, mult * width, 3)
-                    layers += [conv, self.bn((f"bn_{i}_{j}",), mult * width), nn.ReLU()]
-                    c, n = mult * width, n + 1
-                if i < len(stages) - 1:
+            mults = (1, 2, 4)
+            layers, c = [], in_channels
+            for i, mult in enumerate(mults):
+                conv = self.conv((f"conv_{i}",), c, mult * width, 3)
+                layers += [conv, self.bn((f"bn_{i}",), mult * width), nn.ReLU()]
+                c = mult * width
+                if i < len(mults) - 1:
                     # ceil_mode pads the high side with -inf, as XLA's "SAME" max-pool.
                     layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
             self.body = nn.Sequential(*layers)
