@@ -16,6 +16,7 @@ elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).
 """
 
 import logging as pylogging
+import os
 import sys
 
 from absl import app, flags, logging
@@ -62,7 +63,12 @@ def main(argv):
     if FLAGS.multihost:
         jax.distributed.initialize()
     _quiet_logs()
-    workdir = FLAGS.workdir or cli.default_workdir(cli.flag_value(sys.argv, "config") or "")
+    spec = cli.flag_value(sys.argv, "config") or ""
+    workdir = FLAGS.workdir or cli.default_workdir(spec)
+    if "name" in FLAGS.config and not FLAGS.config.name:
+        # The run's name in summary.txt, plot titles, TensorBoard and W&B: "digits:smoke".
+        path, sep, arg = spec.partition(":")
+        FLAGS.config.name = os.path.basename(path).removesuffix(".py") + sep + arg
     logging.info(
         "JAX process %d/%d, local devices %s; workdir %s",
         jax.process_index(),

@@ -28,32 +28,65 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
+import secrets
+import string
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from absl import logging
 
+from hncl_jax import plots
+from hncl_jax.plots import (
+    NC_PANELS,
+    accuracy_figure,
+    dc_spectrum_figure,
+    embeddings_figure,
+    loss_figure,
+    nc_metrics_figure,
+    plot_accuracy,
+    plot_dc_spectrum,
+    plot_embeddings,
+    plot_loss,
+    plot_nc_metrics,
+)
+
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tensorboard"
 PLOTS_DIR = "plots"
-NC_PANELS = ("zero_sum", "unit_norm", "equal_inner_product", "within_class_variance")
+SPECTRA_FILE = "spectra.npz"  # every evaluation's DC spectra (`write_spectra`)
+WANDB_ID_FILE = "wandb_id.txt"  # the W&B run a resumed run continues (`WandbLogger`)
 
 __all__ = [
     "MetricWriter",
+    "NC_PANELS",
     "ProgressBar",
+    "WandbLogger",
+    "accuracy_figure",
+    "dc_spectrum_figure",
+    "embeddings_figure",
+    "flat_hparams",
     "load_config_json",
+    "log_config_tensorboard",
+    "log_results_tensorboard",
+    "loss_description",
+    "loss_figure",
+    "nc_metrics_figure",
+    "plot_accuracy",
     "plot_all",
     "plot_dc_spectrum",
     "plot_embeddings",
     "plot_loss",
     "plot_nc_metrics",
     "read_metrics",
+    "read_spectra",
+    "run_name",
+    "run_title",
     "save_config",
     "summary_text",
+    "write_spectra",
 ]
 
 
@@ -447,232 +480,279 @@ class ProgressBar:
         self._bar.close()
 
 
-# ----------------------------------------------------------------------------- plots
+# ----------------------------------------------------------------------------- spectra
 
 
-def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (5.0, 4.0)):
-    from matplotlib.figure import Figure
+def write_spectra(workdir: str | os.PathLike[str], records: Sequence[Mapping[str, Any]]) -> str:
+    """Writes every evaluation's DC spectra to `<workdir>/spectra.npz` (atomically).
 
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
-    return fig
+    The plots of a resumed run need the spectra of the evaluations before the
+    interruption; metrics.jsonl holds scalars only, so the spectra live beside it.
 
+    Args:
+      workdir: the run directory (created if missing).
+      records: one `{"step": int, "epoch": int, "spectra": {"train/z": (m,) array, ...}}`
+        per evaluation, in order.
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> str:
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
+    Returns:
+      The path written.
+    """
+    arrays: dict[str, np.ndarray] = {
+        "steps": np.asarray([int(r["step"]) for r in records], np.int64),
+        "epochs": np.asarray([float(r["epoch"]) for r in records], np.float64),
+    }
+    for i, record in enumerate(records):
+        for name, values in record["spectra"].items():
+            arrays[f"eval{i}/{name}"] = np.asarray(values, np.float64).ravel()
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(os.fspath(workdir), SPECTRA_FILE)
+    with open(path + ".tmp", "wb") as f:  # a file object: np.savez adds no suffix
+        np.savez(f, **arrays)
+    os.replace(path + ".tmp", path)
     return path
 
 
-def _series(rows: Iterable[Mapping[str, Any]], key: str, x_key: str):
-    xs, ys = [], []
-    for row in rows:
-        if key in row and row[key] is not None:
-            xs.append(row.get(x_key, row["step"]))
-            ys.append(float(row[key]))
-    return np.asarray(xs), np.asarray(ys)
-
-
-def plot_nc_metrics(
-    history: Sequence[Mapping[str, Any]],
-    path: str | os.PathLike[str],
-    *,
-    x_key: str = "epoch",
-) -> str:
-    """Four panels (zero-sum, unit-norm, equal inner product, within-class variance).
-
-    Every series `nc/{split}/{rep}/{metric}` found in the rows is drawn (log y), e.g.
-    train and test curves of z, as in [HN Fig. 2-3].
+def read_spectra(
+    workdir: str | os.PathLike[str], max_step: int | None = None
+) -> list[dict[str, Any]]:
+    """The records written by `write_spectra` ([] if there is none).
 
     Args:
-      history: metric rows (as from `read_metrics`), each with "step" and optionally
-        `x_key`; rows without NC keys are skipped.
-      path: PNG path.
-      x_key: x axis ("epoch"); rows without it use their "step".
+      workdir: the run directory.
+      max_step: keep only evaluations at steps <= max_step (a resumed run drops the
+        evaluations after its checkpoint, as `MetricWriter` drops their rows).
 
     Returns:
-      The path written.
+      list of `{"step": int, "epoch": int | float, "spectra": {name: array}}`.
     """
-    pattern = re.compile(r"^nc/([^/]+)/([^/]+)/(" + "|".join(NC_PANELS) + r")$")
-    keys = sorted({k for row in history for k in row if pattern.match(k)})
-    if not keys:
-        raise ValueError(
-            f"plot_nc_metrics: no nc/<split>/<rep>/<metric> keys ({', '.join(NC_PANELS)}) in "
-            "the history rows; evaluate with evaluation.evaluate_representations first."
+    path = os.path.join(os.fspath(workdir), SPECTRA_FILE)
+    if not os.path.exists(path):
+        return []
+    try:
+        with np.load(path) as data:
+            files = {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError) as e:  # a torn file: the plots lose history only
+        logging.warning("%s cannot be read (%s); earlier evaluations' spectra dropped.", path, e)
+        return []
+    records = []
+    for i, (step, epoch) in enumerate(zip(files["steps"], files["epochs"], strict=True)):
+        if max_step is not None and step > max_step:
+            continue
+        prefix = f"eval{i}/"
+        spectra = {k[len(prefix) :]: v for k, v in files.items() if k.startswith(prefix)}
+        epoch = float(epoch)
+        records.append(
+            {
+                "step": int(step),
+                "epoch": int(epoch) if epoch.is_integer() else epoch,
+                "spectra": spectra,
+            }
         )
-    fig = _figure(ncols=2, nrows=2, size=(4.5, 3.5))
-    axes = fig.subplots(2, 2).ravel()
-    uses_x_key = any(x_key in row for row in history)
-    for ax, metric in zip(axes, NC_PANELS, strict=True):
-        for key in keys:
-            split, rep, name = pattern.match(key).groups()
-            if name != metric:
-                continue
-            xs, ys = _series(history, key, x_key)
-            ax.plot(xs, np.maximum(ys, 1e-12), marker=".", label=f"{split}/{rep}")
-        ax.set_yscale("log")
-        ax.set_title(metric.replace("_", " "))
-        ax.set_xlabel(x_key if uses_x_key else "step")
-        ax.grid(True, which="both", alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize="small")
-    return _save(fig, path)
-
-
-def plot_dc_spectrum(spectra: Mapping[str, Any], path: str | os.PathLike[str]) -> str:
-    """Normalized DC spectra (one curve per name), log y, as in [HN Fig. 4].
-
-    Args:
-      spectra: name -> 1-D array (sorted descending, max 1), e.g. "train/z".
-      path: PNG path.
-
-    Returns:
-      The path written.
-    """
-    if not spectra:
-        raise ValueError("plot_dc_spectrum: spectra is empty; pass {'train/z': spectrum, ...}.")
-    fig = _figure()
-    ax = fig.subplots()
-    for name, values in spectra.items():
-        values = np.asarray(values, dtype=np.float64).ravel()
-        ax.plot(np.arange(1, values.size + 1), np.maximum(values, 1e-12), marker=".", label=name)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_yscale("log")
-    ax.set_xlabel("index")
-    ax.set_ylabel("singular value / largest")
-    ax.set_title("DC spectrum of the class-mean covariance")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    return _save(fig, path)
-
-
-def plot_embeddings(
-    z: Any,
-    labels: Any,
-    path: str | os.PathLike[str],
-    *,
-    max_points: int = 3000,
-    title: str | None = None,
-) -> str:
-    """Scatter of 2-D or 3-D embeddings coloured by class, with the unit circle/sphere.
-
-    Args:
-      z: (N, d) embeddings, d in {2, 3}.
-      labels: (N,) int labels.
-      path: PNG path.
-      max_points: a fixed random subset of at most this many points is drawn.
-      title: optional title.
-
-    Returns:
-      The path written.
-    """
-    z = np.asarray(z, dtype=np.float64)
-    labels = np.asarray(labels)
-    if z.ndim != 2 or z.shape[1] not in (2, 3):
-        raise ValueError(
-            f"plot_embeddings: z must be (N, 2) or (N, 3); got shape {z.shape}. Project "
-            "higher-dimensional embeddings first, or skip this plot."
-        )
-    if labels.shape != (z.shape[0],):
-        raise ValueError(f"plot_embeddings: labels must be ({z.shape[0]},); got {labels.shape}.")
-    if z.shape[0] > max_points:
-        keep = np.random.default_rng(0).choice(z.shape[0], max_points, replace=False)
-        z, labels = z[keep], labels[keep]
-    fig = _figure(size=(5.0, 5.0))
-    t = np.linspace(0, 2 * np.pi, 100)
-    if z.shape[1] == 2:
-        ax = fig.subplots()
-        ax.plot(np.cos(t), np.sin(t), color="0.7", lw=0.8)
-        ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=6)
-        ax.set_aspect("equal")
-    else:
-        ax = fig.add_subplot(projection="3d")
-        u, v = np.meshgrid(t, np.linspace(0, np.pi, 50))
-        ax.plot_wireframe(
-            np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.3
-        )
-        ax.scatter(z[:, 0], z[:, 1], z[:, 2], c=labels, cmap="tab10", s=4)
-        ax.set_box_aspect((1, 1, 1))
-    ax.set_title(title or f"embeddings (d = {z.shape[1]})")
-    return _save(fig, path)
-
-
-def plot_loss(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> str:
-    """Training loss per epoch with the theorem's lower bound, when logged.
-
-    Uses "train/epoch_loss" (or "train/loss") and "train/theorem_bound" (MATH §11).
-
-    Returns:
-      The path written.
-    """
-    key = "train/epoch_loss" if any("train/epoch_loss" in r for r in history) else "train/loss"
-    xs, ys = _series(history, key, "step")
-    if xs.size == 0:
-        raise ValueError("plot_loss: no train/epoch_loss or train/loss in the history rows.")
-    fig = _figure()
-    ax = fig.subplots()
-    ax.plot(xs, ys, label=key)
-    _, bound = _series(history, "train/theorem_bound", "step")
-    if bound.size:
-        ax.axhline(bound[-1], color="k", ls="--", lw=1, label=f"bound {bound[-1]:.5f}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    return _save(fig, path)
+    return records
 
 
 def plot_all(
     workdir: str | os.PathLike[str],
     *,
     history: Sequence[Mapping[str, Any]] | None = None,
-    spectra: Mapping[str, Any] | None = None,
+    spectra: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     embeddings: Any | None = None,
     labels: Any | None = None,
+    title: str | None = None,
+    steps_per_epoch: int | None = None,
 ) -> list[str]:
     """Every plot the inputs allow, into `<workdir>/plots/`.
 
     Args:
       workdir: run directory.
       history: metric rows; default: `read_metrics(workdir)`.
-      spectra: name -> DC spectrum (from `evaluate_representations`).
+      spectra: one evaluation's `{name: DC spectrum}`, or every evaluation's records;
+        default: `read_spectra(workdir)`.
       embeddings: (N, d) embeddings with d in {2, 3} (others are skipped), with labels.
       labels: (N,) int labels of the embeddings.
+      title: the title of every figure; default: `run_title` of `<workdir>/config.json`
+        when there is one.
+      steps_per_epoch: optimizer steps per epoch, for the epoch axis of rows that log no
+        epoch (default: inferred from the evaluation rows).
 
     Returns:
-      The paths written: nc_metrics.png, loss.png, dc_spectrum.png, embeddings.png as
-      available.
+      The paths written, as available: loss.png, accuracy.png, nc_metrics.png,
+      dc_spectrum.png, embeddings.png.
     """
     history = read_metrics(workdir) if history is None else list(history)
+    spectra = read_spectra(workdir) if spectra is None else spectra
+    if title is None and os.path.exists(os.path.join(os.fspath(workdir), CONFIG_FILE)):
+        title = run_title(load_config_json(workdir), workdir)
     out = os.path.join(os.fspath(workdir), PLOTS_DIR)
+    kw = {"steps_per_epoch": steps_per_epoch, "title": title}
     paths = []
-    if any(k.startswith("nc/") and k.rsplit("/", 1)[-1] in NC_PANELS for r in history for k in r):
-        paths.append(plot_nc_metrics(history, os.path.join(out, "nc_metrics.png")))
     if any("train/epoch_loss" in r or "train/loss" in r for r in history):
-        paths.append(plot_loss(history, os.path.join(out, "loss.png")))
+        paths.append(plots.plot_loss(history, os.path.join(out, "loss.png"), **kw))
+    if any(plots._ACC.match(k) for r in history for k in r):
+        paths.append(plots.plot_accuracy(history, os.path.join(out, "accuracy.png"), **kw))
+    if any(plots._NC.match(k) for r in history for k in r):
+        paths.append(plots.plot_nc_metrics(history, os.path.join(out, "nc_metrics.png"), **kw))
     if spectra:
-        paths.append(plot_dc_spectrum(spectra, os.path.join(out, "dc_spectrum.png")))
+        path = os.path.join(out, "dc_spectrum.png")
+        paths.append(plots.plot_dc_spectrum(spectra, path, title=title))
     if embeddings is not None and labels is not None:
         z = np.asarray(embeddings)
         if z.ndim == 2 and z.shape[1] in (2, 3):
-            paths.append(plot_embeddings(z, labels, os.path.join(out, "embeddings.png")))
+            path = os.path.join(out, "embeddings.png")
+            paths.append(plots.plot_embeddings(z, labels, path, title=title))
     return paths
 
 
-def summary_text(final_metrics: Mapping[str, Any], workdir: str | os.PathLike[str]) -> str:
-    """A plain-text summary of a finished run: final metrics grouped by prefix, outputs.
+# ----------------------------------------------------------------------------- run identity
+
+
+def _field(config: Any, dotted: str, default: Any = None) -> Any:
+    """`config.a.b` of a ConfigDict or of the dict `load_config_json` returns."""
+    value = config
+    for part in dotted.split("."):
+        try:
+            value = value[part]
+        except (KeyError, TypeError, AttributeError):
+            return default
+    return value
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}"
+    return str(value)
+
+
+def run_name(config: Any, workdir: str | os.PathLike[str] | None = None) -> str:
+    """The run's name: `config.name` if set, else the workdir's folder name.
+
+    `python -m hncl_jax.main` sets `config.name` from `--config` (e.g. "digits:smoke").
+    """
+    name = _field(config, "name")
+    if name:
+        return str(name)
+    if workdir is not None:
+        return os.path.basename(os.path.abspath(os.fspath(workdir)))
+    return f"{_field(config, 'dataset', '?')}-{_field(config, 'loss.name', '?')}"
+
+
+def loss_description(config: Any) -> str:
+    """The loss and the parameters it reads, e.g. "hscl (ψ=infonce, exponential β=2, k=16)".
+
+    Args:
+      config: a ConfigDict or the dict of `load_config_json`.
+
+    Returns:
+      One line; fields the loss ignores (β of a baseline, k of SimCLR-form) are left out.
+    """
+    get = lambda f: _field(config, f"loss.{f}")  # noqa: E731
+    name = get("name")
+    parts: list[str] = []
+
+    def hardening_part():
+        h = get("hardening")
+        if h == "exponential":
+            parts.append(f"exponential β={_num(get('beta'))}")
+        elif h == "polynomial":
+            parts.append(f"polynomial ε={_num(get('epsilon'))}")
+        elif h is not None:
+            parts.append(f"hardening {h}")
+
+    if name in ("scl", "hscl", "ucl", "hucl"):
+        psi = get("psi")
+        parts.append(f"ψ={psi}" + (f" α={_num(get('alpha'))}" if psi != "infonce" else ""))
+        if name in ("hscl", "hucl"):
+            hardening_part()
+        parts.append(f"k={_num(get('k'))}")
+        parts.append(f"{get('estimator')} estimator")
+        if get("draw") not in (None, "anchor"):
+            parts.append(f"draw={get('draw')}")
+    elif name == "simclr_form":
+        hardening_part()
+    elif name not in ("vicreg", "barlow_twins"):
+        parts.append(f"τ={_num(get('temperature'))}")
+    text = f"{name} ({', '.join(parts)})" if parts else str(name)
+    weight = _field(config, "clop.weight", 0) or 0
+    if weight > 0:
+        text += f" + CLOP λ={_num(weight)} ({_field(config, 'clop.prototypes')} prototypes)"
+    return text
+
+
+def run_title(config: Any, workdir: str | os.PathLike[str] | None = None) -> str:
+    """One line naming the run, the title of every figure.
+
+    E.g. "digits_smoke · hscl (ψ=infonce, exponential β=2, k=16, sampled estimator) ·
+    digits · tiny_cnn · seed 0".
+    """
+    return " · ".join(
+        (
+            run_name(config, workdir),
+            loss_description(config),
+            str(_field(config, "dataset")),
+            str(_field(config, "model")),
+            f"seed {_field(config, 'seed')}",
+        )
+    )
+
+
+def summary_text(
+    final_metrics: Mapping[str, Any],
+    workdir: str | os.PathLike[str],
+    *,
+    config: Any | None = None,
+    step: int | None = None,
+    total_steps: int | None = None,
+    steps_trained: int | None = None,
+    wall_time_s: float | None = None,
+    steps_per_sec: float | None = None,
+) -> str:
+    """A plain-text summary of a run: what ran, how long, final metrics, outputs.
 
     Args:
       final_metrics: flat dict of the last evaluation (keys as in `evaluation`).
       workdir: run directory (its outputs are listed).
+      config: the run's config (a ConfigDict or the dict of `load_config_json`); names
+        the run, its loss and parameters, dataset, model and seed.
+      step: the run's last step; total_steps: the steps of the whole run.
+      steps_trained: steps this invocation trained (fewer than `step` after a resume).
+      wall_time_s: this invocation's wall time, data loading and compilation included.
+      steps_per_sec: this invocation's training steps per second.
 
     Returns:
       Multi-line string (no trailing newline).
     """
     workdir = os.fspath(workdir)
     lines = [f"hncl_jax run: {os.path.abspath(workdir)}"]
+    facts: list[tuple[str, str]] = []
+    if config is not None:
+        model = str(_field(config, "model"))
+        embed = _field(config, "embed_dim")
+        embed_text = "C - 1" if embed in (-1, None) else _num(embed)
+        model += f" (embedding d = {embed_text}, {_field(config, 'normalization')})"
+        facts += [
+            ("config", run_name(config, workdir)),
+            ("loss", loss_description(config)),
+            ("dataset", str(_field(config, "dataset"))),
+            ("model", model),
+            ("seed", str(_field(config, "seed"))),
+            (
+                "optimizer",
+                f"{_field(config, 'optimizer.name')}, learning rate "
+                f"{_num(_field(config, 'optimizer.learning_rate'))}, batch "
+                f"{_num(_field(config, 'batch_size'))}",
+            ),
+        ]
+    if step is not None:
+        text = f"{step}" + (f" of {total_steps}" if total_steps is not None else "")
+        if steps_trained is not None and steps_trained != step:
+            text += f" ({steps_trained} trained by this invocation)"
+        facts.append(("steps", text))
+    if wall_time_s is not None:
+        facts.append(("wall time", f"{wall_time_s:.1f} s"))
+    if steps_per_sec is not None:
+        facts.append(("steps/s", f"{steps_per_sec:.3g}"))
+    for label, text in facts:
+        lines.append(f"  {label + ':':<11} {text}")
     groups: dict[str, list[tuple[str, Any]]] = {}
     for key in sorted(final_metrics):
         parts = key.split("/")
@@ -691,7 +771,7 @@ def summary_text(final_metrics: Mapping[str, Any], workdir: str | os.PathLike[st
         lines.append("  (no final metrics)")
     outputs = [
         name
-        for name in (METRICS_FILE, CONFIG_FILE, TENSORBOARD_DIR, "checkpoints")
+        for name in (METRICS_FILE, SPECTRA_FILE, CONFIG_FILE, TENSORBOARD_DIR, "checkpoints")
         if os.path.exists(os.path.join(workdir, name))
     ]
     plots_dir = os.path.join(workdir, PLOTS_DIR)
@@ -700,3 +780,186 @@ def summary_text(final_metrics: Mapping[str, Any], workdir: str | os.PathLike[st
     if outputs:
         lines.append("  outputs: " + ", ".join(outputs))
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- TensorBoard
+
+
+def flat_hparams(config: Any) -> dict[str, bool | int | float | str]:
+    """The config's fields as TensorBoard hparams: `{"loss.beta": 2.0, ...}`.
+
+    Numbers, strings and bools stay as they are; None, tuples and lists become their
+    string form (TensorBoard's hparams take scalars only).
+    """
+    out: dict[str, bool | int | float | str] = {}
+
+    def walk(tree: Any, prefix: str) -> None:
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, Mapping):
+                walk(value, name + ".")
+            elif isinstance(value, bool | int | float | str):
+                out[name] = value
+            else:
+                out[name] = str(value)
+
+    walk(_json_safe(config), "")
+    return out
+
+
+def _tb_writer(workdir: str | os.PathLike[str], suffix: str):
+    from tensorboardX import SummaryWriter
+
+    # Another writer (MetricWriter's) may open a file in the same second: the suffix
+    # keeps the event file names apart.
+    return SummaryWriter(
+        logdir=os.path.join(os.fspath(workdir), TENSORBOARD_DIR), filename_suffix=suffix
+    )
+
+
+def _markdown_code(text: str) -> str:
+    # Four-space indentation is a code block in TensorBoard's markdown: kept verbatim.
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def log_config_tensorboard(workdir: str | os.PathLike[str], config: Any, step: int) -> None:
+    """Writes the config (as JSON text) and the run's title to `<workdir>/tensorboard/`.
+
+    Args:
+      workdir: run directory.
+      config: a ConfigDict or dict.
+      step: the step the run starts (or resumes) at.
+    """
+    with _tb_writer(workdir, ".config") as w:
+        w.add_text("run", run_title(config, workdir), global_step=int(step))
+        text = json.dumps(_json_safe(config), sort_keys=True, indent=2)
+        w.add_text("config", _markdown_code(text), global_step=int(step))
+
+
+def log_results_tensorboard(
+    workdir: str | os.PathLike[str],
+    config: Any,
+    final_metrics: Mapping[str, Any],
+    image_paths: Sequence[str | os.PathLike[str]],
+    step: int,
+    summary: str | None = None,
+) -> None:
+    """Writes hparams, the plots as images and the summary to `<workdir>/tensorboard/`.
+
+    The hparams session lists the config's fields (`flat_hparams`) and, as its metrics,
+    the final evaluation's keys, whose values the HParams dashboard reads from the
+    run's scalars.
+
+    Args:
+      workdir: run directory.
+      config: a ConfigDict or dict.
+      final_metrics: the last evaluation's scalars.
+      image_paths: PNG files, logged as images `plots/<file name>`.
+      step: the run's last step.
+      summary: text logged as "summary" (e.g. `summary_text`'s).
+    """
+    from PIL import Image
+    from tensorboardX.summary import hparams
+
+    metrics = {
+        k: float(v)
+        for k, v in final_metrics.items()
+        if k.startswith(("eval/", "nc/", "train/")) and isinstance(v, int | float)
+    }
+    with _tb_writer(workdir, ".results") as w:
+        for summ in hparams(flat_hparams(config), metrics):
+            w.file_writer.add_summary(summ, global_step=int(step))
+        for path in image_paths:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB"))
+            tag = f"plots/{os.path.splitext(os.path.basename(os.fspath(path)))[0]}"
+            w.add_image(tag, pixels, global_step=int(step), dataformats="HWC")
+        if summary:
+            w.add_text("summary", _markdown_code(summary), global_step=int(step))
+
+
+# ----------------------------------------------------------------------------- Weights & Biases
+
+
+class WandbLogger:
+    """Mirrors the run's scalars and plots to Weights & Biases (`config.wandb=True`).
+
+    `wandb` is imported only here, when enabled: it is an optional dependency
+    (`pip install 'hncl_jax[wandb]'`). The W&B run id is kept in `<workdir>/wandb_id.txt`
+    so that a resumed run continues the same W&B run. The project is `$WANDB_PROJECT`
+    (default "hncl_jax"); `WANDB_MODE=offline` writes the run under `<workdir>/wandb/`
+    without a network connection (`wandb sync` uploads it later).
+
+    Args:
+      workdir: run directory (the W&B files go to `<workdir>/wandb/`).
+      config: the run's config, logged as the W&B config.
+      enabled: False on processes other than 0 and when `config.wandb` is off.
+      name: the W&B run name (default: `run_name`).
+    """
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        config: Any,
+        *,
+        enabled: bool = True,
+        name: str | None = None,
+    ):
+        self._run = None
+        if not enabled:
+            return
+        import wandb
+
+        workdir = os.path.abspath(os.fspath(workdir))
+        id_path = os.path.join(workdir, WANDB_ID_FILE)
+        if os.path.exists(id_path):
+            with open(id_path) as f:
+                run_id = f.read().strip()
+        else:
+            # W&B run ids: lowercase letters and digits (wandb's own generator moves
+            # between releases).
+            run_id = "".join(
+                secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8)
+            )
+            os.makedirs(workdir, exist_ok=True)
+            with open(id_path, "w") as f:
+                f.write(run_id + "\n")
+        self._wandb = wandb
+        self._run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "hncl_jax"),
+            name=name or run_name(config, workdir),
+            id=run_id,
+            resume="allow",
+            dir=workdir,
+            config=_json_safe(config),
+            notes=run_title(config, workdir),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self._run is not None
+
+    def log(self, step: int, scalars: Mapping[str, Any]) -> None:
+        """Logs `scalars` at `step` (keys as in metrics.jsonl)."""
+        if self._run is not None:
+            self._run.log({k: _scalar(k, v) for k, v in scalars.items()}, step=int(step))
+
+    def log_images(self, step: int, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Logs PNG files as images `plots/<file name>`."""
+        if self._run is not None and paths:
+            images = {
+                f"plots/{os.path.splitext(os.path.basename(os.fspath(p)))[0]}": self._wandb.Image(
+                    os.fspath(p)
+                )
+                for p in paths
+            }
+            self._run.log(images, step=int(step))
+
+    def finish(self, summary: Mapping[str, Any] | None = None) -> None:
+        """Records the final metrics as the run's summary and closes it (idempotent)."""
+        if self._run is None:
+            return
+        if summary:
+            self._run.summary.update({k: _scalar(k, v) for k, v in summary.items()})
+        self._run.finish()
+        self._run = None

@@ -561,6 +561,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """`train_and_evaluate`'s body, run while holding the workdir's lock."""
+    t_start = time.perf_counter()  # the summary's wall time: data, compilation, training
     num_devices = jax.device_count()
     # Every check that can fail runs before anything is written to the workdir or
     # compiled: the config, the workdir's previous run, the data (not prepared, corrupt
@@ -688,10 +689,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
     if is_primary:
         reporting.save_config(json.loads(config.to_json_best_effort()), workdir)
         validation.save_fingerprint(workdir, _config_fingerprint(config))
+        reporting.log_config_tensorboard(workdir, config, start_step)
+    # W&B mirrors every write_scalars call below (validation checked it is importable).
+    wandb_log = reporting.WandbLogger(
+        workdir, config, enabled=is_primary and bool(config.get("wandb", False))
+    )
     _, schedule = make_optimizer(config, steps_per_epoch)
 
     history: list[dict] = [r for r in reporting.read_metrics(workdir) if "nc/train/z/zero_sum" in r]
-    spectra: dict[str, np.ndarray] = {}
+    # Every evaluation's DC spectra (plotted together); those after the resumed step go.
+    spectra = reporting.read_spectra(workdir, max_step=start_step) if is_primary else []
     # A finished run rerun on its workdir reports its last evaluation again.
     final_scalars: dict[str, float] = dict(history[-1]) if history else {}
     train_z = None
@@ -731,6 +738,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
     step = start_step
     perm, perm_epoch = None, None
     t_last, step_last = time.perf_counter(), step
+    t_loop = t_last
     try:
         while step < total_steps:
             if perm_epoch != step // steps_per_epoch:
@@ -750,6 +758,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
                 scalars["train/steps_per_sec"] = sps
                 scalars["train/learning_rate"] = float(schedule(step - 1))
                 writer.write_scalars(step, scalars)
+                wandb_log.log(step, scalars)
                 bar.update(step, scalars["train/loss"], sps)
             if end_of_epoch:
                 epoch = step // steps_per_epoch
@@ -761,7 +770,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
                     probe = config.linear_probe == "periodic" or (
                         last and config.linear_probe == "end"
                     )
-                    scalars, spectra, train_z = run_evaluation(
+                    scalars, eval_spectra, train_z = run_evaluation(
                         config,
                         state,
                         features_fn,
@@ -777,6 +786,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
                         scalars["train/theorem_bound"] = bound
                         scalars["train/loss_gap"] = mean_loss - bound
                     writer.write_scalars(step, scalars)
+                    wandb_log.log(step, scalars)
+                    if is_primary:
+                        spectra.append({"step": step, "epoch": epoch, "spectra": eval_spectra})
+                        reporting.write_spectra(workdir, spectra)
                     history.append({"step": step, **scalars})
                     final_scalars = scalars
                 periodic_ckpt = (
@@ -795,6 +808,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
             ckpt.wait_until_finished()
         finally:
             writer.close()
+            wandb_log.finish()
             bar.close()
         msg = (
             f"interrupted at step {step}/{total_steps}: checkpoint saved in "
@@ -805,6 +819,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
         raise SystemExit(128 + (preempted["signal"] or signal.SIGINT)) from None
     except (FloatingPointError, checkpointing.CheckpointDiskFullError):
         writer.close()
+        wandb_log.finish()
         bar.close()
         ckpt.close()
         raise
@@ -814,19 +829,38 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
 
     ckpt.wait_until_finished()
     bar.close()
+    t_end = time.perf_counter()
+    plot_paths: list[str] = []
     if is_primary and config.plots and history:
-        reporting.plot_all(
+        plot_paths = reporting.plot_all(
             workdir,
-            history=history,
+            history=reporting.read_metrics(workdir),  # every logged step, not only evaluations
             spectra=spectra,
             embeddings=train_z if embed_dim <= 3 else None,
             labels=train_ds.labels if embed_dim <= 3 else None,
+            title=reporting.run_title(config, workdir),
+            steps_per_epoch=steps_per_epoch,
         )
     if is_primary:
-        text = reporting.summary_text(final_scalars, workdir)
+        trained = step - start_step
+        text = reporting.summary_text(
+            final_scalars,
+            workdir,
+            config=config,
+            step=step,
+            total_steps=total_steps,
+            steps_trained=trained,
+            wall_time_s=t_end - t_start,
+            steps_per_sec=trained / max(t_end - t_loop, 1e-9) if trained else None,
+        )
         with open(os.path.join(workdir, "summary.txt"), "w") as fh:
             fh.write(text + "\n")
         print(text, flush=True)
+        reporting.log_results_tensorboard(
+            workdir, config, final_scalars, plot_paths, step, summary=text
+        )
+        wandb_log.log_images(step, plot_paths)
+        wandb_log.finish(summary=final_scalars)
     writer.close()
     ckpt.close()
     return state

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib.util
 import json
 import logging
 import math
@@ -213,6 +214,7 @@ def validate_config(
             "label_fraction=1."
         )
     _validate_optimizer(config)
+    _validate_outputs(config)
     _positive("batch_size", config.batch_size, integer=True)
     if config.batch_size < 2:
         raise ConfigError(
@@ -470,6 +472,27 @@ def _validate_loss_options(config: ml_collections.ConfigDict) -> None:
     ):
         _positive(f"loss.{field}", opt(field), strict=False)
     _choice("loss.contrast_mode", opt("contrast_mode"), baselines.CONTRAST_MODES)
+
+
+def _validate_outputs(config: ml_collections.ConfigDict) -> None:
+    """The run's name and the optional Weights & Biases mirror (`config.wandb`)."""
+    name = config.get("name", "")
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"config.name={name!r} must be a string (the run's name in summaries and plot "
+            "titles); e.g. --config.name=digits_beta2."
+        )
+    use_wandb = config.get("wandb", False)
+    if not isinstance(use_wandb, bool):
+        raise ConfigError(
+            f"config.wandb={use_wandb!r} must be True or False; e.g. --config.wandb=True."
+        )
+    if use_wandb and importlib.util.find_spec("wandb") is None:
+        raise ConfigError(
+            "config.wandb=True logs to Weights & Biases, but the wandb package is not "
+            "installed. Install it with `pip install 'hncl_jax[wandb]'` (or `pip install "
+            "wandb`), or set --config.wandb=False."
+        )
 
 
 def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
