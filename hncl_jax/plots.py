@@ -13,7 +13,7 @@ state, no global backend switch), so they are safe in notebooks and headless job
 
 References:
   Jiang et al., "Hard-Negative Sampling for Contrastive Learning: Optimal
-  Representation Geometry and Neural- vs Dimensional-Collapse", arXiv:2311.05139
+  Representation Geometry and Neural- vs Dimensional-Collapse" (earlier version: arXiv:2209.00078)
   (NC metrics against epochs, Figs. 2-3; the normalized DC spectrum, Fig. 4).
 """
 
