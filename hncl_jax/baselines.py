@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hncl_jax import geometry
+from hncl_jax import checks, geometry
 
 BASELINES = ("nt_xent", "supcon", "sincere", "dcl", "dclw", "vicreg", "barlow_twins")
 CONTRAST_MODES = ("all", "one")
@@ -590,6 +590,11 @@ def clop_loss(
     Returns:
       A scalar loss.
 
+    Invalid traced inputs: labels known at trace time outside ``[-1, C)`` raise a
+    ValueError; traced ones are not inspected: a label ≥ C silently pulls to the last
+    prototype (the gather clamps). Under :func:`hncl_jax.checks.checked` they, and
+    non-finite embeddings, raise ``InvalidInputError``.
+
     References:
       H. Li, M. Nguyen and D. Pimentel-Alarcón, Preventing Collapse in Contrastive
       Learning with Orthonormal Prototypes (CLOP), 2024, §4 eq. (4).
@@ -613,6 +618,8 @@ def clop_loss(
             f"labels must lie in [-1, {num_classes}) (-1 = unlabelled), got values in "
             f"[{concrete_labels.min()}, {concrete_labels.max()}]."
         )
+    checks.finite("clop_loss", "z", z)
+    checks.labels_below("clop_loss", "labels", labels, num_classes, low=-1)
     labelled = labels >= 0
     targets = geometry.normalize(prototypes, "unit_sphere")[jnp.where(labelled, labels, 0)]
     cos = jnp.sum(geometry.normalize(z, "unit_sphere") * targets, axis=-1)

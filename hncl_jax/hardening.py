@@ -44,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from hncl_jax import checks
+
 PSIS = ("infonce", "infonce_sum", "triplet")
 HARDENINGS = ("none", "exponential", "polynomial")
 SAMPLERS = ("inverse_cdf", "categorical")
@@ -164,13 +166,18 @@ def psi(t: ArrayLike, name: str = "infonce", alpha: float = 1.0) -> jax.Array:
       ψ_k(t), shape (...).
 
     Raises:
-      ValueError: for an unknown `name`, α ≤ 0, or a scalar `t`.
+      ValueError: for an unknown `name`, α ≤ 0, or a scalar `t`. A traced α is not
+        inspected (α ≤ 0 gives NaN for "infonce_sum"); under `hncl_jax.checks.checked`
+        it, and NaN arguments, raise `InvalidInputError`.
 
     References:
       [HN Def. 1, Algorithm 1 line 22]; docs/math.md §2.
     """
     check_psi_args(name, alpha, caller="psi")
     t = jnp.asarray(t)
+    checks.check(~jnp.any(jnp.isnan(t)), "psi: the arguments t hold NaN.")
+    if name != "infonce":
+        checks.in_range("psi", "alpha", alpha, low=0.0, low_open=True)
     if t.ndim < 1:
         raise ValueError(f"psi: t must have shape (..., k) with k >= 1; got shape {t.shape}.")
     k = t.shape[-1]

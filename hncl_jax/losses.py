@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from hncl_jax import checks
 from hncl_jax import hardening as hard
 from hncl_jax.hardening import check_hardening_args, check_k, check_psi_args
 
@@ -79,6 +80,29 @@ def _as_ids(caller: str, arg: str, ids: ArrayLike, n: int) -> jax.Array:
     if not jnp.issubdtype(ids.dtype, jnp.integer):
         raise ValueError(f"{caller}: {arg} must be an integer array; got dtype {ids.dtype}.")
     return ids
+
+
+def _check_traced(
+    caller: str,
+    z: jax.Array,
+    *,
+    beta: Any = 0.0,
+    epsilon: Any = 1.0,
+    alpha: Any = 1.0,
+    psi: str = "infonce",
+    tau_plus: Any = 0.0,
+) -> None:
+    """Checked mode (`hncl_jax.checks`): the checks a traced argument escapes.
+
+    Without checked mode a traced β that is NaN or < 0, ε ≤ 0, α ≤ 0 or τ⁺ ∉ [0, 1) is
+    not detected and the loss is meaningless (NaN, inf, or a finite wrong value).
+    """
+    checks.finite(caller, "z", z)
+    checks.in_range(caller, "beta", beta, low=0.0, high=math.inf, high_open=True)
+    checks.in_range(caller, "epsilon", epsilon, low=0.0, low_open=True)
+    checks.in_range(caller, "tau_plus", tau_plus, low=0.0, high=1.0, high_open=True)
+    if psi != "infonce":
+        checks.in_range(caller, "alpha", alpha, low=0.0, low_open=True)
 
 
 def _concrete_array(x: jax.Array) -> np.ndarray | None:
@@ -491,6 +515,7 @@ def contrastive_loss(
             "(e.g. jax.random.key(0)) or use estimator='reweighted'."
         )
     z = _as_embeddings(caller, z)
+    _check_traced(caller, z, beta=beta, alpha=alpha, psi=psi, epsilon=epsilon, tau_plus=tau_plus)
     n = z.shape[0]
     labels = _as_ids(caller, "labels", labels, n)
     positive_ids = labels if positive_ids is None else positive_ids
@@ -634,6 +659,7 @@ def simclr_form_loss(
     _check_choice(caller, "reduction", reduction, REDUCTIONS)
     _check_temperature(caller, temperature)
     z = _as_embeddings(caller, z)
+    _check_traced(caller, z, beta=beta, epsilon=epsilon)
     n = z.shape[0]
     positive_ids = _as_ids(caller, "positive_ids", positive_ids, n)
     if labels is not None:
