@@ -41,6 +41,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.positives = "labels"
     c.views = "simclr"
     c.noise_std = 0.1  # views="noise": std of the Gaussian noise (variance 0.01, HN §5).
+    # Options of the view kind (e.g. crop_scale, flip_prob, max_shift; see data.augment).
+    c.view_kwargs = ml_collections.ConfigDict()
+    # positives="labels": train on one augmented view (kind `views`) of each example
+    # instead of the example itself (views positives always use two views).
+    c.augment = False
 
     # Model. `embed_dim` -1 means C - 1 (the dimension at which Neural-Collapse is a simplex).
     c.model = "mlp"
@@ -179,7 +184,7 @@ def apply_args(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigD
 
 def shrink_for_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Shrinks a config to a seconds-long check: tiny model, few steps, small k."""
-    if c.model in ("resnet18", "resnet50"):
+    if c.model in ("resnet18", "resnet50", "small_cnn"):
         c.model = "tiny_cnn"
     c.model_kwargs = ml_collections.ConfigDict()
     c.batch_size = min(c.batch_size, 64)

@@ -169,7 +169,9 @@ def class_means(z: ArrayLike, labels: ArrayLike, num_classes: int) -> jax.Array:
     return sums / jnp.maximum(counts, 1)[:, None]
 
 
-def nc_metrics(z: ArrayLike, labels: ArrayLike, num_classes: int) -> dict[str, jax.Array]:
+def nc_metrics(
+    z: ArrayLike, labels: ArrayLike, num_classes: int, *, return_absent: bool = False
+) -> dict[str, jax.Array]:
     """The Neural-Collapse metrics of [HN §5.2]; all are 0 at NC.
 
     | key | formula |
@@ -179,21 +181,33 @@ def nc_metrics(z: ArrayLike, labels: ArrayLike, num_classes: int) -> dict[str, j
     | "equal_inner_product" | (1/(C(C-1))) Σ_{j≠l} |μ_j·μ_l + 1/(C-1)| |
     | "within_class_variance" | (1/N) Σ_i ‖z_i - μ_{y_i}‖² |
 
-    Rows with a label outside [0, C) are ignored (N counts the valid rows only).
+    Rows with a label outside [0, C) are ignored (N counts the valid rows only). A class
+    with no row in the batch has mean 0, which shifts "zero_sum", "unit_norm" and
+    "equal_inner_product" (no error: the count may be traced); `return_absent=True`
+    adds "absent_classes", the number of such classes, to flag it.
 
     Args:
       z: representations, shape (N, d), already normalized.
       labels: int class of each row, shape (N,).
       num_classes: C >= 2, static under `jax.jit`.
+      return_absent: also return "absent_classes" (int32 scalar).
 
     Returns:
-      dict of four scalar arrays with the keys above.
+      dict of four scalar arrays with the keys above (five with `return_absent`).
+
+    Raises:
+      ValueError: if `labels` are not integers (e.g. float class ids).
 
     References:
       [HN §5.2, Thm 2 conditions (i)-(iv), Def. 6]; docs/math.md §10.
     """
     z = jnp.asarray(z)
     labels = jnp.asarray(labels)
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(
+            f"nc_metrics: labels must be integer class ids; got dtype {labels.dtype}. Convert "
+            "them with labels.astype(jnp.int32)."
+        )
     mu = class_means(z, labels, num_classes)
     c = num_classes
     gram = mu @ mu.T
@@ -202,12 +216,16 @@ def nc_metrics(z: ArrayLike, labels: ArrayLike, num_classes: int) -> dict[str, j
     valid = (labels >= 0) & (labels < c)
     residual = z - mu[jnp.clip(labels, 0, c - 1)]
     sq_dev = jnp.where(valid, jnp.sum(jnp.square(residual), axis=-1), 0.0)
-    return {
+    out = {
         "zero_sum": _safe_norm(jnp.sum(mu, axis=0)),
         "unit_norm": jnp.mean(jnp.abs(_safe_norm(mu) - 1.0)),
         "equal_inner_product": equal_ip,
         "within_class_variance": jnp.sum(sq_dev) / jnp.maximum(jnp.sum(valid), 1),
     }
+    if return_absent:
+        present = jnp.zeros((c,), bool).at[jnp.where(valid, labels, c)].set(True, mode="drop")
+        out["absent_classes"] = jnp.sum(~present).astype(jnp.int32)
+    return out
 
 
 def dc_spectrum(z: ArrayLike, labels: ArrayLike, num_classes: int) -> jax.Array:

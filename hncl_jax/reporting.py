@@ -74,6 +74,7 @@ __all__ = [
     "loss_description",
     "loss_figure",
     "nc_metrics_figure",
+    "parse_metrics_file",
     "plot_accuracy",
     "plot_all",
     "plot_dc_spectrum",

@@ -264,6 +264,7 @@ def make_batch(
     views: str,
     view_kwargs: dict,
     perm: Array | None = None,
+    augment_labelled: bool = False,
 ):
     """Selects the step's batch from the device-resident data and forms its positives.
 
@@ -273,7 +274,8 @@ def make_batch(
     the permutation is drawn here (the same one).
 
     Returns (x, labels, positive_ids, visible_labels); with views the batch holds the
-    2B views `concat(view1, view2)` and `positive_ids = concat(arange(B), arange(B))`.
+    2B views `concat(view1, view2)` and `positive_ids = concat(arange(B), arange(B))`;
+    with label positives and `augment_labelled`, x is one view of each example.
     """
     n = labels.shape[0]
     if perm is None:
@@ -282,11 +284,13 @@ def make_batch(
     x = augment.preprocess(images[idx])
     y = labels[idx]
     vis = visible[idx]
+    view_key = jax.random.fold_in(jax.random.fold_in(key, 1 << 20), step)
     if positives == "views":
-        view_key = jax.random.fold_in(jax.random.fold_in(key, 1 << 20), step)
         x = augment.make_views(view_key, x, views, **view_kwargs)
         ids = jnp.tile(jnp.arange(batch_size), 2)
         return x, jnp.tile(y, 2), ids, jnp.tile(vis, 2)
+    if augment_labelled:
+        x = augment.augment(view_key, x, views, **view_kwargs)
     return x, y, y, vis
 
 
@@ -396,6 +400,16 @@ def make_step_fn(
 
     kw = {} if replicated is None else {"out_shardings": (replicated, replicated)}
     return jax.jit(fn, donate_argnums=0, **kw)
+
+
+def view_options(config: ml_collections.ConfigDict) -> dict:
+    """The keyword options of the config's view kind (`noise_std` for noise views)."""
+    kw = {"std": config.noise_std} if config.views == "noise" else {}
+    kw.update(dict(config.get("view_kwargs") or {}))
+    for key in ("crop_scale",):  # ConfigDict gives lists back from the command line
+        if key in kw:
+            kw[key] = tuple(kw[key])
+    return kw
 
 
 def _steps_per_dispatch(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -664,7 +678,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
             logging.info("warm start from %s (fresh optimizer, step 0)", config.init_from)
     state = jax.device_put(state, replicated)
 
-    view_kwargs = {"std": config.noise_std} if config.views == "noise" else {}
+    view_kwargs = view_options(config)
     batch_fn = functools.partial(
         make_batch,
         batch_size=batch_size,
@@ -672,6 +686,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
         positives=config.positives,
         views=config.views,
         view_kwargs=view_kwargs,
+        augment_labelled=bool(config.get("augment", False)),
     )
     dispatch = _steps_per_dispatch(config, steps_per_epoch)
     step_fn = make_step_fn(

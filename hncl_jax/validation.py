@@ -34,12 +34,13 @@ from typing import Any
 import ml_collections
 
 from hncl_jax import baselines, data, geometry, hardening, losses, models
+from hncl_jax.data import augment
 
 LOSS_NAMES = (*losses.SETTINGS, "simclr_form", *baselines.BASELINES)
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 POSITIVES = ("labels", "views")
-VIEWS = ("simclr", "noise", "clop")
+VIEWS = augment.VIEW_KINDS
 DTYPES = ("float32", "bfloat16")
 PROBE_MODES = ("end", "periodic", "off")
 PROTOTYPES = ("orthonormal", "simplex")
@@ -185,14 +186,15 @@ def validate_config(
     _choice("views", config.views, VIEWS)
     _positive("noise_std", config.noise_std, strict=False)
     if config.positives == "views":
-        if config.views == "simclr" and config.dataset in VECTOR_DATASETS:
+        if config.views in augment.IMAGE_VIEW_KINDS and config.dataset in VECTOR_DATASETS:
             raise ConfigError(
-                f"config.views='simclr' crops and colour-jitters images, but "
+                f"config.views={config.views!r} crops and flips images, but "
                 f"config.dataset={config.dataset!r} holds vectors; use --config.views=noise "
                 "(Gaussian noise, HN §5) or --config.views=clop."
             )
         if config.views in ("noise", "clop"):
             _positive("noise_std", config.noise_std, strict=False)
+    _validate_views(config)
     _choice("dtype", config.dtype, DTYPES)
     _validate_model_kwargs(config)
     if config.embed_dim not in (-1, None):
@@ -293,6 +295,51 @@ def _validate_data_fields(config: ml_collections.ConfigDict) -> None:
             f"config.manual_dir={config.manual_dir!r} is the Tiny-ImageNet archive folder, "
             f"but config.dataset={name!r}; unset it (--config.manual_dir=)."
         )
+
+
+def _validate_views(config: ml_collections.ConfigDict) -> None:
+    """`augment` is a bool that needs image views on image data; `view_kwargs` are the
+    options of the chosen view kind, each in its range."""
+    aug = config.get("augment", False)
+    if not isinstance(aug, bool):
+        raise ConfigError(f"config.augment={aug!r} must be True or False.")
+    if aug and config.positives == "labels" and config.views in augment.IMAGE_VIEW_KINDS:
+        if config.dataset in VECTOR_DATASETS:
+            raise ConfigError(
+                f"config.augment=True with config.views={config.views!r} crops images, but "
+                f"config.dataset={config.dataset!r} holds vectors; use --config.views=noise "
+                "or --config.augment=False."
+            )
+    kw = dict(config.get("view_kwargs") or {})
+    allowed = augment.VIEW_OPTIONS[config.views]
+    bad = sorted(set(kw) - set(allowed))
+    if bad:
+        raise ConfigError(
+            f"config.view_kwargs has option(s) {bad} that views={config.views!r} does not "
+            f"take; allowed: {', '.join(allowed)}."
+        )
+    for name in ("flip_prob", "jitter_prob", "gray_prob"):
+        if name in kw and (not _is_number(kw[name]) or not 0.0 <= kw[name] <= 1.0):
+            raise ConfigError(
+                f"config.view_kwargs.{name}={kw[name]!r} is a probability; use a value in [0, 1]."
+            )
+    if "crop_scale" in kw:
+        cs = kw["crop_scale"]
+        if (
+            not isinstance(cs, Sequence)
+            or len(cs) != 2
+            or not all(_is_number(v) for v in cs)
+            or not 0.0 < cs[0] <= cs[1] <= 1.0
+        ):
+            raise ConfigError(
+                f"config.view_kwargs.crop_scale={cs!r} must be (low, high) with "
+                "0 < low <= high <= 1, the range of the crop's share of the image area."
+            )
+    if "max_shift" in kw:
+        _positive("view_kwargs.max_shift", kw["max_shift"], strict=False, integer=True)
+    for name in ("std", "jitter_strength"):
+        if name in kw:
+            _positive(f"view_kwargs.{name}", kw[name], strict=False)
 
 
 def _validate_model_kwargs(config: ml_collections.ConfigDict) -> None:
