@@ -113,7 +113,6 @@ def test_sweep_cli_seed_axis_writes_mean_std_and_plots(tmp_path):
         "--seeds=2",
         "--plot=loss.beta",
         "--columns=eval/test/z/ncm_acc",
-        "--config.dataset_kwargs.dim=24",
         "--config.plots=False",
         "--config.linear_probe=off",
     )
@@ -130,7 +129,6 @@ def test_sweep_cli_seed_axis_writes_mean_std_and_plots(tmp_path):
         f"--root={root}",
         "--grid=loss.beta=0,10",
         "--seeds=2",
-        "--config.dataset_kwargs.dim=24",
         "--config.plots=False",
         "--config.linear_probe=off",
     )

@@ -144,6 +144,7 @@ def test_cifar10_through_tfds_mock_data(tmp_path):
     c.plots = False
     c.linear_probe = "off"
     c.dtype = "float32"
+    c.knn_k = (5,)  # the mock split holds 64 examples, fewer than k = 200
     with tfds.testing.mock_data(num_examples=64, policy=tfds.testing.MockPolicy.USE_CODE):
         state = train.train_and_evaluate(c, str(tmp_path / "run"))
     assert int(state.step) == 2
