@@ -244,6 +244,11 @@ def test_optional_data_fields_can_be_set_from_the_command_line(tmp_path):
     validation.validate_config(c)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="ml_collections registers no --config override flag for these placeholder fields "
+    "(Unknown command line flag 'config.dataset_kwargs.test_fraction'); open in issue 12",
+)
 def test_test_fraction_and_max_examples_reach_the_data(tmp_path):
     from hncl_jax import train
 

@@ -21,6 +21,7 @@ TINY = {
     "resnet50": ((8, 8, 3), {"num_filters": 4}, 128),
     "mlp": ((12,), {"hidden_sizes": (16, 8)}, 8),
     "tiny_cnn": ((8, 8, 1), {}, 16),
+    "small_cnn": ((8, 8, 1), {"width": 4}, 16),
     "tiny_mlp": ((3,), {}, 32),
 }
 EMBED = 5
@@ -65,7 +66,7 @@ class ModelTest(parameterized.TestCase):
             chex.assert_tree_all_finite([a, b])
         chex.assert_shape(h, (2, width))
         chex.assert_shape(f, (2, EMBED))
-        has_bn = name in ("resnet18", "resnet50", "tiny_cnn")
+        has_bn = name in ("resnet18", "resnet50", "tiny_cnn", "small_cnn")
         self.assertEqual("batch_stats" in variables, has_bn)
         self.assertEqual("batch_stats" in updates, has_bn)
         if has_bn:  # train mode moved the running statistics
