@@ -57,7 +57,8 @@ import logging as pylogging
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -364,6 +365,7 @@ class Checkpointer:
         return "none (no checkpoint was written)"
 
     def _disk_full(self, e: BaseException, step: int, megabytes: float) -> CheckpointDiskFullError:
+        _NOISE["disk_full_seen"] = True
         # The unfinished save holds space the user needs back; Orbax would delete it on
         # the next start anyway, and it is never restored from.
         tmp = self.step_path(step) + ".orbax-checkpoint-tmp"
@@ -382,7 +384,8 @@ class Checkpointer:
         pending, self._pending = self._pending, []
         step = pending[-1][0] if pending else -1
         try:
-            self._manager.wait_until_finished()
+            with _quiet_disk_full_logs():
+                self._manager.wait_until_finished()
             for step, _ in pending:
                 path = self.step_path(step)
                 if jax.process_index() == 0 and os.path.isdir(path):
@@ -656,24 +659,57 @@ def _flat_leaves(tree: PyTree) -> dict[str, Any]:
     return {_path_str(path): leaf for path, leaf in flat}
 
 
+_NOISE = {"saving": 0, "disk_full_seen": False}
+
+
+def _keep_unless_disk_full(record: pylogging.LogRecord) -> bool:
+    """A logging filter: False (drop) for a record about a full disk."""
+    text = record.getMessage()
+    if "No space left on device" in text or "RESOURCE_EXHAUSTED" in text:
+        return False
+    error = record.exc_info[1] if record.exc_info else None
+    return error is None or not _is_disk_full(error)
+
+
+def _drop_event_loop_closed(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    def unraisable(info: Any) -> None:
+        quiet = _NOISE["saving"] or _NOISE["disk_full_seen"]
+        if quiet and isinstance(info.exc_value, RuntimeError):
+            if "Event loop is closed" in str(info.exc_value):
+                return
+        hook(info)
+
+    unraisable.hncl_quiet = True  # type: ignore[attr-defined]
+    return unraisable
+
+
+def _install_disk_full_filters() -> None:
+    """Keeps a save that ran out of space from printing anything but its one-line error.
+
+    The save's exception reaches the caller, which reports it in one line. Without these
+    filters every writer thread logs its own traceback (absl), asyncio logs "Task exception
+    was never retrieved" for each unfinished write when the task is collected (possibly
+    after the save returned), and tensorstore's callbacks into the closed event loop print
+    "Event loop is closed" as unraisable exceptions. Only records about a full disk are
+    dropped; the unraisable ones only during a save or after a disk-full error.
+    """
+    for name in ("absl", "asyncio"):
+        logger = pylogging.getLogger(name)
+        if _keep_unless_disk_full not in logger.filters:
+            logger.addFilter(_keep_unless_disk_full)
+    if not getattr(sys.unraisablehook, "hncl_quiet", False):
+        sys.unraisablehook = _drop_event_loop_closed(sys.unraisablehook)
+
+
 @contextlib.contextmanager
 def _quiet_disk_full_logs():
-    """Drops Orbax's per-thread error logs of a save that ran out of space.
-
-    The save's exception reaches the caller, which reports it in one line; without the
-    filter every writer thread logs its own traceback first.
-    """
-
-    def keep(record: pylogging.LogRecord) -> bool:
-        text = record.getMessage()
-        return "No space left on device" not in text and "RESOURCE_EXHAUSTED" not in text
-
-    logger = pylogging.getLogger("absl")
-    logger.addFilter(keep)
+    """Marks a save in progress for the filters of `_install_disk_full_filters`."""
+    _install_disk_full_filters()
+    _NOISE["saving"] += 1
     try:
         yield
     finally:
-        logger.removeFilter(keep)
+        _NOISE["saving"] -= 1
 
 
 @contextlib.contextmanager

@@ -264,3 +264,4 @@ def test_cli_disk_full_is_one_line_naming_the_space_needed(tmp_path):
     assert f"no space left on device at {disk / 'run' / 'checkpoints'}; " in line
     assert " MB needed for checkpoint 4; the last good checkpoint is none" in line
     assert "RESOURCE_EXHAUSTED" not in proc.stderr  # no tensorstore dump
+    assert "Traceback" not in proc.stderr, explain(proc)  # no thread/asyncio/unraisable dump
