@@ -212,17 +212,17 @@ def test_memory_estimate_warns_near_the_limit_and_scales_with_k():
 
 
 def _parse(config_file: str, *args: str) -> ml_collections.ConfigDict:
+    # The config flag finds its `--config.<field>` overrides in `sys_argv` (sys.argv when
+    # unset, which under pytest holds pytest's own arguments), so it gets the same argv.
+    argv = ["prog", f"--config={os.path.join(ROOT, config_file)}", *args]
     fv = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True)
-    fv(["prog", f"--config={os.path.join(ROOT, config_file)}", *args])
+    config_flags.DEFINE_config_file(
+        "config", None, "", flag_values=fv, lock_config=True, sys_argv=argv
+    )
+    fv(argv)
     return fv.config
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ml_collections registers no --config override flag for these placeholder fields "
-    "(Unknown command line flag 'config.dataset_kwargs.max_examples'); open in issue 12",
-)
 def test_optional_data_fields_can_be_set_from_the_command_line(tmp_path):
     c = _parse(
         "configs/digits.py",
@@ -244,11 +244,6 @@ def test_optional_data_fields_can_be_set_from_the_command_line(tmp_path):
     validation.validate_config(c)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ml_collections registers no --config override flag for these placeholder fields "
-    "(Unknown command line flag 'config.dataset_kwargs.test_fraction'); open in issue 12",
-)
 def test_test_fraction_and_max_examples_reach_the_data(tmp_path):
     from hncl_jax import train
 
