@@ -7,14 +7,19 @@ A run keeps its checkpoints in `<workdir>/checkpoints/<step>/`, one directory pe
 
 * `Checkpointer` wraps `ocp.CheckpointManager` (absolute paths, `max_to_keep`, optional
   async saves). Restores are made against an *abstract* target, typically
-  `jax.eval_shape(create_state)`, so dtypes (and shardings, where given) come from the
-  code, not from the files; leaves without a sharding are placed replicated on the
-  local devices, so a checkpoint written on GPU restores on a CPU-only machine.
+  `jax.eval_shape(create_state)`, so dtypes come from the code, not from the files.
+  Leaves that carry a sharding are restored straight into it (give the target the
+  shardings the state will be used with, and no placement is needed afterwards);
+  leaves without one get the sharding they were saved with, or, where that names
+  devices absent here (a checkpoint written on GPU read on a CPU-only machine), this
+  process's first device (Orbax's `fallback_sharding`).
 * `resolve_checkpoint_path` turns a workdir, a checkpoints directory or one step
-  directory into `(directory, step)`.
+  directory into `(directory, step)`; steps are listed by Orbax's own step-name format,
+  the one the manager writes and lists.
 * `load_for_warm_start` restores only a subtree (`params`, `batch_stats`) of another
-  run's checkpoint, after comparing every leaf's shape and dtype with the checkpoint's
-  metadata, for the near-NC warm start of [HN Table 2] (docs/math.md §13).
+  run's checkpoint through a read-only `ocp.CheckpointManager` on the same item names,
+  after comparing every leaf's shape and dtype with the checkpoint's metadata, for the
+  near-NC warm start of [HN Table 2] (docs/math.md §13).
 
 Atomicity: Orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it to
 `<step>` once every file is written (on local and POSIX filesystems; on GCS it writes a
@@ -55,7 +60,6 @@ import hashlib
 import json
 import logging as pylogging
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -74,8 +78,9 @@ METADATA_ITEM = "metadata"
 CHECKPOINTS_SUBDIR = "checkpoints"
 CORRUPT_SUFFIX = ".corrupt"
 MANIFEST_FILE = "checksums.json"
-# The default Orbax step-name format: the bare step number, no prefix, no padding.
-_STEP_NAME = re.compile(r"^(0|[1-9]\d*)$")
+# The step-name format `ocp.CheckpointManager` uses by default (the bare step number, no
+# prefix, no padding); it lists finalized steps only, never tmp or `.corrupt` names.
+_STEP_NAME_FORMAT = ocp.path.step.standard_name_format()
 
 __all__ = [
     "CHECKPOINTS_SUBDIR",
@@ -98,35 +103,9 @@ def _absolute(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def _replicated_sharding() -> jax.sharding.Sharding:
-    devices = jax.devices()
-    if len(devices) == 1:
-        return jax.sharding.SingleDeviceSharding(devices[0])
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("replica",))
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-
-
-def _as_restore_target(abstract: PyTree) -> PyTree:
-    """ShapeDtypeStructs with a sharding on every array leaf.
-
-    `jax.eval_shape` gives leaves without a sharding; Orbax would then fall back on the
-    sharding recorded at save time, which names devices that may not exist here (a GPU
-    checkpoint read on CPU). Leaves without one are placed replicated on this host's
-    devices; leaves that carry a sharding keep it.
-    """
-    replicated = _replicated_sharding()
-
-    def leaf(x: Any) -> Any:
-        if isinstance(x, jax.ShapeDtypeStruct):
-            if x.sharding is None:
-                return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)
-            return x
-        if isinstance(x, jax.Array | np.ndarray | np.generic | int | float | bool):
-            sharding = x.sharding if isinstance(x, jax.Array) else replicated
-            return jax.ShapeDtypeStruct(np.shape(x), np.result_type(x), sharding=sharding)
-        return x
-
-    return jax.tree.map(leaf, abstract)
+def _fallback_sharding() -> jax.sharding.Sharding:
+    """Where a leaf goes whose saved sharding names devices absent here: the first device."""
+    return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
 
 class CheckpointCorruptError(ValueError):
@@ -460,7 +439,8 @@ class Checkpointer:
         Args:
           step: a finalized step (see `all_steps`).
           abstract_state: target pytree of `jax.ShapeDtypeStruct` (from `jax.eval_shape`)
-            or of arrays; fixes the structure, dtypes and shardings of the result.
+            or of arrays; fixes the structure and dtypes of the result, and its shardings
+            where the leaves carry one (the others: as saved, see the module docstring).
 
         Returns:
           `(state, metadata)`.
@@ -489,7 +469,9 @@ class Checkpointer:
             int(step),
             args=ocp.args.Composite(
                 **{
-                    STATE_ITEM: ocp.args.StandardRestore(_as_restore_target(abstract_state)),
+                    STATE_ITEM: ocp.args.StandardRestore(
+                        abstract_state, fallback_sharding=_fallback_sharding()
+                    ),
                     METADATA_ITEM: ocp.args.JsonRestore(),
                 }
             ),
@@ -581,15 +563,15 @@ class Checkpointer:
 
 
 def _finalized_steps(directory: str) -> list[int]:
-    """Step numbers of finalized step directories (tmp and .corrupt names excluded)."""
-    path = epath.Path(directory)
-    if not path.is_dir():
-        return []
-    return sorted(int(p.name) for p in path.iterdir() if _STEP_NAME.match(p.name) and p.is_dir())
+    """Finalized steps of a checkpoints directory, ascending, as the manager lists them."""
+    return sorted(m.step for m in _STEP_NAME_FORMAT.find_all(directory) if m.path.is_dir())
 
 
 def _is_step_dir(path: epath.Path) -> bool:
-    return bool(_STEP_NAME.match(path.name)) and (path / STATE_ITEM).is_dir()
+    """Whether `path` is a finalized step directory holding the state item."""
+    if not (path / STATE_ITEM).is_dir():
+        return False
+    return any(m.path.name == path.name for m in _STEP_NAME_FORMAT.find_all(path.parent))
 
 
 def resolve_checkpoint_path(path: str | os.PathLike[str]) -> tuple[str, int]:
@@ -712,24 +694,70 @@ def _quiet_disk_full_logs():
         _NOISE["saving"] -= 1
 
 
-@contextlib.contextmanager
-def _quiet_item_metadata_warning():
-    """Drops Orbax's "Metadata file does not exist" warning while reading one item.
+def _read_only_manager(directory: str) -> ocp.CheckpointManager:
+    """Another run's checkpoints directory, opened read-only under the writer's item names.
 
-    `CheckpointManager` writes `_CHECKPOINT_METADATA` at the step level; reading the
-    `state` item directly with a `PyTreeCheckpointer` (as a warm start does) looks for
-    it one level lower and warns once per call although nothing is missing.
+    The state item is read with `PyTreeCheckpointHandler`, the handler under the
+    `StandardCheckpointHandler` that wrote it (same files), since only it restores part
+    of a tree. Nothing in the directory is created, deleted or cleaned up.
     """
+    options = ocp.CheckpointManagerOptions(
+        read_only=True,
+        save_interval_steps=0,  # what read_only implies; Orbax warns when it must set it
+        create=False,
+        lightweight_initialize=True,  # steps only: no per-step metadata read on open
+    )
+    return ocp.CheckpointManager(
+        directory,
+        options=options,
+        item_handlers={
+            STATE_ITEM: ocp.PyTreeCheckpointHandler(),
+            METADATA_ITEM: ocp.JsonCheckpointHandler(),
+        },
+    )
 
-    def keep(record: pylogging.LogRecord) -> bool:
-        return "Metadata file does not exist" not in record.getMessage()
 
-    logger = pylogging.getLogger("absl")
-    logger.addFilter(keep)
-    try:
-        yield
-    finally:
-        logger.removeFilter(keep)
+def _leaf_mismatches(expected: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:
+    """`path: expected shape dtype, found shape dtype` for every leaf that differs."""
+    problems = []
+    for name in sorted(set(expected) | set(found)):
+        if name not in found:
+            e = expected[name]
+            problems.append(f"{name}: expected {tuple(np.shape(e))} {np.dtype(e.dtype)}, missing")
+        elif name not in expected:
+            f = found[name]
+            problems.append(f"{name}: unexpected in checkpoint ({tuple(f.shape)} {f.dtype})")
+        else:
+            e, f = expected[name], found[name]
+            e_shape, f_shape = tuple(np.shape(e)), tuple(f.shape)
+            if e_shape != f_shape or np.dtype(e.dtype) != np.dtype(f.dtype):
+                problems.append(
+                    f"{name}: expected {e_shape} {np.dtype(e.dtype)}, found {f_shape} "
+                    f"{np.dtype(f.dtype)}"
+                )
+    return problems
+
+
+def _partial_restore_args(target: PyTree, found: Mapping[str, Any]) -> PyTree:
+    """Restore args placing each leaf as `Checkpointer.restore` does (`StandardRestore`).
+
+    A leaf's own sharding, else the one it was saved with (`found`: its metadata by
+    path) where those devices exist here, else `_fallback_sharding()`.
+    """
+    fallback = _fallback_sharding()
+
+    def sharding(path: Sequence[Any], leaf: Any) -> jax.sharding.Sharding:
+        own = getattr(leaf, "sharding", None)
+        if own is not None:
+            return own
+        saved = getattr(found.get(_path_str(path)), "sharding", None)
+        if saved is not None:
+            with contextlib.suppress(ValueError):  # Orbax's "devices differ" error
+                return saved.to_jax_sharding()
+        return fallback
+
+    shardings = jax.tree_util.tree_map_with_path(sharding, target)
+    return ocp.checkpoint_utils.construct_restore_args(target, shardings)
 
 
 def _verified_warm_start_step(path: Any, directory: str, step: int) -> int:
@@ -797,49 +825,36 @@ def load_for_warm_start(
         )
     directory, step = resolve_checkpoint_path(path)
     step = _verified_warm_start_step(path, directory, step)
-    state_path = epath.Path(directory) / str(step) / STATE_ITEM
-    checkpointer = ocp.PyTreeCheckpointer()
-    with _quiet_item_metadata_warning():
-        stored = checkpointer.metadata(state_path).item_metadata.tree
-    missing = [k for k in abstract_state_subtree if k not in stored]
-    if missing:
-        raise ValueError(
-            f"load_for_warm_start: {state_path} has no field(s) {missing}; it holds "
-            f"{sorted(stored)}. Pass a subtree of those fields."
-        )
-    target = {k: abstract_state_subtree[k] for k in abstract_state_subtree}
-    expected = _flat_leaves(target)
-    found = _flat_leaves({k: stored[k] for k in target})
-    problems = []
-    for name in sorted(set(expected) | set(found)):
-        if name not in found:
-            e = expected[name]
-            problems.append(f"{name}: expected {tuple(np.shape(e))} {np.dtype(e.dtype)}, missing")
-        elif name not in expected:
-            f = found[name]
-            problems.append(f"{name}: unexpected in checkpoint ({tuple(f.shape)} {f.dtype})")
-        else:
-            e, f = expected[name], found[name]
-            e_shape, f_shape = tuple(np.shape(e)), tuple(f.shape)
-            if e_shape != f_shape or np.dtype(e.dtype) != np.dtype(f.dtype):
-                problems.append(
-                    f"{name}: expected {e_shape} {np.dtype(e.dtype)}, found {f_shape} "
-                    f"{np.dtype(f.dtype)}"
-                )
-    if problems:
-        raise ValueError(
-            f"load_for_warm_start: {len(problems)} leaf/leaves of {state_path} do not match "
-            "the model (same architecture and embed_dim needed):\n  " + "\n  ".join(problems)
-        )
-    restore_target = _as_restore_target(target)
-    with _quiet_item_metadata_warning():
-        restored = checkpointer.restore(
-            state_path,
-            args=ocp.args.PyTreeRestore(
-                item=restore_target,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(restore_target),
-                partial_restore=True,
+    state_path = os.path.join(directory, str(step), STATE_ITEM)
+    target = dict(abstract_state_subtree)
+    with _read_only_manager(directory) as manager:
+        stored = manager.metadata(step).item_metadata[STATE_ITEM]
+        stored = getattr(stored, "tree", stored)
+        missing = [k for k in target if k not in stored]
+        if missing:
+            raise ValueError(
+                f"load_for_warm_start: {state_path} has no field(s) {missing}; it holds "
+                f"{sorted(stored)}. Pass a subtree of those fields."
+            )
+        found = _flat_leaves({k: stored[k] for k in target})
+        problems = _leaf_mismatches(_flat_leaves(target), found)
+        if problems:
+            raise ValueError(
+                f"load_for_warm_start: {len(problems)} leaf/leaves of {state_path} do not "
+                "match the model (same architecture and embed_dim needed):\n  "
+                + "\n  ".join(problems)
+            )
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                **{
+                    STATE_ITEM: ocp.args.PyTreeRestore(
+                        item=target,
+                        restore_args=_partial_restore_args(target, found),
+                        partial_restore=True,
+                    )
+                }
             ),
-        )
+        )[STATE_ITEM]
     logging.info("load_for_warm_start: restored %s from %s.", sorted(target), state_path)
     return {k: restored[k] for k in target}

@@ -182,6 +182,62 @@ def test_resolve_checkpoint_path(tmp_path):
         resolve_checkpoint_path(empty)
 
 
+def test_restore_lands_in_the_target_shardings(ckpt_dir):
+    state = _state(2.0)
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), _abstract(state)
+    )
+    with Checkpointer(ckpt_dir) as ckpt:
+        ckpt.save(2, state)
+        restored, _, _ = ckpt.restore_latest(abstract)
+    _assert_trees_equal(restored, state)
+    assert all(leaf.sharding == replicated for leaf in jax.tree.leaves(restored))
+    sub = load_for_warm_start(ckpt_dir, {"params": abstract["params"]})
+    assert all(leaf.sharding == replicated for leaf in jax.tree.leaves(sub))
+
+
+def _move_to_absent_device(step_dir: str) -> None:
+    """Rewrites a step as if saved on a device this machine lacks (a GPU checkpoint)."""
+    path = os.path.join(step_dir, checkpointing.STATE_ITEM, "_sharding")
+    with open(path) as f:
+        text = f.read()
+    assert "cpu:0" in text
+    with open(path, "w") as f:
+        f.write(text.replace("cpu:0", "cuda:0"))
+    checkpointing.write_manifest(step_dir)
+
+
+def test_a_checkpoint_saved_on_absent_devices_restores_here(tmp_path):
+    workdir = os.path.join(tmp_path, "w")
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    state = _state(3.0)
+    with Checkpointer(ckpt_dir) as ckpt:
+        ckpt.save(3, state)
+    _move_to_absent_device(os.path.join(ckpt_dir, "3"))
+    with Checkpointer(ckpt_dir) as ckpt:
+        restored, _, step = ckpt.restore_latest(_abstract(state))
+    assert step == 3
+    _assert_trees_equal(restored, state)
+    assert isinstance(restored["params"]["bias"], jax.Array)
+    sub = load_for_warm_start(workdir, {"params": _abstract(state)["params"]})
+    _assert_trees_equal(sub["params"], state["params"])
+    assert isinstance(sub["params"]["bias"], jax.Array)
+
+
+def test_only_orbax_step_names_are_steps(tmp_path):
+    ckpt_dir = os.path.join(tmp_path, "checkpoints")
+    _save_steps(ckpt_dir, [3])
+    shutil.copytree(os.path.join(ckpt_dir, "3"), os.path.join(ckpt_dir, "0012"))  # padded
+    shutil.copytree(os.path.join(ckpt_dir, "3"), os.path.join(ckpt_dir, "9.corrupt"))
+    open(os.path.join(ckpt_dir, "20"), "w").close()  # a file, not a step directory
+    assert resolve_checkpoint_path(ckpt_dir) == (ckpt_dir, 3)
+    assert resolve_checkpoint_path(os.path.join(ckpt_dir, "3")) == (ckpt_dir, 3)
+    with pytest.raises(FileNotFoundError, match="no finalized checkpoint"):
+        resolve_checkpoint_path(os.path.join(ckpt_dir, "9.corrupt"))
+
+
 def test_load_for_warm_start_restores_subtree(tmp_path):
     workdir = os.path.join(tmp_path, "w")
     state = _state(4.0)
