@@ -28,7 +28,7 @@
 # the whole set as one batch, 400 epochs; β ∈ {0, 10, 30, 50}; positives by **labels**
 # (same class, the anchor included) or by **Gaussian-noise views** (variance 0.01).
 #
-# All 16 runs are trained by `hncl_jax.sweep.train_synthetic_grid` in **one compiled
+# All 16 runs are trained by `hncl_jax.synthetic_grid.train_grid` in **one compiled
 # program** (`jax.vmap` over the runs, `lax.scan` over the steps) with the trainer's own
 # train step: each run equals `train_and_evaluate` with `configs/synthetic.py` (checked
 # at the end). Seconds on a GPU; QUICK shrinks the data and the network for a CPU.
@@ -81,19 +81,22 @@ colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %%
-from hncl_jax import sweep
+from hncl_jax import sweep, synthetic_grid
 
 if QUICK:
     SIZE = dict(num_epochs=150, k=64, dim=256, per_class=50, hidden_sizes=(64,), eval_every=10)
 else:  # the paper's sizes
     SIZE = dict(num_epochs=400, k=256, dim=3072, per_class=100, hidden_sizes=None, eval_every=20)
 BETAS = (10.0, 30.0, 50.0)  # with β = 0 (SCL, UCL)
-res = sweep.train_synthetic_grid(
-    betas=BETAS,
-    settings=("scl", "hscl", "ucl", "hucl"),
-    positives=("labels", "noise_views"),
-    **SIZE,
-)
+cfg = synthetic_grid.get_config()  # configs/synthetic.py plus the grid's axes
+cfg.grid.betas, cfg.grid.positives = BETAS, ("labels", "noise_views")
+cfg.grid.settings = ("scl", "hscl", "ucl", "hucl")
+cfg.num_epochs, cfg.loss.k = SIZE["num_epochs"], SIZE["k"]
+cfg.eval_every_epochs = SIZE["eval_every"]
+cfg.dataset_kwargs.dim, cfg.dataset_kwargs.per_class = SIZE["dim"], SIZE["per_class"]
+if SIZE["hidden_sizes"]:
+    cfg.model_kwargs.hidden_sizes = SIZE["hidden_sizes"]
+res = synthetic_grid.train_grid(cfg)
 print(f"{len(res.rows)} runs in {res.seconds:.1f} s (one compiled program, compilation included)")
 display(
     Markdown(

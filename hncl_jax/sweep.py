@@ -1,15 +1,15 @@
-"""Hyper-parameter grids: resumable sweeps of the trainer, and a vmapped synthetic trainer.
+"""Hyper-parameter grids: resumable sweeps of the trainer, one workdir per run.
 
 * `run_grid(base_config, grid, root_workdir)` trains every combination of the grid's
   field values with `train.train_and_evaluate`, each in its own sibling workdir named
   from the values (`<root>/loss.name=hscl,loss.beta=10`). Rerunning skips the finished
   runs and resumes the unfinished ones (through the trainer's own resume). Returns the
   table of final metrics, one dict per run.
-* `train_synthetic_grid(betas, settings, positives)` trains the whole grid of the
-  hard-negative paper's synthetic experiment [HN §5, Fig. 2] in one compiled program:
-  `jax.vmap` over the runs (β traced) and `lax.scan` over the steps, with the trainer's
-  own pure `train.train_step`, so every run equals the corresponding
-  `train_and_evaluate` run (same seed, batches and negative draws) to float tolerance.
+* `restore_representations(config, workdir)` reads a finished run's final model from its
+  checkpoint (nothing trained, nothing written) for plots of its representations.
+
+The synthetic grid of the hard-negative paper trained in one vmapped program is
+`hncl_jax.synthetic_grid`.
 
 Command line (one `--grid` per field, values comma separated; any `--config.<field>`
 override applies to every run):
@@ -18,8 +18,6 @@ override applies to every run):
         --grid='loss.name=scl,hscl' --grid='loss.beta=0,2,5,10,30'
 
 References:
-  [HN] Jiang et al., "Hard-Negative Sampling for Contrastive Learning"
-  (earlier version: arXiv:2209.00078), §5.
   big_vision and flax examples: one workdir per run, resumable by rerunning.
 """
 
@@ -28,7 +26,6 @@ from __future__ import annotations
 import ast
 import copy
 import csv
-import dataclasses
 import functools
 import hashlib
 import itertools
@@ -43,14 +40,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from hncl_jax import data, evaluation, geometry, losses, models, reporting, train
+from hncl_jax import checkpointing, evaluation, models, reporting, train, validation
 from hncl_jax.data import augment
 
 RESULT_FILE = "sweep_result.json"
 TABLE_FILE = "results.csv"
-POSITIVES = ("labels", "noise_views")
 _SAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 _MAX_NAME = 180
 
@@ -496,9 +491,10 @@ def restore_representations(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backbone features, embeddings and labels of a finished run's final model.
 
-    Reruns `train.train_and_evaluate` on the workdir, which restores the last checkpoint
-    and trains nothing when the run is finished (it trains the rest otherwise), then
-    extracts the features of one split in inference mode.
+    Reads the parameters (and BatchNorm statistics) of the run's latest checkpoint,
+    restored against the structure `train.create_train_state` gives the config, and
+    extracts the features of one split in inference mode. Nothing is trained and nothing
+    in the workdir is written (no summary, plots, metrics or checkpoint renames).
 
     Args:
       config: the run's config (as `plan_grid` gives it).
@@ -507,22 +503,65 @@ def restore_representations(
 
     Returns:
       (h (N, dh), z (N, d) normalized embeddings, labels (N,)).
+
+    Raises:
+      ValueError: a bad split; a checkpoint before the run's last step (the run is not
+        finished: rerun it first); a checkpoint of another config or model.
+      FileNotFoundError: the workdir holds no finalized checkpoint.
+      checkpointing.CheckpointCorruptError: the latest checkpoint differs from its
+        checksums.
     """
     if split not in ("train", "test"):
         raise ValueError(f"restore_representations: split={split!r} must be 'train' or 'test'.")
-    state = train.train_and_evaluate(config, workdir)
-    ds = train.load_data(config)[0 if split == "train" else 1]
-    variables = {"params": state.params}
-    if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-
-    @jax.jit
-    def features(x):
-        h, f = state.apply_fn(variables, augment.preprocess(x), train=False)
-        return h, geometry.normalize(f, config.normalization)
-
+    directory, step = checkpointing.resolve_checkpoint_path(workdir)
+    train_ds, test_ds = train.load_data(config)
+    num_classes, n = train_ds.num_classes, len(train_ds.labels)
+    # The trainer's batch size and epoch length (the batch is clamped to the set).
+    batch_size = min(config.batch_size, n)
+    batch_size -= batch_size % jax.device_count()
+    steps_per_epoch = n // batch_size
+    total_steps = config.num_epochs * steps_per_epoch
+    if step < total_steps:
+        raise ValueError(
+            f"restore_representations: the latest checkpoint of {workdir} is at step {step} "
+            f"of {total_steps}: the run is not finished. Finish it first (rerun run_grid or "
+            "train.train_and_evaluate on the same workdir)."
+        )
+    saved = checkpointing.read_step_metadata(directory, step).get("config_fingerprint")
+    expected = validation.fingerprint_of(json.loads(config.to_json_best_effort()))
+    if isinstance(saved, dict) and saved != expected:
+        changed = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+        raise ValueError(
+            f"restore_representations: the checkpoint in {directory} was trained with another "
+            f"config (fields {changed[:8]} differ); pass the run's own config."
+        )
+    model = _create_model(config, num_classes)
+    sample_x = augment.preprocess(jnp.asarray(train_ds.images[:2]))
+    abstract = jax.eval_shape(
+        lambda: train.create_train_state(config, model, sample_x, num_classes, steps_per_epoch)
+    )
+    # An explicit step directory: restored as is (read only), never a fallback step.
+    variables = checkpointing.load_for_warm_start(
+        os.path.join(directory, str(step)),
+        {"params": abstract.params, "batch_stats": abstract.batch_stats},
+    )
+    if not variables["batch_stats"]:
+        del variables["batch_stats"]
+    features = functools.partial(train.make_features_fn(model, config.normalization), variables)
+    ds = train_ds if split == "train" else test_ds
     h, z = evaluation.extract_features(features, ds.images, config.eval_batch_size)
     return h, z, np.asarray(ds.labels)
+
+
+def _create_model(config: ml_collections.ConfigDict, num_classes: int):
+    """The trainer's model of `config` (the fields `train.train_and_evaluate` reads)."""
+    embed_dim = num_classes - 1 if config.embed_dim in (-1, None) else int(config.embed_dim)
+    return models.create_model(
+        config.model,
+        embed_dim=embed_dim,
+        dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32,
+        **dict(config.model_kwargs),
+    )
 
 
 def _json_value(v: Any) -> Any:
@@ -581,268 +620,6 @@ def markdown_table(
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(entry(r, c) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- vmapped grid
-@dataclasses.dataclass
-class SyntheticGridResult:
-    """What `train_synthetic_grid` returns (numpy arrays, R runs).
-
-    Attributes:
-      rows: one dict per run: setting, beta, positives, final_loss (mean of the last
-        `average_last` epochs' losses), bound (the Theorem 2 minimum for SCL/HSCL; the
-        Theorem 3 minimum for UCL, a lower bound for HUCL; with noise views the latent
-        classes of UCL/HUCL are the N reference examples, docs/math.md §0), gap = final_loss -
-        bound, the NC metrics of the final train representations, dc_rank and ncm_acc
-        (test nearest-class-mean accuracy).
-      loss_curves: (R, num_epochs) mean training loss of each epoch.
-      nc_curves: metric -> (R, num_epochs // eval_every) NC metrics of the train
-        representations after every `eval_every` epochs.
-      z: (R, N, d) final train representations; z_test (R, M, d) test ones.
-      z_init: (N, d) the representations at initialisation (shared by all runs).
-      labels, test_labels: (N,), (M,) class labels.
-      seconds: wall time of the compiled program (compilation included).
-    """
-
-    rows: list[dict[str, Any]]
-    loss_curves: np.ndarray
-    nc_curves: dict[str, np.ndarray]
-    z: np.ndarray
-    z_test: np.ndarray
-    z_init: np.ndarray
-    labels: np.ndarray
-    test_labels: np.ndarray
-    seconds: float
-
-
-def _grid_objective(z, f, labels, positive_ids, visible, key, prototypes, **kw):
-    """`train.make_objective`'s contract with a traced β (one loss per grid run)."""
-    del f, visible, prototypes
-    loss = losses.contrastive_loss(z, labels, key, positive_ids=positive_ids, **kw)
-    return loss, {"contrastive_loss": loss}
-
-
-def _runs(betas, settings, positives) -> list[tuple[str, float, str]]:
-    runs = []
-    for p in positives:
-        for s in settings:
-            for b in [0.0] if s in ("scl", "ucl") else betas:
-                runs.append((s, float(b), p))
-    return runs
-
-
-def train_synthetic_grid(
-    betas: Sequence[float] = (10.0, 30.0, 50.0),
-    settings: Sequence[str] = ("scl", "hscl", "ucl", "hucl"),
-    positives: Sequence[str] = ("labels", "noise_views"),
-    *,
-    num_epochs: int = 400,
-    k: int = 256,
-    batch_size: int = 512,
-    learning_rate: float = 1e-3,
-    normalization: str = "unit_ball",
-    noise_std: float = 0.1,
-    seed: int = 0,
-    num_classes: int = 3,
-    per_class: int = 100,
-    dim: int = 3072,
-    hidden_sizes: Sequence[int] | None = None,
-    eval_every: int = 0,
-    average_last: int = 10,
-) -> SyntheticGridResult:
-    """Trains the HN synthetic experiment for every (setting, β, positives) at once.
-
-    The runs are: for each positive strategy, each setting, and each β (β = 0 only for
-    "scl" and "ucl"). Each run is exactly `train_and_evaluate` with `configs/synthetic.py`
-    and the same fields (dataset `hn_synthetic`, model `mlp`, d = C - 1, Adam, constant
-    learning rate, exponential hardening, InfoNCE, sampled estimator): the same
-    initialisation, batches, views and negative draws, since the step is the trainer's
-    own `train.train_step`. The runs of one (positives, supervised?) group are vmapped
-    with β traced ("scl"/"ucl" are run as "hscl"/"hucl" at β = 0, which the loss makes
-    identical), the steps scanned, and all groups compiled into one program.
-
-    Args:
-      betas: hardness levels of "hscl"/"hucl" (the paper: 10, 30, 50 beside β = 0).
-      settings: subset of `losses.SETTINGS`.
-      positives: subset of ("labels", "noise_views") (docs/math.md §3).
-      num_epochs: epochs (400 in the paper); the whole set is one batch by default.
-      k: negatives per anchor (256).
-      batch_size: clamped to the training-set size (the paper's 512 > 300 examples).
-      learning_rate: Adam's (1e-3).
-      normalization: one of `geometry.NORMALIZATIONS`.
-      noise_std: std of the Gaussian-noise views (0.1: variance 0.01).
-      seed: seeds the data, the initialisation and every draw (as `config.seed`).
-      num_classes, per_class, dim: the data set (3, 100, 3072 in the paper).
-      hidden_sizes: MLP widths (None: the trainer's default, (1024, 512) for 3072 inputs).
-      eval_every: record NC metrics every this many epochs (0: only at the end); must
-        divide num_epochs.
-      average_last: final_loss averages the last this many epochs (the sampled loss of
-        UCL is noisy around its minimum).
-
-    Returns:
-      A `SyntheticGridResult`.
-
-    Raises:
-      ValueError: unknown setting or positive strategy, no runs, or a bad eval_every.
-
-    References:
-      [HN §5.1, Fig. 2]; docs/math.md §11, §13.
-    """
-    for s in settings:
-        if s not in losses.SETTINGS:
-            raise ValueError(f"train_synthetic_grid: setting {s!r} not in {losses.SETTINGS}.")
-    for p in positives:
-        if p not in POSITIVES:
-            raise ValueError(f"train_synthetic_grid: positives {p!r} not in {POSITIVES}.")
-    if any(float(b) < 0 for b in betas):
-        raise ValueError(f"train_synthetic_grid: betas={tuple(betas)} must all be >= 0.")
-    runs = _runs(betas, settings, positives)
-    if not runs:
-        raise ValueError("train_synthetic_grid: no runs (pass settings, positives and betas).")
-    eval_every = eval_every or num_epochs
-    if num_epochs < 1 or num_epochs % eval_every:
-        raise ValueError(
-            f"train_synthetic_grid: eval_every={eval_every} must divide num_epochs={num_epochs}."
-        )
-
-    kw = dict(num_classes=num_classes, per_class=per_class, dim=dim)
-    train_ds = data.load_dataset("hn_synthetic", "train", seed=seed, **kw)
-    test_ds = data.load_dataset("hn_synthetic", "test", seed=seed, **kw)
-    n = len(train_ds.labels)
-    bsz = min(batch_size, n)
-    steps_per_epoch = n // bsz
-    model_kw = {} if hidden_sizes is None else {"hidden_sizes": tuple(hidden_sizes)}
-    model = models.create_model("mlp", embed_dim=num_classes - 1, **model_kw)
-    # The initialisation of `train.create_train_state` (key fold_in(seed, 2), Adam).
-    sample_x = augment.preprocess(jnp.asarray(train_ds.images[:2]))
-    variables = model.init(jax.random.fold_in(jax.random.key(seed), 2), sample_x, train=False)
-    state0 = train.TrainState.create(
-        apply_fn=model.apply,
-        params=variables["params"],
-        tx=optax.adam(learning_rate),
-        batch_stats=variables.get("batch_stats", {}),
-        prototypes=jnp.zeros((1, num_classes - 1), jnp.float32),
-        nonfinite_step=jnp.asarray(-1, jnp.int32),
-    )
-
-    def features(params, x):
-        _, f = model.apply({"params": params}, augment.preprocess(x), train=False)
-        return geometry.normalize(f, normalization)
-
-    groups: dict[tuple[str, bool], list[int]] = {}
-    for i, (s, _, p) in enumerate(runs):
-        groups.setdefault((p, s in ("scl", "hscl")), []).append(i)
-    steps_per_eval = eval_every * steps_per_epoch
-
-    def group_fn(positive: str, supervised: bool):
-        batch_fn = functools.partial(
-            train.make_batch,
-            batch_size=bsz,
-            steps_per_epoch=steps_per_epoch,
-            positives="labels" if positive == "labels" else "views",
-            views="noise",
-            view_kwargs={"std": noise_std},
-        )
-
-        def one_run(beta, images, labels, visible, test_images):
-            objective = functools.partial(
-                _grid_objective,
-                setting="hscl" if supervised else "hucl",
-                beta=beta,
-                k=k,
-                self_positive=positive == "labels",
-            )
-            step = functools.partial(
-                train.train_step,
-                seed=seed,
-                objective=objective,
-                normalization=normalization,
-                batch_fn=batch_fn,
-                batch_sharding=None,
-            )
-
-            def body(state, _):
-                state, metrics = step(state, images, labels, visible)
-                return state, metrics["loss"]
-
-            def chunk(state, _):
-                state, step_losses = jax.lax.scan(body, state, None, length=steps_per_eval)
-                nc = geometry.nc_metrics(features(state.params, images), labels, num_classes)
-                return state, (step_losses, nc)
-
-            state, (step_losses, nc) = jax.lax.scan(
-                chunk, state0, None, length=num_epochs // eval_every
-            )
-            z = features(state.params, images)
-            return step_losses.reshape(-1), nc, z, features(state.params, test_images)
-
-        return jax.vmap(one_run, in_axes=(0, None, None, None, None))
-
-    fns = {g: group_fn(*g) for g in groups}
-
-    @jax.jit
-    def program(group_betas, images, labels, test_images):
-        out = {g: fns[g](group_betas[g], images, labels, labels, test_images) for g in fns}
-        return out, features(state0.params, images)
-
-    group_betas = {
-        g: jnp.asarray([runs[i][1] for i in idx], jnp.float32) for g, idx in groups.items()
-    }
-    start = time.perf_counter()
-    out, z_init = jax.block_until_ready(
-        program(
-            group_betas,
-            jnp.asarray(train_ds.images),
-            jnp.asarray(train_ds.labels),
-            jnp.asarray(test_ds.images),
-        )
-    )
-    seconds = time.perf_counter() - start
-    out = jax.device_get(out)
-
-    r = len(runs)
-    num_evals = num_epochs // eval_every
-    loss_curves = np.zeros((r, num_epochs))
-    nc_curves = {m: np.zeros((r, num_evals)) for m in evaluation.NC_METRICS}
-    z = np.zeros((r, n, num_classes - 1), np.float32)
-    z_test = np.zeros((r, len(test_ds.labels), num_classes - 1), np.float32)
-    for g, idx in groups.items():
-        step_losses, nc, zg, ztg = out[g]
-        per_epoch = np.asarray(step_losses).reshape(len(idx), num_epochs, steps_per_epoch)
-        loss_curves[idx] = per_epoch.mean(-1)
-        for m in nc_curves:
-            nc_curves[m][idx] = np.asarray(nc[m])
-        z[idx], z_test[idx] = zg, ztg
-
-    rows = []
-    for i, (s, b, p) in enumerate(runs):
-        sup = s in ("scl", "hscl")
-        # Theorem 2 for SCL/HSCL; Theorem 3 for UCL, and a lower bound (not tight) for
-        # HUCL, since HUCL >= UCL (Theorem 1). With views the latent classes of UCL are the
-        # n reference examples (a negative shares the anchor's with probability 1/n).
-        if sup:
-            bound = geometry.scl_lower_bound(num_classes, k)
-        else:
-            bound = geometry.ucl_lower_bound(num_classes if p == "labels" else n, k)
-        final = float(loss_curves[i, -min(average_last, num_epochs) :].mean())
-        row = {"setting": s, "beta": b, "positives": p, "final_loss": final, "bound": bound}
-        row["gap"] = final - bound
-        row.update(evaluation.collapse_report(z[i], train_ds.labels, num_classes)[0])
-        row["ncm_acc"] = evaluation.ncm_accuracy(
-            z[i], train_ds.labels, z_test[i], test_ds.labels, num_classes
-        )
-        rows.append(row)
-    return SyntheticGridResult(
-        rows=rows,
-        loss_curves=loss_curves,
-        nc_curves=nc_curves,
-        z=z,
-        z_test=z_test,
-        z_init=np.asarray(z_init),
-        labels=np.asarray(train_ds.labels),
-        test_labels=np.asarray(test_ds.labels),
-        seconds=seconds,
-    )
 
 
 # --------------------------------------------------------------------------- command line

@@ -1,15 +1,18 @@
-"""Tests of `hncl_jax.sweep`: grid naming and parsing, resumable `run_grid`, the vmapped grid."""
+"""Tests of `hncl_jax.sweep`: grid naming and parsing, resumable `run_grid`, the restored
+representations of a finished run (read only). The vmapped synthetic grid is tested in
+tests/test_synthetic_grid.py."""
 
 import json
 import os
 
-import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import synthetic
-from hncl_jax import data, geometry, models, reporting, sweep, train
+from hncl_jax import checkpointing, geometry, models, reporting, sweep, train, validation
+from hncl_jax.data import augment
 
 
 def tiny_config(**overrides):
@@ -171,68 +174,55 @@ def test_command_line_runs_the_grid(tmp_path, monkeypatch):
     assert os.path.exists(tmp_path / "results.csv")
 
 
-# --------------------------------------------------------------------------- vmapped grid
-class SyntheticGridTest(chex.TestCase):
-    def test_runs_and_bounds(self):
-        res = sweep.train_synthetic_grid(
-            betas=(5.0, 50.0),
-            settings=("scl", "hscl", "ucl"),
-            positives=("labels",),
-            num_epochs=2,
-            k=8,
-            dim=16,
-            per_class=10,
-            hidden_sizes=(8,),
-            eval_every=1,
-        )
-        runs = [(r["setting"], r["beta"]) for r in res.rows]
-        assert runs == [("scl", 0.0), ("hscl", 5.0), ("hscl", 50.0), ("ucl", 0.0)]
-        assert res.rows[0]["bound"] == geometry.scl_lower_bound(3, 8)
-        assert res.rows[3]["bound"] == geometry.ucl_lower_bound(3, 8)
-        chex.assert_shape(res.z, (4, 30, 2))
-        chex.assert_shape(res.loss_curves, (4, 2))
-        chex.assert_shape(res.nc_curves["zero_sum"], (4, 2))
-        np.testing.assert_allclose(
-            res.nc_curves["zero_sum"][:, -1], [r["zero_sum"] for r in res.rows], rtol=1e-5
-        )
-        assert np.all(np.linalg.norm(res.z, axis=-1) <= 1 + 1e-6)
-
-    def test_bad_arguments(self):
-        with pytest.raises(ValueError, match="setting"):
-            sweep.train_synthetic_grid(settings=("hcl",))
-        with pytest.raises(ValueError, match="positives"):
-            sweep.train_synthetic_grid(positives=("views",))
-        with pytest.raises(ValueError, match="eval_every"):
-            sweep.train_synthetic_grid(num_epochs=10, eval_every=3)
-        with pytest.raises(ValueError, match="betas"):
-            sweep.train_synthetic_grid(betas=(-1.0,))
+# --------------------------------------------------------------------------- restore
+def _tree(root):
+    """Every path under `root` with its kind, size and modification time."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            out[os.path.relpath(path, root)] = (os.path.isdir(path), st.st_size, st.st_mtime_ns)
+    return out
 
 
-@pytest.mark.slow
-def test_vmapped_grid_equals_the_single_runs(tmp_path):
-    res = sweep.train_synthetic_grid(
-        betas=(10.0,),
-        settings=("hscl", "hucl"),
-        positives=("labels", "noise_views"),
-        num_epochs=3,
-        k=16,
-        batch_size=60,
-        dim=48,
-        hidden_sizes=(32,),
-    )
+def _save_final_checkpoint(config, workdir, step):
+    """A checkpoint as the trainer writes it, of a state moved off its initialisation."""
+    ds = train.load_data(config)[0]
     model = models.create_model("mlp", embed_dim=2, hidden_sizes=(32,))
-    images = jnp.asarray(data.load_dataset("hn_synthetic", "train", dim=48).images)
-    runs = [(r["setting"], r["positives"]) for r in res.rows]
-    for setting, positives in [("hscl", "labels"), ("hucl", "noise_views")]:
-        c = tiny_config(**{"loss.name": setting, "loss.beta": 10.0})
-        if positives == "noise_views":
-            c.positives, c.views = "views", "noise"
-        workdir = str(tmp_path / f"{setting}_{positives}")
-        state = train.train_and_evaluate(c, workdir)
-        _, f = model.apply({"params": state.params}, images, train=False)
-        i = runs.index((setting, positives))
-        np.testing.assert_allclose(res.z[i], geometry.normalize(f, "unit_ball"), atol=2e-5)
-        epoch_loss = [
-            r["train/epoch_loss"] for r in reporting.read_metrics(workdir) if "epoch" in r
-        ]
-        np.testing.assert_allclose(res.loss_curves[i, -1], epoch_loss[-1], rtol=1e-5)
+    sample_x = augment.preprocess(jnp.asarray(ds.images[:2]))
+    state = train.create_train_state(config, model, sample_x, 3, 5)
+    params = jax.tree.map(
+        lambda p: p + 0.05 * jnp.cos(jnp.arange(p.size).reshape(p.shape)), state.params
+    )
+    state = state.replace(params=params, step=jnp.asarray(step))
+    fingerprint = validation.fingerprint_of(json.loads(config.to_json_best_effort()))
+    with checkpointing.Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+        ckpt.save(step, state, {"step": step, "config_fingerprint": fingerprint}, force=True)
+    features = train.make_features_fn(model, config.normalization)
+    return [features({"params": params}, jnp.asarray(s.images)) for s in train.load_data(config)]
+
+
+def test_restore_representations_reads_the_checkpoint_and_writes_nothing(tmp_path):
+    config = tiny_config()  # 300 examples, batch 60: 5 steps an epoch, 15 in all
+    workdir = str(tmp_path / "run")
+    expected = _save_final_checkpoint(config, workdir, step=15)
+    with open(os.path.join(workdir, "summary.txt"), "w") as fh:
+        fh.write("the run's summary\n")
+    before = _tree(str(tmp_path))
+    for split, (h_ref, z_ref) in zip(("train", "test"), expected, strict=True):
+        h, z, y = sweep.restore_representations(config, workdir, split)
+        assert h.shape == (300, 32) and z.shape == (300, 2) and y.shape == (300,)
+        np.testing.assert_allclose(h, h_ref, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(z, z_ref, rtol=1e-6, atol=1e-6)
+    assert _tree(str(tmp_path)) == before  # no file written, renamed, touched or removed
+    assert open(os.path.join(workdir, "summary.txt")).read() == "the run's summary\n"
+    with pytest.raises(ValueError, match="not finished"):
+        sweep.restore_representations(tiny_config(num_epochs=4), workdir)
+    with pytest.raises(ValueError, match="another config"):
+        sweep.restore_representations(tiny_config(**{"loss.k": 8}), workdir)
+    with pytest.raises(ValueError, match="split"):
+        sweep.restore_representations(config, workdir, "val")
+    with pytest.raises(FileNotFoundError):
+        sweep.restore_representations(config, str(tmp_path / "empty"))
+    assert _tree(str(tmp_path)) == before
