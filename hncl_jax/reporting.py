@@ -58,6 +58,9 @@ TENSORBOARD_DIR = "tensorboard"
 PLOTS_DIR = "plots"
 SPECTRA_FILE = "spectra.npz"  # every evaluation's DC spectra (`write_spectra`)
 WANDB_ID_FILE = "wandb_id.txt"  # the W&B run a resumed run continues (`WandbLogger`)
+SUMMARY_FILE = "summary.txt"  # the run's plain-text summary (`write_summary`)
+# The key every evaluation row of metrics.jsonl has and no train/* row has.
+EVALUATION_KEY = "epoch"
 
 __all__ = [
     "MetricWriter",
@@ -68,6 +71,8 @@ __all__ = [
     "dc_spectrum_figure",
     "embeddings_figure",
     "flat_hparams",
+    "is_evaluation_row",
+    "last_evaluation",
     "load_config_json",
     "log_config_tensorboard",
     "log_results_tensorboard",
@@ -88,6 +93,7 @@ __all__ = [
     "save_config",
     "summary_text",
     "write_spectra",
+    "write_summary",
 ]
 
 
@@ -231,6 +237,21 @@ def read_metrics(workdir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not os.path.exists(path):
         return []
     return _parse_lines(path)
+
+
+def is_evaluation_row(row: Mapping[str, Any]) -> bool:
+    """Whether a metrics row is an evaluation (every `eval_every_epochs` and at the end).
+
+    Evaluation rows carry `epoch` with the `eval/*` and `nc/*` keys; the rows logged
+    every `log_every_steps` carry `train/*` keys only.
+    """
+    return EVALUATION_KEY in row
+
+
+def last_evaluation(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The last evaluation row of `rows` (as `read_metrics` returns them); {} if none."""
+    evaluations = [r for r in rows if is_evaluation_row(r)]
+    return dict(evaluations[-1]) if evaluations else {}
 
 
 class MetricWriter:
@@ -781,6 +802,22 @@ def summary_text(
     if outputs:
         lines.append("  outputs: " + ", ".join(outputs))
     return "\n".join(lines)
+
+
+def write_summary(
+    workdir: str | os.PathLike[str], final_metrics: Mapping[str, Any], **kwargs: Any
+) -> str:
+    """Writes `<workdir>/summary.txt` from `summary_text(final_metrics, workdir, **kwargs)`.
+
+    Returns:
+      The text written (without the final newline), which the trainer also prints.
+    """
+    text = summary_text(final_metrics, workdir, **kwargs)
+    path = os.path.join(os.fspath(workdir), SUMMARY_FILE)
+    with open(path + ".tmp", "w") as fh:
+        fh.write(text + "\n")
+    os.replace(path + ".tmp", path)
+    return text
 
 
 # ----------------------------------------------------------------------------- TensorBoard

@@ -1,4 +1,4 @@
-"""The trainer: `train_and_evaluate(config, workdir)` and its pure train step.
+"""The trainer: `train_and_evaluate(config, workdir)`, its factories and its pure step.
 
 The whole dataset lives on the device (replicated over a one-axis `Mesh` named
 "data"); every step is one jitted call that derives everything from (seed, step):
@@ -13,18 +13,26 @@ the negatives of the loss come from every device. The state is one pytree, a fla
 `TrainState` subclass (linen with `batch_stats`), because Orbax saves and restores it
 as is and `jax.eval_shape` gives the abstract target for free.
 
+Every caller (the trainer, the sweep, the benchmark, the tests) wires a step through
+the same factories: `create_model`, `create_learning_rate_fn`, `make_optimizer`,
+`create_train_state`, `make_batch_fn`, `make_step_fn`, or all of them at once
+through `build`. `train_and_evaluate` is validate → load → build → restore-or-init →
+loop, with every resource of the run (checkpointer, metric writer, W&B, progress bar,
+signal handlers) held by one `contextlib.ExitStack`, so every way out closes them all.
+
 Only this module (and `main`) reads a config; the floors below take arrays.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
-import json
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -33,7 +41,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax.training import train_state
-from jax.sharding import NamedSharding
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from hncl_jax import (
@@ -72,35 +80,98 @@ class TrainState(train_state.TrainState):
     nonfinite_step: Array | None = None
 
 
+# --------------------------------------------------------------------------- keys
+# Every random key of a run is `fold_in(key(config.seed), KEY_STREAMS[name])`, further
+# folded with an index where the stream is per epoch or per step:
+#   data:       the epoch permutation fold_in(data, epoch); the views
+#               fold_in(fold_in(data, VIEW_STREAM), step) (see `view_key`);
+#   loss:       fold_in(loss, step), the negatives the loss samples;
+#   init:       the model's parameters;
+#   prototypes: CLOP's orthonormal prototypes.
+# The host-side NumPy draws take the seed itself: the labelled subset
+# (`data.labelled_mask(n, fraction, seed)`), the `max_examples` subsets (seed for
+# train, seed + 1 for test) and the linear probe (seed).
+KEY_STREAMS = {"data": 0, "loss": 1, "init": 2, "prototypes": 3}
+VIEW_STREAM = 1 << 20  # folded into the data key: views never reuse a permutation key
+
+
+def rng_key(seed: int, stream: str, index: Array | int | None = None) -> Array:
+    """The key of `stream` (a `KEY_STREAMS` name) of a run, folded with `index` if given."""
+    key = jax.random.fold_in(jax.random.key(seed), KEY_STREAMS[stream])
+    return key if index is None else jax.random.fold_in(key, index)
+
+
+def view_key(data_key: Array, step: Array | int) -> Array:
+    """The key of the views (or augmentation) of `step`, from the run's data key."""
+    return jax.random.fold_in(jax.random.fold_in(data_key, VIEW_STREAM), step)
+
+
+def itstime(step: int, every: int | None, total: int | None = None, *, window: int = 1) -> bool:
+    """Whether a period of `every` ends within the last `window` steps, or `step` is `total`.
+
+    The one test of "is it time to log / evaluate / checkpoint": `every` None or 0 is
+    never (except at `total`); `window` is the number of steps the last dispatch ran,
+    so a period that ends inside a multi-step dispatch is not missed. Works on any
+    counter (steps or epochs).
+    """
+    periodic = bool(every) and step % every < window
+    return periodic or (total is not None and step == total)
+
+
 # --------------------------------------------------------------------------- optimizer
-def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
-    """Builds the optax optimizer and learning-rate schedule from `config.optimizer`."""
+# name → factory(peak learning rate, total steps, warmup steps) → optax schedule.
+SCHEDULES: dict[str, Callable[[float, int, int], optax.Schedule]] = {
+    "constant": lambda lr, total, warmup: optax.constant_schedule(lr),
+    "cosine": lambda lr, total, warmup: optax.cosine_decay_schedule(lr, total),
+    "warmup_cosine": lambda lr, total, warmup: optax.warmup_cosine_decay_schedule(
+        0.0, lr, max(warmup, 1), max(total, warmup + 1)
+    ),
+}
+# name → factory(schedule, config.optimizer) → optax.GradientTransformation.
+OPTIMIZERS: dict[str, Callable[[optax.Schedule, Any], optax.GradientTransformation]] = {
+    "adam": lambda lr, oc: optax.adam(lr),
+    "adamw": lambda lr, oc: optax.adamw(lr, weight_decay=oc.weight_decay),
+    "sgd": lambda lr, oc: optax.chain(
+        optax.add_decayed_weights(oc.weight_decay), optax.sgd(lr, momentum=oc.momentum)
+    ),
+    "lars": lambda lr, oc: optax.lars(lr, weight_decay=oc.weight_decay, momentum=oc.momentum),
+}
+
+
+def _lookup(table: dict, field: str, name: str):
+    if name not in table:
+        raise ValueError(
+            f"config.{field}={name!r} is not one of {', '.join(map(repr, table))}; set "
+            f"--config.{field}=<one of these>."
+        )
+    return table[name]
+
+
+def create_learning_rate_fn(config: ml_collections.ConfigDict, steps_per_epoch: int):
+    """The learning-rate schedule of `config.optimizer` (a function of the step)."""
     oc = config.optimizer
     lr = oc.learning_rate
     if oc.scale_lr_by_batch:
         lr = lr * config.batch_size / 256.0
     total = max(config.num_epochs * steps_per_epoch, 1)
     warmup = int(oc.warmup_epochs * steps_per_epoch)
-    if oc.schedule == "constant":
-        schedule = optax.constant_schedule(lr)
-    elif oc.schedule == "cosine":
-        schedule = optax.cosine_decay_schedule(lr, total)
-    else:  # warmup_cosine
-        schedule = optax.warmup_cosine_decay_schedule(
-            0.0, lr, max(warmup, 1), max(total, warmup + 1)
-        )
-    if oc.name == "adam":
-        tx = optax.adam(schedule)
-    elif oc.name == "adamw":
-        tx = optax.adamw(schedule, weight_decay=oc.weight_decay)
-    elif oc.name == "sgd":
-        tx = optax.chain(
-            optax.add_decayed_weights(oc.weight_decay),
-            optax.sgd(schedule, momentum=oc.momentum),
-        )
-    else:  # lars
-        tx = optax.lars(schedule, weight_decay=oc.weight_decay, momentum=oc.momentum)
-    return tx, schedule
+    return _lookup(SCHEDULES, "optimizer.schedule", oc.schedule)(lr, total, warmup)
+
+
+def make_optimizer(
+    config: ml_collections.ConfigDict,
+    steps_per_epoch: int,
+    *,
+    learning_rate_fn: optax.Schedule | None = None,
+):
+    """The optax optimizer of `config.optimizer` and its schedule: (tx, schedule).
+
+    `learning_rate_fn` is the schedule to drive it with (default:
+    `create_learning_rate_fn(config, steps_per_epoch)`).
+    """
+    schedule = learning_rate_fn or create_learning_rate_fn(config, steps_per_epoch)
+    factory = _lookup(OPTIMIZERS, "optimizer.name", config.optimizer.name)
+    return factory(schedule, config.optimizer), schedule
 
 
 # --------------------------------------------------------------------------- objective
@@ -130,6 +201,8 @@ def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Calla
         "reduction": opt("reduction"),
         "grad_through_weights": opt("grad_through_weights"),
     }
+
+    baseline_kw = _baseline_kwargs(config)
 
     def beta_at(step):
         return hardening.beta_schedule(
@@ -199,21 +272,7 @@ def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Calla
                 aux.update({k: v for k, v in split_aux(out[1]).items() if k.startswith("hn_")})
         else:
             emb = f if name in ("vicreg", "barlow_twins") else z
-            kw = {
-                "vicreg": {
-                    "sim_weight": opt("vicreg_sim_weight"),
-                    "var_weight": opt("vicreg_var_weight"),
-                    "cov_weight": opt("vicreg_cov_weight"),
-                },
-                "barlow_twins": {"off_diagonal_weight": opt("barlow_off_diagonal_weight")},
-                "dclw": {"temperature": lc.temperature, "sigma": opt("sigma")},
-                "supcon": {
-                    "temperature": lc.temperature,
-                    "contrast_mode": opt("contrast_mode"),
-                    "num_views": 2 if config.positives == "views" else 1,
-                },
-            }.get(name, {"temperature": lc.temperature})
-            loss = baselines.baseline_loss(name, emb, labels, positive_ids, **kw)
+            loss = baselines.baseline_loss(name, emb, labels, positive_ids, **baseline_kw)
         aux["contrastive_loss"] = loss
         if clop_weight > 0:
             clop = baselines.clop_loss(z, visible_labels, prototypes, weight=clop_weight)
@@ -223,6 +282,26 @@ def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Calla
 
     objective.takes_step = schedule != "constant"
     return objective
+
+
+def _baseline_kwargs(config: ml_collections.ConfigDict) -> dict:
+    """The keyword options of `baselines.baseline_loss` for `config.loss.name`."""
+    lc = config.loss
+    opt = functools.partial(validation.loss_option, config)
+    return {
+        "vicreg": {
+            "sim_weight": opt("vicreg_sim_weight"),
+            "var_weight": opt("vicreg_var_weight"),
+            "cov_weight": opt("vicreg_cov_weight"),
+        },
+        "barlow_twins": {"off_diagonal_weight": opt("barlow_off_diagonal_weight")},
+        "dclw": {"temperature": lc.temperature, "sigma": opt("sigma")},
+        "supcon": {
+            "temperature": lc.temperature,
+            "contrast_mode": opt("contrast_mode"),
+            "num_views": 2 if config.positives == "views" else 1,
+        },
+    }.get(lc.name, {"temperature": lc.temperature})
 
 
 def theorem_bound(config: ml_collections.ConfigDict, num_classes: int) -> float | None:
@@ -268,10 +347,11 @@ def make_batch(
 ):
     """Selects the step's batch from the device-resident data and forms its positives.
 
-    `perm` is the epoch's permutation of the training set (`epoch_permutation`); the
-    trainer computes it once per epoch and passes it in, because drawing a permutation
-    of N = 60,000 inside every step costs as much as a small model's step. Without it
-    the permutation is drawn here (the same one).
+    `key` is the run's data key (`rng_key(seed, "data")`). `perm` is the epoch's
+    permutation of the training set (`epoch_permutation`); the trainer computes it once
+    per epoch and passes it in, because drawing a permutation of N = 60,000 inside
+    every step costs as much as a small model's step. Without it the permutation is
+    drawn here (the same one).
 
     Returns (x, labels, positive_ids, visible_labels); with views the batch holds the
     2B views `concat(view1, view2)` and `positive_ids = concat(arange(B), arange(B))`;
@@ -284,13 +364,13 @@ def make_batch(
     x = augment.preprocess(images[idx])
     y = labels[idx]
     vis = visible[idx]
-    view_key = jax.random.fold_in(jax.random.fold_in(key, 1 << 20), step)
+    vkey = view_key(key, step)
     if positives == "views":
-        x = augment.make_views(view_key, x, views, **view_kwargs)
+        x = augment.make_views(vkey, x, views, **view_kwargs)
         ids = jnp.tile(jnp.arange(batch_size), 2)
         return x, jnp.tile(y, 2), ids, jnp.tile(vis, 2)
     if augment_labelled:
-        x = augment.augment(view_key, x, views, **view_kwargs)
+        x = augment.augment(vkey, x, views, **view_kwargs)
     return x, y, y, vis
 
 
@@ -300,7 +380,7 @@ def _permutation(data_key: Array, epoch: Array | int, n: int) -> Array:
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> Array:
     """The order in which epoch `epoch` of a run with `seed` visits its n examples."""
-    return _permutation(jax.random.fold_in(jax.random.key(seed), 0), epoch, n)
+    return _permutation(rng_key(seed, "data"), epoch, n)
 
 
 def train_step(
@@ -320,9 +400,8 @@ def train_step(
 
     `perm` is the current epoch's `epoch_permutation` (None: drawn inside the step).
     """
-    base = jax.random.key(seed)
-    data_key = jax.random.fold_in(base, 0)
-    loss_key = jax.random.fold_in(jax.random.fold_in(base, 1), state.step)
+    data_key = rng_key(seed, "data")
+    loss_key = rng_key(seed, "loss", state.step)
     batch_kw = {} if perm is None else {"perm": perm}
     x, y, ids, vis = batch_fn(state.step, images, labels, visible, data_key, **batch_kw)
     if batch_sharding is not None:
@@ -420,11 +499,186 @@ def _steps_per_dispatch(config: ml_collections.ConfigDict, steps_per_epoch: int)
     return n
 
 
-# --------------------------------------------------------------------------- setup
-def _embed_dim(config, num_classes: int) -> int:
-    return num_classes - 1 if config.embed_dim in (-1, None) else int(config.embed_dim)
+# --------------------------------------------------------------------------- factories
+_embed_dim = validation.embed_dim  # the rule lives with the checks that enforce it
 
 
+def create_model(config: ml_collections.ConfigDict, num_classes: int):
+    """The flax encoder of `config.model` with the run's embedding dimension and dtype."""
+    return models.create_model(
+        config.model,
+        embed_dim=validation.embed_dim(config, num_classes),
+        dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32,
+        **dict(config.model_kwargs or {}),
+    )
+
+
+def create_train_state(
+    config,
+    model,
+    sample_x,
+    num_classes,
+    steps_per_epoch,
+    *,
+    tx: optax.GradientTransformation | None = None,
+) -> TrainState:
+    """Initialises parameters, optimizer and CLOP prototypes from the config's seed.
+
+    `tx` is the optimizer (default: `make_optimizer(config, steps_per_epoch)`).
+    """
+    variables = model.init(rng_key(config.seed, "init"), sample_x, train=False)
+    if tx is None:
+        tx, _ = make_optimizer(config, steps_per_epoch)
+    d = validation.embed_dim(config, num_classes)
+    if config.clop.weight > 0:
+        if config.clop.prototypes == "simplex":
+            protos = baselines.simplex_prototypes(num_classes, d)
+        else:
+            key = rng_key(config.seed, "prototypes")
+            protos = baselines.orthonormal_prototypes(key, num_classes, d)
+    else:
+        protos = jnp.zeros((1, d), jnp.float32)  # unused; Orbax cannot save empty arrays
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        tx=tx,
+        batch_stats=variables.get("batch_stats", {}),
+        prototypes=jnp.asarray(protos, jnp.float32),
+        nonfinite_step=jnp.asarray(-1, jnp.int32),
+    )
+
+
+def make_batch_fn(config: ml_collections.ConfigDict, *, batch_size: int, steps_per_epoch: int):
+    """`make_batch` with the config's positives and views bound (the step's `batch_fn`)."""
+    return functools.partial(
+        make_batch,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        positives=config.positives,
+        views=config.views,
+        view_kwargs=view_options(config),
+        augment_labelled=bool(config.get("augment", False)),
+    )
+
+
+def make_mesh(devices=None) -> Mesh:
+    """The one-axis mesh "data" over `devices` (default: every device of every host)."""
+    if devices is None:
+        return jax.make_mesh((jax.device_count(),), ("data",))
+    return Mesh(np.array(devices), ("data",))
+
+
+@dataclasses.dataclass
+class Built:
+    """What `build` wires from a config: everything a train step needs but the data.
+
+    Attributes:
+      model: the flax encoder (`create_model`).
+      learning_rate_fn: the schedule (`create_learning_rate_fn`), which drives `tx`.
+      tx: the optax optimizer (`make_optimizer`).
+      init_state: `init_state(sample_x)` → a fresh `TrainState` (`create_train_state`).
+      batch_fn: the step's batch function (`make_batch_fn` unless given).
+      step_fn: the jitted step (`make_step_fn`), `step_fn(state, images, labels,
+        visible[, perm])` → (state, metrics); made on first use, so the checks that
+        need only the model's shapes run before it exists.
+      steps_per_dispatch: the steps each `step_fn` call runs.
+      mesh, replicated, batch_sharding: the mesh and its shardings (None unsharded;
+        `batch_sharding` is None on one device).
+    """
+
+    model: Any
+    learning_rate_fn: optax.Schedule
+    tx: optax.GradientTransformation
+    init_state: Callable[[Array], TrainState]
+    batch_fn: Callable
+    steps_per_dispatch: int
+    mesh: Mesh | None
+    replicated: NamedSharding | None
+    batch_sharding: NamedSharding | None
+    make_step: Callable[[], Callable]
+
+    @functools.cached_property
+    def step_fn(self) -> Callable:
+        return self.make_step()
+
+
+def build(
+    config: ml_collections.ConfigDict,
+    num_classes: int,
+    *,
+    batch_size: int,
+    steps_per_epoch: int,
+    devices=None,
+    sharded: bool = True,
+    batch_fn: Callable | None = None,
+    objective: Callable | None = None,
+    steps_per_dispatch: int | None = None,
+) -> Built:
+    """Wires model, schedule, optimizer, state factory and jitted step from `config`.
+
+    Args:
+      config: the run's config (validated).
+      num_classes: C of the training set.
+      batch_size: the global batch actually used (after clamping to the data).
+      steps_per_epoch: steps of one epoch (sets the schedule's length).
+      devices: the devices of the mesh (default: all); `sharded=False` builds no mesh
+        and leaves placement to the caller (the benchmark's single device).
+      batch_fn: replaces `make_batch_fn(config, ...)` (e.g. a fixed batch).
+      objective: replaces the config's loss (`make_step_fn`).
+      steps_per_dispatch: steps per jitted call (default: the config's, reduced to a
+        divisor of the epoch).
+    """
+    mesh = make_mesh(devices) if sharded else None
+    replicated = NamedSharding(mesh, P()) if mesh is not None else None
+    batch_sharding = NamedSharding(mesh, P("data")) if mesh is not None and mesh.size > 1 else None
+    model = create_model(config, num_classes)
+    schedule = create_learning_rate_fn(config, steps_per_epoch)
+    tx, _ = make_optimizer(config, steps_per_epoch, learning_rate_fn=schedule)
+    if batch_fn is None:
+        batch_fn = make_batch_fn(config, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
+    if steps_per_dispatch is None:
+        steps_per_dispatch = _steps_per_dispatch(config, steps_per_epoch)
+    make_step = functools.partial(
+        make_step_fn,
+        config,
+        num_classes,
+        batch_fn=batch_fn,
+        batch_sharding=batch_sharding,
+        replicated=replicated,
+        steps_per_dispatch=steps_per_dispatch,
+        objective=objective,
+    )
+
+    def init_state(sample_x: Array) -> TrainState:
+        return create_train_state(config, model, sample_x, num_classes, steps_per_epoch, tx=tx)
+
+    return Built(
+        model=model,
+        learning_rate_fn=schedule,
+        tx=tx,
+        init_state=init_state,
+        batch_fn=batch_fn,
+        steps_per_dispatch=steps_per_dispatch,
+        mesh=mesh,
+        replicated=replicated,
+        batch_sharding=batch_sharding,
+        make_step=make_step,
+    )
+
+
+def put_replicated(tree: PyTree, sharding: NamedSharding) -> PyTree:
+    """Places every array leaf of `tree` on `sharding` from host values (every host alike)."""
+
+    def put(a):
+        if not hasattr(a, "shape"):
+            return a
+        a = np.asarray(a)
+        return jax.make_array_from_callback(a.shape, sharding, lambda i: a[i])
+
+    return jax.tree.map(put, tree)
+
+
+# --------------------------------------------------------------------------- data
 def _subset(ds: data.Dataset, max_examples: int | None, seed: int) -> data.Dataset:
     if not max_examples or max_examples >= len(ds.labels):
         return ds
@@ -447,34 +701,6 @@ def load_data(config: ml_collections.ConfigDict):
     test_ds = data.load_dataset(config.dataset, "test", **common, **kw)
     max_ex = config.dataset_kwargs.get("max_examples") if config.dataset_kwargs else None
     return _subset(train_ds, max_ex, config.seed), _subset(test_ds, max_ex, config.seed + 1)
-
-
-def create_train_state(config, model, sample_x, num_classes, steps_per_epoch) -> TrainState:
-    """Initialises parameters, optimizer and CLOP prototypes from the config's seed."""
-    base = jax.random.key(config.seed)
-    variables = model.init(jax.random.fold_in(base, 2), sample_x, train=False)
-    tx, _ = make_optimizer(config, steps_per_epoch)
-    d = _embed_dim(config, num_classes)
-    if config.clop.weight > 0:
-        if config.clop.prototypes == "simplex":
-            protos = baselines.simplex_prototypes(num_classes, d)
-        else:
-            protos = baselines.orthonormal_prototypes(jax.random.fold_in(base, 3), num_classes, d)
-    else:
-        protos = jnp.zeros((1, d), jnp.float32)  # unused; Orbax cannot save empty arrays
-    return TrainState.create(
-        apply_fn=model.apply,
-        params=variables["params"],
-        tx=tx,
-        batch_stats=variables.get("batch_stats", {}),
-        prototypes=jnp.asarray(protos, jnp.float32),
-        nonfinite_step=jnp.asarray(-1, jnp.int32),
-    )
-
-
-def _config_fingerprint(config: ml_collections.ConfigDict) -> dict:
-    """The fields that define a run (everything but run-length and logging knobs)."""
-    return validation.fingerprint_of(json.loads(config.to_json_best_effort()))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -540,6 +766,39 @@ class _Preempted(Exception):
     pass
 
 
+class _Signals:
+    """The signal (SIGTERM, SIGINT) received while `catch_signals` was active, if any."""
+
+    signal: int | None = None
+
+
+@contextlib.contextmanager
+def catch_signals(enabled: bool = True) -> Iterator[_Signals]:
+    """Records SIGTERM and Ctrl-C instead of dying, and restores the old handlers on exit.
+
+    The loop reads `.signal` after each dispatch and stops at a step it can checkpoint.
+    Off the main thread (some notebook runners) the handlers cannot be installed and
+    the signals keep their default action.
+    """
+    caught = _Signals()
+
+    def on_signal(signum, _frame):
+        caught.signal = signum
+
+    old: dict[int, Any] = {}
+    if enabled:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            try:
+                old[s] = signal.signal(s, on_signal)
+            except ValueError:  # not in the main thread
+                pass
+    try:
+        yield caught
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains and evaluates the model named by `config`; the library's one entry point.
 
@@ -573,21 +832,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         return _train_and_evaluate(config, locked)
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-    """`train_and_evaluate`'s body, run while holding the workdir's lock."""
-    t_start = time.perf_counter()  # the summary's wall time: data, compilation, training
+@dataclasses.dataclass
+class _Setup:
+    """A validated run and its data: what `_prepare` found before anything was written."""
+
+    workdir: str
+    ckpt_dir: str
+    num_devices: int
+    is_primary: bool
+    has_checkpoint: bool
+    fingerprint: dict
+    train_ds: data.Dataset
+    test_ds: data.Dataset
+    num_classes: int
+    batch_size: int
+    steps_per_epoch: int
+    total_steps: int
+    visible_labels: np.ndarray
+    labelled_mask: np.ndarray | None
+
+
+def _prepare(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
+    """Every check that can fail without the model, then the data; writes nothing.
+
+    The order: the workdir's layout, the config, the workdir's previous run, the data
+    (not prepared, corrupt files), the config against the data, a fresh start over
+    metrics whose checkpoints are gone.
+    """
     num_devices = jax.device_count()
-    # Every check that can fail runs before anything is written to the workdir or
-    # compiled: the config, the workdir's previous run, the data (not prepared, corrupt
-    # files), the config against the data, and the warm-start checkpoint's shapes.
     ckpt_dir = os.path.join(workdir, "checkpoints")
     # An odd workdir (a file named checkpoints, unreadable metrics) is an error before
     # any of it is read as "absent" and the run restarts over its outputs.
     workdir_lib.check_layout(workdir)
     has_checkpoint = _has_checkpoint(ckpt_dir)
     validation.validate_config(config, num_devices=num_devices, resuming=has_checkpoint)
-    is_primary = jax.process_index() == 0
-    fingerprint = _config_fingerprint(config)
+    fingerprint = validation.config_fingerprint(config)
     validation.check_workdir(
         workdir,
         fingerprint,
@@ -595,12 +874,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
         has_checkpoint=has_checkpoint,
         checkpoint_fingerprint=_checkpoint_fingerprint(ckpt_dir) if has_checkpoint else None,
     )
-
     train_ds, test_ds = load_data(config)
-    num_classes = train_ds.num_classes
     n_train = len(train_ds.labels)
     validation.validate_against_data(
-        config, num_classes, num_examples=n_train, num_devices=num_devices
+        config, train_ds.num_classes, num_examples=n_train, num_devices=num_devices
     )
     batch_size = min(config.batch_size, n_train)
     batch_size -= batch_size % num_devices
@@ -615,270 +892,302 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
     total_steps = config.num_epochs * steps_per_epoch
     if not has_checkpoint:
         _check_fresh_start(workdir, config, steps_per_epoch, total_steps)
-    embed_dim = _embed_dim(config, num_classes)
-
-    model = models.create_model(
-        config.model,
-        embed_dim=embed_dim,
-        dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32,
-        **dict(config.model_kwargs),
-    )
-    mesh = jax.make_mesh((num_devices,), ("data",))
-    replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P("data")) if num_devices > 1 else None
-
-    visible_labels = train_ds.labels.copy()
-    labelled_mask = None
+    visible_labels, labelled_mask = train_ds.labels.copy(), None
     if config.label_fraction < 1.0:
         labelled_mask = data.labelled_mask(n_train, config.label_fraction, config.seed)
         visible_labels = np.where(labelled_mask, visible_labels, -1).astype(np.int32)
+    return _Setup(
+        workdir=workdir,
+        ckpt_dir=ckpt_dir,
+        num_devices=num_devices,
+        is_primary=jax.process_index() == 0,
+        has_checkpoint=has_checkpoint,
+        fingerprint=fingerprint,
+        train_ds=train_ds,
+        test_ds=test_ds,
+        num_classes=train_ds.num_classes,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        visible_labels=visible_labels,
+        labelled_mask=labelled_mask,
+    )
 
-    def init_state():
-        sample_x = augment.preprocess(jnp.asarray(train_ds.images[:2]))
-        return create_train_state(config, model, sample_x, num_classes, steps_per_epoch)
 
-    abstract_state = jax.eval_shape(init_state)  # traced only: no compilation, no arrays
+def _check_model(config, setup: _Setup, built: Built):
+    """The checks that need the model's shapes (traced only: nothing compiled).
+
+    Returns the abstract state and the warm-start variables (None without `init_from`,
+    or when the run resumes and so ignores it).
+    """
+    sample_x = augment.preprocess(jnp.asarray(setup.train_ds.images[:2]))
+    abstract_state = jax.eval_shape(built.init_state, sample_x)
     validation.check_memory(
         config,
-        batch_size=batch_size,
-        input_shape=train_ds.images.shape[1:],
+        batch_size=setup.batch_size,
+        input_shape=setup.train_ds.images.shape[1:],
         num_params=sum(int(np.prod(p.shape)) for p in jax.tree.leaves(abstract_state.params)),
-        num_devices=num_devices,
+        num_devices=setup.num_devices,
     )
     warm = None
-    if config.init_from and not _has_checkpoint(ckpt_dir):
+    if config.init_from and not _has_checkpoint(setup.ckpt_dir):
         # Compares every leaf's shape with the checkpoint (naming the mismatched ones)
-        # before anything is written; a resumed run ignores init_from.
+        # before anything is written.
         warm = checkpointing.load_for_warm_start(
             config.init_from,
             {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats},
         )
+    return sample_x, abstract_state, warm
 
-    def put(a):
-        a = np.asarray(a)
-        return jax.make_array_from_callback(a.shape, replicated, lambda i: a[i])
 
-    images, labels, visible = put(train_ds.images), put(train_ds.labels), put(visible_labels)
-    os.makedirs(workdir, exist_ok=True)
-    ckpt = checkpointing.Checkpointer(ckpt_dir, max_to_keep=config.max_checkpoints)
-    restored = ckpt.restore_latest(abstract_state)
+@dataclasses.dataclass
+class _Loop:
+    """What the loop carries from step to step (and a checkpoint or the report reads)."""
+
+    state: TrainState
+    step: int
+    start_step: int
     # Losses of the dispatches of the current epoch so far; a checkpoint written in the
     # middle of an epoch (preemption) keeps them, so the resumed epoch mean is exact.
-    epoch_loss: list[Array] = []
+    epoch_loss: list
+    history: list = dataclasses.field(default_factory=list)
+    spectra: list = dataclasses.field(default_factory=list)
+    final_scalars: dict = dataclasses.field(default_factory=dict)
+    train_z: np.ndarray | None = None
+    t_last: float = 0.0
+    step_last: int = 0
+
+
+def _restore_or_init(config, setup: _Setup, built: Built, ckpt, sample_x, abstract, warm):
+    """The latest checkpoint's state, else a fresh one (warm-started if asked)."""
+    restored = ckpt.restore_latest(abstract)
+    epoch_loss: list = []
     if restored is not None:
-        state, meta, start_step = restored
-        logging.info("resuming from %s at step %d", ckpt_dir, start_step)
-        start_step = int(state.step)
+        state, meta, _ = restored
+        logging.info("resuming from %s at step %d", setup.ckpt_dir, int(state.step))
         epoch_loss = [jnp.asarray(v, jnp.float32) for v in meta.get("epoch_losses", [])]
     else:
-        start_step = 0
-        state = init_state()
+        state = built.init_state(sample_x)
         if warm is not None:
             state = state.replace(params=warm["params"], batch_stats=warm["batch_stats"])
             logging.info("warm start from %s (fresh optimizer, step 0)", config.init_from)
-    state = jax.device_put(state, replicated)
+    state = jax.device_put(state, built.replicated)
+    start = int(state.step)
+    return _Loop(state=state, step=start, start_step=start, epoch_loss=epoch_loss)
 
-    view_kwargs = view_options(config)
-    batch_fn = functools.partial(
-        make_batch,
-        batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch,
-        positives=config.positives,
-        views=config.views,
-        view_kwargs=view_kwargs,
-        augment_labelled=bool(config.get("augment", False)),
-    )
-    dispatch = _steps_per_dispatch(config, steps_per_epoch)
-    step_fn = make_step_fn(
+
+def _save(loop: _Loop, ckpt, setup: _Setup, force: bool = False) -> None:
+    meta = {
+        "epoch": loop.step // setup.steps_per_epoch,
+        "step": loop.step,
+        "config_fingerprint": setup.fingerprint,
+    }
+    if loop.epoch_loss:  # mid-epoch (preemption): the epoch's losses so far, exact floats
+        meta["epoch_losses"] = [float(v) for v in jax.device_get(loop.epoch_loss)]
+    ckpt.save(loop.step, loop.state, meta, force=force)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    """`train_and_evaluate`'s body, run while holding the workdir's lock."""
+    t_start = time.perf_counter()  # the summary's wall time: data, compilation, training
+    setup = _prepare(config, workdir)
+    built = build(
         config,
-        num_classes,
-        batch_fn=batch_fn,
-        batch_sharding=batch_sharding,
-        replicated=replicated,
-        steps_per_dispatch=dispatch,
+        setup.num_classes,
+        batch_size=setup.batch_size,
+        steps_per_epoch=setup.steps_per_epoch,
     )
-    features_fn = make_features_fn(model, config.normalization)
-    bound = theorem_bound(config, num_classes)
-
-    writer = reporting.MetricWriter(workdir, enabled=is_primary, resume_step=start_step)
-    if is_primary:
-        reporting.save_config(json.loads(config.to_json_best_effort()), workdir)
-        validation.save_fingerprint(workdir, _config_fingerprint(config))
-        reporting.log_config_tensorboard(workdir, config, start_step)
-    # W&B mirrors every write_scalars call below (validation checked it is importable).
-    wandb_log = reporting.WandbLogger(
-        workdir, config, enabled=is_primary and bool(config.get("wandb", False))
+    sample_x, abstract, warm = _check_model(config, setup, built)
+    data_arrays = tuple(
+        put_replicated(a, built.replicated)
+        for a in (setup.train_ds.images, setup.train_ds.labels, setup.visible_labels)
     )
-    _, schedule = make_optimizer(config, steps_per_epoch)
-
-    history: list[dict] = [r for r in reporting.read_metrics(workdir) if "nc/train/z/zero_sum" in r]
-    # Every evaluation's DC spectra (plotted together); those after the resumed step go.
-    spectra = reporting.read_spectra(workdir, max_step=start_step) if is_primary else []
-    # A finished run rerun on its workdir reports its last evaluation again.
-    final_scalars: dict[str, float] = dict(history[-1]) if history else {}
-    train_z = None
-
-    def save(step: int, force: bool = False):
-        meta = {"epoch": step // steps_per_epoch, "step": step, "config_fingerprint": fingerprint}
-        if epoch_loss:  # mid-epoch (preemption): the epoch's losses so far, exact floats
-            meta["epoch_losses"] = [float(v) for v in jax.device_get(epoch_loss)]
-        ckpt.save(step, state, meta, force=force)
-
-    preempted = {"signal": None}
-
-    def on_signal(signum, _frame):
-        preempted["signal"] = signum
-
-    old_handlers = {}
-    if is_primary:
-        for s in (signal.SIGTERM, signal.SIGINT):
-            try:
-                old_handlers[s] = signal.signal(s, on_signal)
-            except ValueError:  # not in the main thread (e.g. some notebook runners)
-                pass
-
-    permute = jax.jit(
-        functools.partial(epoch_permutation, config.seed, n=n_train), out_shardings=replicated
-    )
-    finished = start_step >= total_steps
-    if finished and is_primary:
-        print(
-            f"{workdir}: already finished at step {start_step}/{total_steps}; its last "
-            "evaluation follows (another workdir or a larger num_epochs trains again).",
-            flush=True,
+    primary = setup.is_primary
+    os.makedirs(workdir, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        ckpt = stack.enter_context(
+            checkpointing.Checkpointer(setup.ckpt_dir, max_to_keep=config.max_checkpoints)
         )
-    bar = reporting.ProgressBar(
-        total_steps, initial=start_step, enabled=is_primary and not finished
-    )
-    step = start_step
-    perm, perm_epoch = None, None
-    t_last, step_last = time.perf_counter(), step
-    t_loop = t_last
-    try:
-        while step < total_steps:
-            if perm_epoch != step // steps_per_epoch:
-                perm_epoch = step // steps_per_epoch
-                perm = permute(perm_epoch)
-            state, metrics = step_fn(state, images, labels, visible, perm)
-            step += dispatch
-            epoch_loss.append(metrics["loss"])
-            end_of_epoch = step % steps_per_epoch == 0
-            crossed_log = step % config.log_every_steps < dispatch
-            if crossed_log or end_of_epoch or step == total_steps:
-                _check_finite(state, ckpt, ckpt_dir)
-                now = time.perf_counter()
-                sps = (step - step_last) / max(now - t_last, 1e-9)
-                t_last, step_last = now, step
-                scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
-                scalars["train/steps_per_sec"] = sps
-                scalars["train/learning_rate"] = float(schedule(step - 1))
-                writer.write_scalars(step, scalars)
-                wandb_log.log(step, scalars)
-                bar.update(step, scalars["train/loss"], sps)
-            if end_of_epoch:
-                epoch = step // steps_per_epoch
-                last = step == total_steps
-                mean_loss = float(jnp.mean(jnp.stack(epoch_loss)))
-                epoch_loss = []
-                periodic_eval = config.eval_every_epochs and epoch % config.eval_every_epochs == 0
-                if periodic_eval or last:
-                    probe = config.linear_probe == "periodic" or (
-                        last and config.linear_probe == "end"
-                    )
-                    scalars, eval_spectra, train_z = run_evaluation(
-                        config,
-                        state,
-                        features_fn,
-                        train_ds,
-                        test_ds,
-                        num_classes,
-                        probe=probe,
-                        labelled=labelled_mask,
-                    )
-                    scalars["train/epoch_loss"] = mean_loss
-                    scalars["epoch"] = epoch
-                    if bound is not None:
-                        scalars["train/theorem_bound"] = bound
-                        scalars["train/loss_gap"] = mean_loss - bound
-                    writer.write_scalars(step, scalars)
-                    wandb_log.log(step, scalars)
-                    if is_primary:
-                        spectra.append({"step": step, "epoch": epoch, "spectra": eval_spectra})
-                        reporting.write_spectra(workdir, spectra)
-                    history.append({"step": step, **scalars})
-                    final_scalars = scalars
-                periodic_ckpt = (
-                    config.checkpoint_every_epochs and epoch % config.checkpoint_every_epochs == 0
-                )
-                if periodic_ckpt or last:
-                    save(step, force=True)
-            if preempted["signal"] is not None and step < total_steps:
-                raise _Preempted()
-    except (_Preempted, KeyboardInterrupt):
+        loop = _restore_or_init(config, setup, built, ckpt, sample_x, abstract, warm)
+        writer = stack.enter_context(
+            reporting.MetricWriter(workdir, enabled=primary, resume_step=loop.start_step)
+        )
+        if primary:
+            validation.save_config_record(workdir, config)
+            reporting.log_config_tensorboard(workdir, config, loop.start_step)
+        # W&B mirrors every write_scalars call (validation checked it is importable).
+        wandb_log = reporting.WandbLogger(
+            workdir, config, enabled=primary and bool(config.get("wandb", False))
+        )
+        stack.callback(wandb_log.finish)
+        loop.history = [
+            r for r in reporting.read_metrics(workdir) if reporting.is_evaluation_row(r)
+        ]
+        # Every evaluation's DC spectra (plotted together); those after the resumed step go.
+        loop.spectra = reporting.read_spectra(workdir, max_step=loop.start_step) if primary else []
+        # A finished run rerun on its workdir reports its last evaluation again.
+        loop.final_scalars = dict(loop.history[-1]) if loop.history else {}
+        finished = loop.start_step >= setup.total_steps
+        if finished and primary:
+            print(
+                f"{workdir}: already finished at step {loop.start_step}/{setup.total_steps}; "
+                "its last evaluation follows (another workdir or a larger num_epochs trains "
+                "again).",
+                flush=True,
+            )
+        bar = reporting.ProgressBar(
+            setup.total_steps, initial=loop.start_step, enabled=primary and not finished
+        )
+        stack.callback(bar.close)
+        caught = stack.enter_context(catch_signals(enabled=primary))
+        io = _LoopIO(ckpt=ckpt, writer=writer, wandb=wandb_log, bar=bar)
+        t_loop = time.perf_counter()
         try:
+            _run_loop(config, setup, built, data_arrays, loop, io, caught)
+        except (_Preempted, KeyboardInterrupt):
             # Never checkpoint a state that went past a skipped non-finite step.
-            _check_finite(state, ckpt, ckpt_dir)
-            if ckpt.latest_step() != step:
-                save(step, force=True)
+            _check_finite(loop.state, ckpt, setup.ckpt_dir)
+            if ckpt.latest_step() != loop.step:
+                _save(loop, ckpt, setup, force=True)
             ckpt.wait_until_finished()
-        finally:
-            writer.close()
-            wandb_log.finish()
-            bar.close()
-        msg = (
-            f"interrupted at step {step}/{total_steps}: checkpoint saved in "
-            f"{ckpt.step_path(step)}. Resume with the same command (same --workdir={workdir})."
-        )
-        print(msg, flush=True)  # once: stdout (a logging copy printed it twice)
-        # The shell's convention for "killed by signal N": 130 for Ctrl-C, 143 for SIGTERM.
-        raise SystemExit(128 + (preempted["signal"] or signal.SIGINT)) from None
-    except (FloatingPointError, checkpointing.CheckpointDiskFullError):
-        writer.close()
-        wandb_log.finish()
+            where = ckpt.step_path(loop.step)
+            stack.close()  # every resource closed before the message, as on any exit
+            print(
+                f"interrupted at step {loop.step}/{setup.total_steps}: checkpoint saved in "
+                f"{where}. Resume with the same command (same --workdir={workdir}).",
+                flush=True,  # once: stdout (a logging copy printed it twice)
+            )
+            # The shell's convention for "killed by signal N": 130 for Ctrl-C, 143 for SIGTERM.
+            raise SystemExit(128 + (caught.signal or signal.SIGINT)) from None
+        ckpt.wait_until_finished()
         bar.close()
-        ckpt.close()
-        raise
-    finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
+        _report(config, setup, loop, wandb_log, t_start=t_start, t_loop=t_loop)
+    return loop.state
 
-    ckpt.wait_until_finished()
-    bar.close()
+
+@dataclasses.dataclass(frozen=True)
+class _LoopIO:
+    ckpt: Any
+    writer: reporting.MetricWriter
+    wandb: reporting.WandbLogger
+    bar: reporting.ProgressBar
+
+
+def _run_loop(config, setup: _Setup, built: Built, data_arrays, loop: _Loop, io, caught):
+    """Dispatches steps to the end of the run; logs, evaluates and checkpoints on time.
+
+    Raises `_Preempted` when a signal arrived (at the step reached), FloatingPointError
+    at the first non-finite log.
+    """
+    spe, total, dispatch = setup.steps_per_epoch, setup.total_steps, built.steps_per_dispatch
+    permute = jax.jit(
+        functools.partial(epoch_permutation, config.seed, n=len(setup.train_ds.labels)),
+        out_shardings=built.replicated,
+    )
+    features_fn = make_features_fn(built.model, config.normalization)
+    perm, perm_epoch = None, None
+    loop.t_last, loop.step_last = time.perf_counter(), loop.step
+    while loop.step < total:
+        if perm_epoch != loop.step // spe:
+            perm_epoch = loop.step // spe
+            perm = permute(perm_epoch)
+        loop.state, metrics = built.step_fn(loop.state, *data_arrays, perm)
+        loop.step += dispatch
+        loop.epoch_loss.append(metrics["loss"])
+        end_of_epoch = itstime(loop.step, spe)
+        if end_of_epoch or itstime(loop.step, config.log_every_steps, total, window=dispatch):
+            _log_train(loop, metrics, io, setup, built)
+        if end_of_epoch:
+            _end_epoch(config, setup, loop, io, features_fn)
+        if caught.signal is not None and loop.step < total:
+            raise _Preempted()
+
+
+def _log_train(loop: _Loop, metrics, io: _LoopIO, setup: _Setup, built: Built) -> None:
+    """The train/* row of the last dispatch (stops the run first if it went non-finite)."""
+    _check_finite(loop.state, io.ckpt, setup.ckpt_dir)
+    now = time.perf_counter()
+    sps = (loop.step - loop.step_last) / max(now - loop.t_last, 1e-9)
+    loop.t_last, loop.step_last = now, loop.step
+    scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+    scalars["train/steps_per_sec"] = sps
+    scalars["train/learning_rate"] = float(built.learning_rate_fn(loop.step - 1))
+    io.writer.write_scalars(loop.step, scalars)
+    io.wandb.log(loop.step, scalars)
+    io.bar.update(loop.step, scalars["train/loss"], sps)
+
+
+def _end_epoch(config, setup: _Setup, loop: _Loop, io: _LoopIO, features_fn) -> None:
+    """The epoch's mean loss; an evaluation and a checkpoint when their period ends."""
+    epoch = loop.step // setup.steps_per_epoch
+    last = loop.step == setup.total_steps
+    mean_loss = float(jnp.mean(jnp.stack(loop.epoch_loss)))
+    loop.epoch_loss = []
+    if itstime(epoch, config.eval_every_epochs, config.num_epochs):
+        probe = config.linear_probe == "periodic" or (last and config.linear_probe == "end")
+        scalars, eval_spectra, loop.train_z = run_evaluation(
+            config,
+            loop.state,
+            features_fn,
+            setup.train_ds,
+            setup.test_ds,
+            setup.num_classes,
+            probe=probe,
+            labelled=setup.labelled_mask,
+        )
+        scalars["train/epoch_loss"] = mean_loss
+        scalars["epoch"] = epoch
+        bound = theorem_bound(config, setup.num_classes)
+        if bound is not None:
+            scalars["train/theorem_bound"] = bound
+            scalars["train/loss_gap"] = mean_loss - bound
+        io.writer.write_scalars(loop.step, scalars)
+        io.wandb.log(loop.step, scalars)
+        if setup.is_primary:
+            loop.spectra.append({"step": loop.step, "epoch": epoch, "spectra": eval_spectra})
+            reporting.write_spectra(setup.workdir, loop.spectra)
+        loop.history.append({"step": loop.step, **scalars})
+        loop.final_scalars = scalars
+    if itstime(epoch, config.checkpoint_every_epochs, config.num_epochs):
+        _save(loop, io.ckpt, setup, force=True)
+
+
+def _report(config, setup: _Setup, loop: _Loop, wandb_log, *, t_start: float, t_loop: float):
+    """Plots, `summary.txt` (also printed), TensorBoard's results and W&B's summary."""
+    if not setup.is_primary:
+        return
+    workdir = setup.workdir
     t_end = time.perf_counter()
+    embed_dim = validation.embed_dim(config, setup.num_classes)
     plot_paths: list[str] = []
-    if is_primary and config.plots and history:
+    if config.plots and loop.history:
+        small = embed_dim <= 3
         plot_paths = reporting.plot_all(
             workdir,
             history=reporting.read_metrics(workdir),  # every logged step, not only evaluations
-            spectra=spectra,
-            embeddings=train_z if embed_dim <= 3 else None,
-            labels=train_ds.labels if embed_dim <= 3 else None,
+            spectra=loop.spectra,
+            embeddings=loop.train_z if small else None,
+            labels=setup.train_ds.labels if small else None,
             title=reporting.run_title(config, workdir),
-            steps_per_epoch=steps_per_epoch,
+            steps_per_epoch=setup.steps_per_epoch,
         )
-    if is_primary:
-        trained = step - start_step
-        text = reporting.summary_text(
-            final_scalars,
-            workdir,
-            config=config,
-            step=step,
-            total_steps=total_steps,
-            steps_trained=trained,
-            wall_time_s=t_end - t_start,
-            steps_per_sec=trained / max(t_end - t_loop, 1e-9) if trained else None,
-        )
-        with open(os.path.join(workdir, "summary.txt"), "w") as fh:
-            fh.write(text + "\n")
-        print(text, flush=True)
-        reporting.log_results_tensorboard(
-            workdir, config, final_scalars, plot_paths, step, summary=text
-        )
-        wandb_log.log_images(step, plot_paths)
-        wandb_log.finish(summary=final_scalars)
-    writer.close()
-    ckpt.close()
-    return state
+    trained = loop.step - loop.start_step
+    text = reporting.write_summary(
+        workdir,
+        loop.final_scalars,
+        config=config,
+        step=loop.step,
+        total_steps=setup.total_steps,
+        steps_trained=trained,
+        wall_time_s=t_end - t_start,
+        steps_per_sec=trained / max(t_end - t_loop, 1e-9) if trained else None,
+    )
+    print(text, flush=True)
+    reporting.log_results_tensorboard(
+        workdir, config, loop.final_scalars, plot_paths, loop.step, summary=text
+    )
+    wandb_log.log_images(loop.step, plot_paths)
+    wandb_log.finish(summary=loop.final_scalars)
 
 
 def _has_checkpoint(ckpt_dir: str) -> bool:

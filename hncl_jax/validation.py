@@ -37,25 +37,22 @@ from hncl_jax import baselines, data, geometry, hardening, losses, models
 from hncl_jax.data import augment
 
 LOSS_NAMES = (*losses.SETTINGS, "simclr_form", *baselines.BASELINES)
-OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
 POSITIVES = ("labels", "views")
 VIEWS = augment.VIEW_KINDS
 DTYPES = ("float32", "bfloat16")
 PROBE_MODES = ("end", "periodic", "off")
 PROTOTYPES = ("orthonormal", "simplex")
-UNSUPERVISED_LOSSES = (
-    "ucl",
-    "hucl",
-    "simclr_form",
-    "nt_xent",
-    "dcl",
-    "dclw",
-    "vicreg",
-    "barlow_twins",
+# The losses that read no label: decided by the losses themselves (the HN settings
+# that take labels, the baselines that take labels); simclr_form reads labels only
+# with `supervised_negatives`.
+UNSUPERVISED_LOSSES = tuple(
+    name
+    for name in LOSS_NAMES
+    if name not in losses._SUPERVISED and name not in baselines._LABEL_LOSSES
 )
-# Data sets whose examples are vectors, not images (no SimCLR crops, no resizing).
-VECTOR_DATASETS = ("hn_synthetic", "clop_synthetic")
+# Data sets whose examples are vectors, not images (no SimCLR crops, no resizing):
+# `data`'s own list, which `load_dataset` also refuses to resize.
+VECTOR_DATASETS = data._VECTOR_SETS
 # `dataset_kwargs` keys the trainer consumes itself (the rest go to `load_dataset`).
 TRAINER_DATASET_KWARGS = ("max_examples",)
 # NumPy's legacy and scikit-learn's seeds are uint32; the test split is drawn with seed + 1.
@@ -64,8 +61,12 @@ MAX_SEED = 2**32 - 2
 BOOL_FIELDS = ("plots", "allow_config_change", "loss.exclude_anchor", "optimizer.scale_lr_by_batch")
 # Steps are int32 in the train state and in optax's schedules.
 MAX_STEPS = 2**31 - 1
+# The one record of a workdir's config: the full config of its last run (written by
+# `save_config_record`), whose fields but `RESUMABLE_FIELDS` define the run.
+CONFIG_FILE = "config.json"  # reporting.CONFIG_FILE
+# The record older runs wrote besides config.json: still read (and checked) where
+# present, removed when the config record is next written.
 FINGERPRINT_FILE = "run_fingerprint.json"
-CONFIG_FILE = "config.json"  # reporting.CONFIG_FILE, the full config of the last run
 # Fields a resumed run may change: run length, logging, evaluation and storage knobs.
 RESUMABLE_FIELDS = frozenset(
     {
@@ -543,9 +544,13 @@ def _validate_outputs(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
+    # The names are those the trainer's factories dispatch on (imported on use: the
+    # trainer is a floor above and imports this module).
+    from hncl_jax import train
+
     oc = config.optimizer
-    _choice("optimizer.name", oc.name, OPTIMIZERS)
-    _choice("optimizer.schedule", oc.schedule, SCHEDULES)
+    _choice("optimizer.name", oc.name, tuple(train.OPTIMIZERS))
+    _choice("optimizer.schedule", oc.schedule, tuple(train.SCHEDULES))
     _positive("optimizer.learning_rate", oc.learning_rate)
     _positive("optimizer.weight_decay", oc.weight_decay, strict=False)
     _positive("optimizer.warmup_epochs", oc.warmup_epochs, strict=False)
@@ -600,7 +605,7 @@ def validate_against_data(
     if num_examples is not None:
         _check_against_size(config, num_examples, num_devices)
     auto = config.embed_dim in (-1, None)
-    d = num_classes - 1 if auto else int(config.embed_dim)
+    d = embed_dim(config, num_classes)
     shown = f"config.embed_dim={config.embed_dim}" + (f" (C - 1 = {d})" if auto else "")
     if config.clop.weight > 0:
         # Orthonormal prototypes need C orthonormal vectors; a simplex ETF fits in C - 1.
@@ -620,9 +625,19 @@ def validate_against_data(
         )
 
 
+def embed_dim(config: ml_collections.ConfigDict, num_classes: int) -> int:
+    """The embedding dimension d of a run: `config.embed_dim`, or C − 1 when it is -1/None."""
+    return num_classes - 1 if config.embed_dim in (-1, None) else int(config.embed_dim)
+
+
 def fingerprint_of(config_dict: dict) -> dict:
     """The fields of a config (as a JSON dict) that define a run: all but `RESUMABLE_FIELDS`."""
     return {k: v for k, v in config_dict.items() if k not in RESUMABLE_FIELDS}
+
+
+def config_fingerprint(config: ml_collections.ConfigDict) -> dict:
+    """The fields of `config` that define a run (everything but `RESUMABLE_FIELDS`)."""
+    return fingerprint_of(json.loads(config.to_json_best_effort()))
 
 
 def _check_against_size(config: ml_collections.ConfigDict, n: int, num_devices: int) -> None:
@@ -798,54 +813,42 @@ def check_workdir(
 ) -> None:
     """Refuses a workdir that holds a run of a different config (unless allowed).
 
-    The run's config is recorded in `run_fingerprint.json` and in every checkpoint's
-    metadata (`checkpoint_fingerprint`); `config.json` serves when both are missing
-    (older runs). Every record found must match. A workdir holding a checkpoint but no
+    The run's config is recorded in `config.json` (`save_config_record`) and in every
+    checkpoint's metadata (`checkpoint_fingerprint`); an older workdir's
+    `run_fingerprint.json` is read too. Every record found must match, so deleting one
+    file does not let a changed config through. A workdir holding a checkpoint but no
     record at all is refused too: nothing could tell whether its config is this one.
     Reads only: a missing workdir passes.
 
     Args:
       workdir: the run directory.
-      fingerprint: the fields that define the run (`train._config_fingerprint`).
+      fingerprint: the fields that define the run (`config_fingerprint`).
       allow_change: log a warning instead of raising (`config.allow_config_change`).
       has_checkpoint: the workdir holds a finalized checkpoint.
       checkpoint_fingerprint: the fingerprint saved with its latest checkpoint, if any.
 
     Raises:
-      ConfigError: the workdir is a file, its fingerprint is unreadable, it records a
-        different config (the message lists every differing field), or it holds a
-        checkpoint without any record of its config.
+      ConfigError: the workdir is a file, a record is unreadable, a record holds a
+        different config (the message lists every differing field), or the workdir
+        holds a checkpoint without any record of its config.
     """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"workdir {workdir} is a file, not a folder; pass another --workdir.")
-    records: list[tuple[str, dict]] = []
-    path = os.path.join(workdir, FINGERPRINT_FILE)
-    if os.path.exists(path):
-        try:
-            with open(path) as fh:
-                records.append((path, json.load(fh)))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(
-                f"{path} (the config of the run in workdir {workdir}) cannot be read ({e}); "
-                "restore it, use a new --workdir, or delete the file to continue this run "
-                "with the current config."
-            ) from e
+    records = [
+        (path, record)
+        for path, record in (
+            (os.path.join(workdir, CONFIG_FILE), _read_record(workdir, CONFIG_FILE)),
+            (os.path.join(workdir, FINGERPRINT_FILE), _read_record(workdir, FINGERPRINT_FILE)),
+        )
+        if record is not None
+    ]
     if checkpoint_fingerprint is not None:
         records.append(("its latest checkpoint", checkpoint_fingerprint))
-    config_path = os.path.join(workdir, CONFIG_FILE)
-    if not records and has_checkpoint and os.path.exists(config_path):
-        try:
-            with open(config_path) as fh:
-                records.append((config_path, fingerprint_of(json.load(fh))))
-        except (OSError, json.JSONDecodeError, AttributeError) as e:
-            logging.warning(
-                "%s cannot be read (%s); not used as the config record.", config_path, e
-            )
     if not records and has_checkpoint:
         msg = (
             f"workdir {workdir} holds checkpoints but no record of their config "
-            f"({FINGERPRINT_FILE}, {CONFIG_FILE} and the checkpoints' own record are all "
-            "missing), so a changed config cannot be ruled out. Use a new --workdir, or pass "
+            f"({CONFIG_FILE} and the checkpoints' own record are both missing), so a "
+            "changed config cannot be ruled out. Use a new --workdir, or pass "
             "--config.allow_config_change=True to continue it with the current config."
         )
         if not allow_change:
@@ -854,6 +857,25 @@ def check_workdir(
         return
     for where, old in records:
         _compare_fingerprints(workdir, where, old, fingerprint, allow_change)
+
+
+def _read_record(workdir: str, name: str) -> dict | None:
+    """The run-defining fields recorded in `<workdir>/<name>` (None: no such file)."""
+    path = os.path.join(workdir, name)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, not an object")
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"{path} (the config of the run in workdir {workdir}) cannot be read ({e}); "
+            "restore it, use a new --workdir, or delete the file to continue this run "
+            "with the current config."
+        ) from e
+    return fingerprint_of(record) if name == CONFIG_FILE else record
 
 
 def _compare_fingerprints(
@@ -869,7 +891,8 @@ def _compare_fingerprints(
         for k in set(old) | set(new)
         if old.get(k, "<unset>") != new.get(k, "<unset>")
     )
-    source = "" if where.endswith(FINGERPRINT_FILE) else f", recorded in {where}"
+    own_file = where.endswith((CONFIG_FILE, FINGERPRINT_FILE))
+    source = "" if own_file else f", recorded in {where}"
     msg = (
         f"workdir {workdir} holds a run of a different config ({'; '.join(diffs)}{source}). "
         "Use a new --workdir, or pass --config.allow_config_change=True to continue it anyway."
@@ -889,12 +912,31 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def save_config_record(workdir: str, config: ml_collections.ConfigDict) -> str:
+    """Writes the workdir's one config record, `config.json` (atomically); returns its path.
+
+    An older workdir's `run_fingerprint.json` is removed once the new record is in
+    place, so the two cannot disagree after a change allowed by
+    `config.allow_config_change`.
+    """
+    from hncl_jax import reporting
+
+    path = reporting.save_config(json.loads(config.to_json_best_effort()), workdir)
+    legacy = os.path.join(workdir, FINGERPRINT_FILE)
+    if os.path.exists(legacy):
+        os.remove(legacy)
+    return path
+
+
 def save_fingerprint(workdir: str, fingerprint: dict) -> None:
-    """Records the config fields that define the run (written atomically).
+    """Writes an older workdir's `run_fingerprint.json` (still read by `check_workdir`).
+
+    Runs record their config with `save_config_record`; this writes the record older
+    runs left, for tools and tests that recreate such a workdir.
 
     Args:
       workdir: the run directory (must exist).
-      fingerprint: JSON-serializable dict (`train._config_fingerprint`).
+      fingerprint: JSON-serializable dict (`config_fingerprint`).
     """
     path = os.path.join(workdir, FINGERPRINT_FILE)
     tmp = path + ".tmp"

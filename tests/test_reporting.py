@@ -180,3 +180,28 @@ def test_plot_all_and_summary(tmp_path):
     assert "[eval/test]" in text and "0.98765" in text and "0.0015" in text
     assert "plots/nc_metrics.png" in text and "metrics.jsonl" in text
     assert isinstance(text, str) and not text.endswith("\n")
+
+
+def test_evaluation_rows_are_told_apart_from_train_rows(tmp_path):
+    rows = [
+        {"step": 5, "train/loss": 1.0},
+        {"step": 10, "train/loss": 0.9},
+        {"step": 10, "epoch": 1, "eval/test/z/ncm_acc": 0.5, "nc/train/z/zero_sum": 0.2},
+        {"step": 15, "train/loss": 0.8},
+    ]
+    assert [reporting.is_evaluation_row(r) for r in rows] == [False, False, True, False]
+    assert reporting.last_evaluation(rows) == rows[2]
+    assert reporting.last_evaluation(rows[:2]) == {}
+    last = reporting.last_evaluation(rows)
+    last["epoch"] = 99  # a copy: the rows are not changed
+    assert rows[2]["epoch"] == 1
+
+
+def test_write_summary_writes_and_returns_the_text(tmp_path):
+    text = reporting.write_summary(tmp_path, {"eval/test/z/ncm_acc": 0.75}, step=4, total_steps=4)
+    assert text == reporting.summary_text(
+        {"eval/test/z/ncm_acc": 0.75}, tmp_path, step=4, total_steps=4
+    )
+    assert (tmp_path / reporting.SUMMARY_FILE).read_text() == text + "\n"
+    assert "0.75" in text
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())

@@ -214,3 +214,121 @@ def test_epoch_permutation_passed_in_gives_the_same_batches():
         given = batch_fn(jnp.asarray(step), images, labels, labels, data_key, perm=perm)
         for a, b in zip(drawn, given, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- factories
+def test_key_streams_keep_their_values():
+    """The key table reproduces the keys the trainer has always folded from the seed."""
+    seed = 7
+    base = jax.random.key(seed)
+    same = functools.partial(np.testing.assert_array_equal)
+    for name, index in (("data", 0), ("loss", 1), ("init", 2), ("prototypes", 3)):
+        expected = jax.random.fold_in(base, index)
+        same(jax.random.key_data(train.rng_key(seed, name)), jax.random.key_data(expected))
+    step_key = jax.random.fold_in(jax.random.fold_in(base, 1), 11)
+    same(jax.random.key_data(train.rng_key(seed, "loss", 11)), jax.random.key_data(step_key))
+    data_key = jax.random.fold_in(base, 0)
+    views = jax.random.fold_in(jax.random.fold_in(data_key, 1 << 20), 5)
+    same(jax.random.key_data(train.view_key(data_key, 5)), jax.random.key_data(views))
+
+
+def test_itstime_fires_at_periods_within_a_dispatch_and_at_the_end():
+    assert [s for s in range(1, 11) if train.itstime(s, 4)] == [4, 8]
+    assert train.itstime(10, 4, total=10) and not train.itstime(9, 4, total=10)
+    assert not train.itstime(3, 0) and not train.itstime(3, None) and train.itstime(3, 0, 3)
+    # Dispatches of 3 steps reach 3, 6, 9, 12: the period of 4 ends inside 3→6 and 6→9.
+    assert [s for s in (3, 6, 9, 12) if train.itstime(s, 4, window=3)] == [6, 9, 12]
+
+
+@pytest.mark.parametrize("name", sorted(train.OPTIMIZERS))
+@pytest.mark.parametrize("schedule", sorted(train.SCHEDULES))
+def test_the_optimizer_is_driven_by_the_one_schedule(name, schedule):
+    c = tiny_synthetic(**{"optimizer.name": name, "optimizer.schedule": schedule})
+    c.optimizer.warmup_epochs = 1
+    lr_fn = train.create_learning_rate_fn(c, steps_per_epoch=5)
+    tx, same = train.make_optimizer(c, 5, learning_rate_fn=lr_fn)
+    assert same is lr_fn
+    _, default = train.make_optimizer(c, 5)
+    for step in (0, 3, 7, 19):
+        assert float(default(step)) == float(lr_fn(step))
+    params = {"w": jnp.ones(3)}
+    updates, _ = tx.update({"w": jnp.ones(3)}, tx.init(params), params)
+    assert np.all(np.isfinite(np.asarray(updates["w"])))
+
+
+def test_unknown_optimizer_or_schedule_raises_naming_the_choices():
+    c = tiny_synthetic(**{"optimizer.name": "adagrad"})
+    with pytest.raises(ValueError, match="config.optimizer.name='adagrad'.*'lars'"):
+        train.make_optimizer(c, 5)
+    c = tiny_synthetic(**{"optimizer.schedule": "step"})
+    with pytest.raises(ValueError, match="config.optimizer.schedule='step'"):
+        train.create_learning_rate_fn(c, 5)
+
+
+def test_build_wires_the_trainers_step(tmp_path):
+    c = tiny_synthetic()
+    train_ds, _ = train.load_data(c)
+    spe = len(train_ds.labels) // c.batch_size
+    built = train.build(c, train_ds.num_classes, batch_size=c.batch_size, steps_per_epoch=spe)
+    assert built.mesh.shape == {"data": jax.device_count()}
+    state = built.init_state(jnp.asarray(train_ds.images[:2], jnp.float32))
+    expected = train.create_train_state(
+        c,
+        train.create_model(c, train_ds.num_classes),
+        jnp.asarray(train_ds.images[:2], jnp.float32),
+        train_ds.num_classes,
+        spe,
+    )
+    assert_trees_equal(params_of(state), params_of(expected))
+    arrays = [train.put_replicated(a, built.replicated) for a in (train_ds.images, train_ds.labels)]
+    state = jax.device_put(state, built.replicated)
+    state, metrics = built.step_fn(state, arrays[0], arrays[1], arrays[1])
+    assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
+
+
+def test_catch_signals_records_and_restores_the_handlers():
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with train.catch_signals() as caught:
+        assert caught.signal is None
+        signal.raise_signal(signal.SIGTERM)
+        assert caught.signal == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
+    with train.catch_signals(enabled=False) as caught:
+        assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_error_in_the_evaluation_closes_every_resource(tmp_path, monkeypatch):
+    """Every exit path closes the writer, the checkpointer, the bar and the handlers."""
+    import signal
+
+    closed = []
+    for cls, name in (
+        (reporting.MetricWriter, "close"),
+        (checkpointing.Checkpointer, "close"),
+        (reporting.ProgressBar, "close"),
+        (reporting.WandbLogger, "finish"),
+    ):
+        original = getattr(cls, name)
+
+        def spy(self, *a, _original=original, _name=f"{cls.__name__}.{name}", **kw):
+            closed.append(_name)
+            return _original(self, *a, **kw)
+
+        monkeypatch.setattr(cls, name, spy)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(train, "run_evaluation", broken)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        train.train_and_evaluate(tiny_synthetic(), str(tmp_path))
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert {
+        "MetricWriter.close",
+        "Checkpointer.close",
+        "ProgressBar.close",
+        "WandbLogger.finish",
+    } <= set(closed)

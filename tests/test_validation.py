@@ -9,6 +9,7 @@ warning, the shipped configs) call `hncl_jax.validation` directly.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -20,7 +21,10 @@ from configs import cifar10 as cifar10_config
 from configs import tinyimagenet as tinyimagenet_config
 from hncl_jax import checkpointing, data, models, train, validation
 from hncl_jax.data import augment
-from tests.test_reliability import tiny_config
+from tests.conftest import make_tiny_config
+
+# Not strict: some tests add fields on purpose (a misspelt option must be refused).
+tiny_config = functools.partial(make_tiny_config, strict=False)
 
 
 @pytest.fixture
@@ -267,7 +271,7 @@ def _save_state(config, directory) -> None:
     train_ds, _ = train.load_data(config)
     c = train_ds.num_classes
     model = models.create_model(
-        config.model, embed_dim=train._embed_dim(config, c), **dict(config.model_kwargs)
+        config.model, embed_dim=validation.embed_dim(config, c), **dict(config.model_kwargs)
     )
     state = train.create_train_state(
         config, model, augment.preprocess(jnp.asarray(train_ds.images[:2])), c, 5
@@ -294,7 +298,7 @@ def test_warm_start_of_another_architecture_names_the_leaves(tmp_path, no_compil
 def test_workdir_of_another_config_is_refused_unless_allowed(tmp_path, no_compile, caplog):
     w = tmp_path / "run"
     w.mkdir()
-    validation.save_fingerprint(str(w), train._config_fingerprint(tiny_config()))
+    validation.save_fingerprint(str(w), validation.config_fingerprint(tiny_config()))
     c = tiny_config(**{"loss.beta": 5.0, "model_kwargs.hidden_sizes": (8,)})
     fails_before_compiling(
         c,
@@ -309,11 +313,40 @@ def test_workdir_of_another_config_is_refused_unless_allowed(tmp_path, no_compil
         + E("--config.allow_config_change=True"),
     )
     # Run-length and logging fields may change on resume.
-    fp = train._config_fingerprint(tiny_config(num_epochs=100, log_every_steps=7))
+    fp = validation.config_fingerprint(tiny_config(num_epochs=100, log_every_steps=7))
     validation.check_workdir(str(w), fp, allow_change=False)
     with caplog.at_level(logging.WARNING):
-        validation.check_workdir(str(w), train._config_fingerprint(c), allow_change=True)
+        validation.check_workdir(str(w), validation.config_fingerprint(c), allow_change=True)
     assert "allowed by config.allow_config_change" in caplog.text
+
+
+def test_config_json_is_the_one_record_and_replaces_the_old_fingerprint(tmp_path, caplog):
+    w = tmp_path / "run"
+    w.mkdir()
+    validation.save_fingerprint(str(w), validation.config_fingerprint(tiny_config()))
+    path = validation.save_config_record(str(w), tiny_config())
+    assert path == str(w / validation.CONFIG_FILE)
+    assert sorted(os.listdir(w)) == [validation.CONFIG_FILE]  # the old record is gone
+    fp = validation.config_fingerprint(tiny_config(num_epochs=100, log_every_steps=7))
+    validation.check_workdir(str(w), fp, allow_change=False, has_checkpoint=True)
+    changed = validation.config_fingerprint(tiny_config(**{"loss.beta": 5.0}))
+    with pytest.raises(validation.ConfigError, match=E("loss.beta: 10.0 → 5.0")):
+        validation.check_workdir(str(w), changed, allow_change=False, has_checkpoint=True)
+    # Either record missing: the other (or the checkpoint's) still refuses the change.
+    os.remove(w / validation.CONFIG_FILE)
+    with pytest.raises(validation.ConfigError, match=E("recorded in its latest checkpoint")):
+        validation.check_workdir(
+            str(w),
+            changed,
+            allow_change=False,
+            has_checkpoint=True,
+            checkpoint_fingerprint=validation.config_fingerprint(tiny_config()),
+        )
+    with pytest.raises(validation.ConfigError, match="no record of their config"):
+        validation.check_workdir(str(w), changed, allow_change=False, has_checkpoint=True)
+    (w / validation.CONFIG_FILE).write_text("[1, 2]")
+    with pytest.raises(validation.ConfigError, match="cannot be read"):
+        validation.check_workdir(str(w), changed, allow_change=True)
 
 
 def test_unreadable_fingerprint_and_file_workdir(tmp_path, no_compile):
@@ -359,3 +392,23 @@ def test_every_shipped_config_is_valid(name):
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no config of ours gives up on collapse
             validation.validate_against_data(c, num_classes)
+
+
+def test_vocabularies_are_the_deciding_modules_own():
+    """The names validation accepts are those the trainer and the lower floors decide on."""
+    assert validation.UNSUPERVISED_LOSSES == (
+        "ucl",
+        "hucl",
+        "simclr_form",
+        "nt_xent",
+        "dcl",
+        "dclw",
+        "vicreg",
+        "barlow_twins",
+    )
+    assert validation.VECTOR_DATASETS == ("hn_synthetic", "clop_synthetic")
+    for field, table in (("name", train.OPTIMIZERS), ("schedule", train.SCHEDULES)):
+        for name in table:
+            validation.validate_config(tiny_config(**{f"optimizer.{field}": name}))
+        with pytest.raises(validation.ConfigError, match=f"config.optimizer.{field}='nope'"):
+            validation.validate_config(tiny_config(**{f"optimizer.{field}": "nope"}))
