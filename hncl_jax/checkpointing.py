@@ -12,7 +12,8 @@ A run keeps its checkpoints in `<workdir>/checkpoints/<step>/`, one directory pe
   shardings the state will be used with, and no placement is needed afterwards);
   leaves without one get the sharding they were saved with, or, where that names
   devices absent here (a checkpoint written on GPU read on a CPU-only machine), this
-  process's first device (Orbax's `fallback_sharding`).
+  process's first device (Orbax's `fallback_sharding`); a leaf saved from a numpy
+  array, which records no sharding, is read back as a numpy array.
 * `resolve_checkpoint_path` turns a workdir, a checkpoints directory or one step
   directory into `(directory, step)`; steps are listed by Orbax's own step-name format,
   the one the manager writes and lists.
@@ -742,19 +743,22 @@ def _partial_restore_args(target: PyTree, found: Mapping[str, Any]) -> PyTree:
     """Restore args placing each leaf as `Checkpointer.restore` does (`StandardRestore`).
 
     A leaf's own sharding, else the one it was saved with (`found`: its metadata by
-    path) where those devices exist here, else `_fallback_sharding()`.
+    path) where those devices exist here, else `_fallback_sharding()`; a leaf saved
+    without one (a numpy array) is read as a numpy array.
     """
     fallback = _fallback_sharding()
 
-    def sharding(path: Sequence[Any], leaf: Any) -> jax.sharding.Sharding:
+    def sharding(path: Sequence[Any], leaf: Any) -> jax.sharding.Sharding | None:
         own = getattr(leaf, "sharding", None)
         if own is not None:
             return own
         saved = getattr(found.get(_path_str(path)), "sharding", None)
-        if saved is not None:
-            with contextlib.suppress(ValueError):  # Orbax's "devices differ" error
-                return saved.to_jax_sharding()
-        return fallback
+        if saved is None:
+            return None
+        try:
+            return saved.to_jax_sharding()
+        except ValueError:  # Orbax's error for devices that differ from the saved ones
+            return fallback
 
     shardings = jax.tree_util.tree_map_with_path(sharding, target)
     return ocp.checkpoint_utils.construct_restore_args(target, shardings)
