@@ -30,11 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from hncl_jax import _loss_utils as _utils
+
 NORMALIZATIONS = ("unit_ball", "unit_sphere", "none")
 
-# The psi_k names of docs/math.md §2; `hardening.PSIS` holds the same tuple (not imported: this
-# module depends on no other hncl_jax module).
-_PSIS = ("infonce", "infonce_sum", "triplet")
+# The psi_k names of docs/math.md §2, the tuple `hardening.PSIS` also holds (this module
+# depends on no other public hncl_jax module, only on the private `_loss_utils`).
+_PSIS = _utils.PSIS
 
 
 def _safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array:
@@ -52,11 +54,10 @@ def _safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Arra
 def normalize(f: ArrayLike, kind: str = "unit_ball") -> jax.Array:
     """Maps raw embeddings f to the representation z used by every loss.
 
-    | kind | z |
-    | --- | --- |
-    | "unit_ball" | f if ‖f‖ ≤ 1, else f / ‖f‖ |
-    | "unit_sphere" | f / ‖f‖ (and 0 at f = 0) |
-    | "none" | f / sqrt(d) |
+      kind            z
+      "unit_ball"     f if ‖f‖ ≤ 1, else f / ‖f‖
+      "unit_sphere"   f / ‖f‖ (and 0 at f = 0)
+      "none"          f / sqrt(d)
 
     The norm is computed safely: value and gradient are finite at f = 0.
 
@@ -70,11 +71,20 @@ def normalize(f: ArrayLike, kind: str = "unit_ball") -> jax.Array:
     Raises:
       ValueError: if `kind` is not in `NORMALIZATIONS`.
 
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> f = jnp.array([[3.0, 4.0], [0.3, 0.4]])
+      >>> print(normalize(f, "unit_ball"))
+      [[0.6 0.8]
+       [0.3 0.4]]
+      >>> print(normalize(f, "unit_sphere"))
+      [[0.6 0.8]
+       [0.6 0.8]]
+
     References:
       [HN Algorithm 1, lines 5-15]; docs/math.md §1.
     """
-    if kind not in NORMALIZATIONS:
-        raise ValueError(f"normalize: kind={kind!r} is not supported; use one of {NORMALIZATIONS}.")
+    _utils.check_choice("normalize", "kind", kind, NORMALIZATIONS)
     f = jnp.asarray(f)
     if kind == "none":
         return f / jnp.sqrt(jnp.asarray(f.shape[-1], dtype=f.dtype))
@@ -108,6 +118,15 @@ def simplex_etf(num_classes: int, dim: int | None = None) -> jax.Array:
 
     Raises:
       ValueError: if C < 2 or d < C - 1.
+
+    Examples:
+      >>> e = simplex_etf(3)
+      >>> e.shape
+      (3, 2)
+      >>> print((e @ e.T).round(4))
+      [[ 1.  -0.5 -0.5]
+       [-0.5  1.  -0.5]
+       [-0.5 -0.5  1. ]]
 
     References:
       [HN Thm 2, Def. 5]; docs/math.md §10.
@@ -174,12 +193,11 @@ def nc_metrics(
 ) -> dict[str, jax.Array]:
     """The Neural-Collapse metrics of [HN §5.2]; all are 0 at NC.
 
-    | key | formula |
-    | --- | --- |
-    | "zero_sum" | ‖Σ_c μ_c‖ |
-    | "unit_norm" | (1/C) Σ_c |‖μ_c‖ - 1| |
-    | "equal_inner_product" | (1/(C(C-1))) Σ_{j≠l} |μ_j·μ_l + 1/(C-1)| |
-    | "within_class_variance" | (1/N) Σ_i ‖z_i - μ_{y_i}‖² |
+      key                       formula
+      "zero_sum"                ‖Σ_c μ_c‖
+      "unit_norm"               (1/C) Σ_c |‖μ_c‖ - 1|
+      "equal_inner_product"     (1/(C(C-1))) Σ_{j≠l} |μ_j·μ_l + 1/(C-1)|
+      "within_class_variance"   (1/N) Σ_i ‖z_i - μ_{y_i}‖²
 
     Rows with a label outside [0, C) are ignored (N counts the valid rows only). A class
     with no row in the batch has mean 0, which shifts "zero_sum", "unit_norm" and
@@ -197,6 +215,16 @@ def nc_metrics(
 
     Raises:
       ValueError: if `labels` are not integers (e.g. float class ids).
+
+    Examples:
+      At Neural Collapse (every example on its class's simplex-ETF vertex) all four
+      metrics are 0:
+
+      >>> import jax.numpy as jnp
+      >>> labels = jnp.array([0, 1, 2, 0, 1, 2])
+      >>> metrics = nc_metrics(simplex_etf(3)[labels], labels, num_classes=3)
+      >>> {key: round(float(value), 4) for key, value in metrics.items()}
+      {'zero_sum': 0.0, 'unit_norm': 0.0, 'equal_inner_product': 0.0, 'within_class_variance': 0.0}
 
     References:
       [HN §5.2, Thm 2 conditions (i)-(iv), Def. 6]; docs/math.md §10.
@@ -297,14 +325,13 @@ def papyan_nc(
     m_c = μ_c − μ_G, M = [m_c] (C, d), Σ_W = (1/N) Σ_i (z_i − μ_{y_i})(z_i − μ_{y_i})ᵀ and
     Σ_B = (1/C) MᵀM:
 
-    | key | formula |
-    | --- | --- |
-    | "nc1" | (1/C) tr(Σ_W Σ_B^†): within-class variability against between-class |
-    | "nc2_equinorm" | std_c ‖m_c‖ / mean_c ‖m_c‖ |
-    | "nc2_equiangular" | std_{c≠c'} cos(m_c, m_c') |
-    | "nc2_maxangle" | mean_{c≠c'} |cos(m_c, m_c') + 1/(C−1)| |
-    | "nc3" | ‖W/‖W‖_F − M/‖M‖_F‖_F², W the linear classifier below (self-duality) |
-    | "nc4" | share of rows where the classifier and the nearest class mean disagree |
+      key                 formula
+      "nc1"               (1/C) tr(Σ_W Σ_B^†): within-class variability against between-class
+      "nc2_equinorm"      std_c ‖m_c‖ / mean_c ‖m_c‖
+      "nc2_equiangular"   std_{c≠c'} cos(m_c, m_c')
+      "nc2_maxangle"      mean_{c≠c'} |cos(m_c, m_c') + 1/(C−1)|
+      "nc3"               ‖W/‖W‖_F − M/‖M‖_F‖_F², W the linear classifier below (self-duality)
+      "nc4"               share of rows where the classifier and the nearest class mean disagree
 
     A contrastive encoder has no classifier of its own, so W (C, d) and b are the
     ridge least-squares fit of the one-hot labels on z (penalty `ridge` times the mean
@@ -465,8 +492,7 @@ def _check_bound_args(fn: str, num_classes: int, k: int, psi: str, alpha: float)
     _check_num_classes(fn, num_classes)
     if not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"{fn}: k={k!r} (number of negatives) must be an integer >= 1.")
-    if psi not in _PSIS:
-        raise ValueError(f"{fn}: psi={psi!r} is not supported; use one of {_PSIS}.")
+    _utils.check_choice(fn, "psi", psi, _PSIS)
     if psi == "infonce_sum" and not alpha > 0:
         raise ValueError(f"{fn}: alpha={alpha!r} must be > 0 for psi='infonce_sum'.")
 
@@ -507,6 +533,12 @@ def scl_lower_bound(num_classes: int, k: int, psi: str = "infonce", alpha: float
     Returns:
       The bound as a Python float (computed in float64).
 
+    Examples:
+      >>> round(scl_lower_bound(num_classes=3, k=256), 5)
+      0.20141
+      >>> round(scl_lower_bound(num_classes=100, k=256), 5)
+      0.31056
+
     References:
       [HN Thm 2]; docs/math.md §11.
     """
@@ -537,6 +569,10 @@ def ucl_lower_bound(num_classes: int, k: int, psi: str = "infonce", alpha: float
 
     Returns:
       The bound as a Python float (computed in float64).
+
+    Examples:
+      >>> round(ucl_lower_bound(num_classes=3, k=256), 5)
+      0.39333
 
     References:
       [HN Thm 3, §5]; docs/math.md §11.

@@ -44,9 +44,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from hncl_jax import _loss_utils as _utils
 from hncl_jax import checks
 
-PSIS = ("infonce", "infonce_sum", "triplet")
+PSIS = _utils.PSIS
 HARDENINGS = ("none", "exponential", "polynomial")
 SAMPLERS = ("inverse_cdf", "categorical")
 BETA_SCHEDULES = ("constant", "linear", "cosine")
@@ -62,31 +63,8 @@ _CDF_BITS = 30
 # when they are concrete, so a traced β (e.g. a schedule) still works.
 
 
-def concrete_scalar(value: Any, *, caller: str, arg: str) -> float | None:
-    """`value` as a Python float if it is known at trace time, None if it is traced.
-
-    Raises ValueError if it is a concrete array that is not a scalar.
-    """
-    if isinstance(value, jax.core.Tracer):
-        return None
-    try:
-        arr = np.asarray(value)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return None
-    if arr.ndim != 0:
-        raise ValueError(f"{caller}: {arg} must be a scalar; got an array of shape {arr.shape}.")
-    try:
-        return float(arr)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{caller}: {arg}={value!r} must be a real number.") from err
-
-
-def _check_choice(caller: str, arg: str, value: Any, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ValueError(
-            f"{caller}: {arg}={value!r} is not supported; use one of {options} "
-            f"(e.g. {arg}={options[0]!r})."
-        )
+# `value` as a float if it is concrete, None if traced (kept here for existing callers).
+concrete_scalar = _utils.concrete_scalar
 
 
 def check_psi_args(name: str, alpha: Any, *, caller: str = "psi") -> None:
@@ -95,30 +73,20 @@ def check_psi_args(name: str, alpha: Any, *, caller: str = "psi") -> None:
     α is ψ's only parameter: the additive constant of "infonce_sum" and the margin of
     "triplet" (both > 0 in [HN Def. 1]); "infonce" ignores it.
     """
-    _check_choice(caller, "psi", name, PSIS)
-    a = concrete_scalar(alpha, caller=caller, arg="alpha")
-    if name != "infonce" and a is not None and not (np.isfinite(a) and a > 0):
-        raise ValueError(
-            f"{caller}: alpha={alpha!r} must be a finite number > 0 for psi={name!r} "
-            "(the α of [HN Def. 1]); e.g. alpha=1.0."
-        )
+    _utils.check_choice(caller, "psi", name, PSIS)
+    concrete_scalar(alpha, caller=caller, arg="alpha")
+    if name != "infonce":
+        note = f"for psi={name!r}, the α of [HN Def. 1]"
+        _utils.check_scalar(caller, "alpha", alpha, note=note, example=1.0)
 
 
 def check_hardening_args(name: str, beta: Any, epsilon: Any, *, caller: str) -> None:
     """Raises ValueError unless `name` is in `HARDENINGS`, β ≥ 0 and ε > 0."""
-    _check_choice(caller, "hardening", name, HARDENINGS)
-    b = concrete_scalar(beta, caller=caller, arg="beta")
-    if b is not None and not (np.isfinite(b) and b >= 0):
-        raise ValueError(
-            f"{caller}: beta={beta!r} must be a finite number >= 0 (exponential hardening "
-            "exp(β t); β = 0 is no hardening); e.g. beta=10.0."
-        )
-    e = concrete_scalar(epsilon, caller=caller, arg="epsilon")
-    if e is not None and not (np.isfinite(e) and e > 0):
-        raise ValueError(
-            f"{caller}: epsilon={epsilon!r} must be a finite number > 0 (polynomial hardening "
-            "max(t + 1, 0)^ε); e.g. epsilon=3.0."
-        )
+    _utils.check_choice(caller, "hardening", name, HARDENINGS)
+    note = "exponential hardening exp(β t); β = 0 is no hardening"
+    _utils.check_scalar(caller, "beta", beta, strict=False, note=note, example=10.0)
+    note = "polynomial hardening max(t + 1, 0)^ε"
+    _utils.check_scalar(caller, "epsilon", epsilon, note=note, example=3.0)
 
 
 def check_k(k: Any, *, caller: str, arg: str = "k") -> None:
@@ -149,11 +117,10 @@ def _check_sims(caller: str, sims: jax.Array, candidate_mask: jax.Array) -> None
 def psi(t: ArrayLike, name: str = "infonce", alpha: float = 1.0) -> jax.Array:
     """The generalized contrastive loss function ψ_k of [HN Def. 1], over the last axis.
 
-    | name | ψ_k(t_1..t_k) |
-    | --- | --- |
-    | "infonce" | log(1 + (1/k) Σ_m exp(t_m)) = softplus(logsumexp(t) − log k) |
-    | "infonce_sum" | log(α + Σ_m exp(t_m)) = logaddexp(log α, logsumexp(t)) |
-    | "triplet" | (1/k) Σ_m max(t_m + α, 0) |
+      name            ψ_k(t_1..t_k)
+      "infonce"       log(1 + (1/k) Σ_m exp(t_m)) = softplus(logsumexp(t) − log k)
+      "infonce_sum"   log(α + Σ_m exp(t_m)) = logaddexp(log α, logsumexp(t))
+      "triplet"       (1/k) Σ_m max(t_m + α, 0)
 
     All three are computed without overflow for any finite t.
 
@@ -169,6 +136,13 @@ def psi(t: ArrayLike, name: str = "infonce", alpha: float = 1.0) -> jax.Array:
       ValueError: for an unknown `name`, α ≤ 0, or a scalar `t`. A traced α is not
         inspected (α ≤ 0 gives NaN for "infonce_sum"); under `hncl_jax.checks.checked`
         it, and NaN arguments, raise `InvalidInputError`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> print(f"{psi(jnp.zeros(4)):.4f}")  # log(1 + mean(e^0)) = log 2
+      0.6931
+      >>> print(psi(jnp.array([-0.5, 0.5]), "triplet", alpha=1.0))  # mean(0.5, 1.5)
+      1.0
 
     References:
       [HN Def. 1, Algorithm 1 line 22]; docs/math.md §2.
@@ -192,11 +166,10 @@ def psi(t: ArrayLike, name: str = "infonce", alpha: float = 1.0) -> jax.Array:
 def log_hardening(t: ArrayLike, name: str, beta: float = 0.0, epsilon: float = 1.0) -> jax.Array:
     """log h(t) of a separable hardening function η(t_1..t_k) = Π_m h(t_m).
 
-    | name | h(t) | log h(t) |
-    | --- | --- | --- |
-    | "none" | 1 | 0 |
-    | "exponential" | exp(β t) | β t |
-    | "polynomial" | max(t + 1, 0)^ε | ε log(t + 1), −inf for t ≤ −1 |
+      name            h(t)              log h(t)
+      "none"          1                 0
+      "exponential"   exp(β t)          β t
+      "polynomial"    max(t + 1, 0)^ε   ε log(t + 1), −inf for t ≤ −1
 
     The polynomial branch uses a double `where`, so its gradient is 0 (not NaN) where
     h = 0.
@@ -209,6 +182,13 @@ def log_hardening(t: ArrayLike, name: str, beta: float = 0.0, epsilon: float = 1
 
     Returns:
       log h(t), the shape and dtype of t.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> print(log_hardening(jnp.array([-1.0, 0.0, 1.0]), "exponential", beta=2.0))
+      [-2.  0.  2.]
+      >>> print(log_hardening(jnp.array([-1.0, 0.0]), "polynomial", epsilon=2.0))
+      [-inf  0.]
 
     References:
       [HN Def. 2, Algorithm 1 (exponential), App. B.4 (polynomial)]; docs/math.md §5.
@@ -309,6 +289,14 @@ def tilted_probs(
       all have h = 0 is uniform over its candidates; a row without candidates is uniform
       over all M columns.
 
+    Examples:
+      Two equally similar candidates share the mass; column 0 is not a candidate:
+
+      >>> import jax.numpy as jnp
+      >>> sims, mask = jnp.array([[0.9, 0.5, 0.5]]), jnp.array([[False, True, True]])
+      >>> print(tilted_probs(sims, mask, beta=10.0))
+      [[0.  0.5 0.5]]
+
     References:
       [HN Def. 3-4]; docs/math.md §5.
     """
@@ -393,6 +381,14 @@ def sample_negatives(
     Raises:
       ValueError: for unknown names, β < 0, ε ≤ 0, k < 1 or mismatched shapes.
 
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> sims = jnp.array([[1.0, 0.9, -0.5, 0.0]])
+      >>> mask = jnp.array([[False, True, True, True]])  # column 0: the anchor itself
+      >>> idx, num_fallback = sample_negatives(jax.random.key(0), sims, mask, 8, beta=5.0)
+      >>> idx.shape, bool(jnp.all(idx > 0)), int(num_fallback)
+      ((1, 8), True, 0)
+
     References:
       [HN Def. 3-4, Algorithm 1 line 20]; docs/math.md §5.
     """
@@ -400,7 +396,7 @@ def sample_negatives(
     check_k(k, caller="sample_negatives")
     if num_tuples is not None:
         check_k(num_tuples, caller="sample_negatives", arg="num_tuples")
-    _check_choice("sample_negatives", "method", method, SAMPLERS)
+    _utils.check_choice("sample_negatives", "method", method, SAMPLERS)
     sims = jnp.asarray(sims)
     candidate_mask = jnp.asarray(candidate_mask, dtype=bool)
     _check_sims("sample_negatives", sims, candidate_mask)
@@ -432,7 +428,7 @@ def sir_sample(
     [HN Def. 3-4] (for finite R the selection is the usual SIR approximation, with bias
     O(1/R)).
 
-    `eta_fn` returns **log η**: the weights are normalized in log space
+    `eta_fn` returns log η: the weights are normalized in log space
     (`jax.random.categorical` on log η), so no η overflows or underflows; return −inf
     where η = 0 (pass `lambda t: jnp.log(eta(t))` for a function η). If all R
     proposals of a tuple have η = 0 the tuple is chosen uniformly among them (the
@@ -590,12 +586,11 @@ def make_eta(
 ) -> Callable[[jax.Array], jax.Array]:
     """The log η callable of a named hardening function, for `sir_sample` / `eta_fn`.
 
-    | name | η(t_1..t_k) |
-    | --- | --- |
-    | "exponential" | exp(β Σ_m t_m) (separable; SIR approximates the exact tilt) |
-    | "polynomial" | Π_m max(t_m + 1, 0)^ε |
-    | "truncated" | exp(β Σ_m t_m) · 1[max_m t_m ≥ threshold] (non-separable) |
-    | "pkg.module:fn" | the imported callable itself, already a log η (no parameters) |
+      name              η(t_1..t_k)
+      "exponential"     exp(β Σ_m t_m) (separable; SIR approximates the exact tilt)
+      "polynomial"      Π_m max(t_m + 1, 0)^ε
+      "truncated"       exp(β Σ_m t_m) · 1[max_m t_m ≥ threshold] (non-separable)
+      "pkg.module:fn"   the imported callable itself, already a log η (no parameters)
 
     plus any name added with `register_eta`. β may be traced (a schedule).
 
@@ -640,11 +635,10 @@ def beta_schedule(
 ) -> Any:
     """The hardness β at a training step, traceable (no recompilation per value).
 
-    | kind | β(step), p = min(step / num_steps, 1) |
-    | --- | --- |
-    | "constant" | beta (the Python number itself) |
-    | "linear" | beta_start + (beta − beta_start) p |
-    | "cosine" | beta_start + (beta − beta_start) (1 − cos(π p)) / 2 |
+      kind         β(step), p = min(step / num_steps, 1)
+      "constant"   beta (the Python number itself)
+      "linear"     beta_start + (beta − beta_start) p
+      "cosine"     beta_start + (beta − beta_start) (1 − cos(π p)) / 2
 
     beta_start < beta anneals the hardness up, beta_start > beta down; after num_steps
     steps β stays at beta.
@@ -662,7 +656,7 @@ def beta_schedule(
     Raises:
       ValueError: for an unknown kind, β < 0 or num_steps < 1.
     """
-    _check_choice("beta_schedule", "kind", kind, BETA_SCHEDULES)
+    _utils.check_choice("beta_schedule", "kind", kind, BETA_SCHEDULES)
     check_hardening_args("exponential", beta, 1.0, caller="beta_schedule")
     if kind == "constant":
         return beta
