@@ -4,6 +4,9 @@
   estimator (Algorithm 1, per-anchor or per-pair draws) or the deterministic k → ∞
   "reweighted" estimator.
 * `simclr_form_loss` — the large-k SimCLR form of [HN eq. 42] (docs/math.md §7).
+* `contrastive_loss_with_aux`, `simclr_form_loss_with_aux` — the same losses, returned
+  as (loss, aux) with the counts of dropped and fallback anchors and, on request, the
+  hard-negative diagnostics. The plain functions always return the scalar loss.
 
 Conventions (docs/math.md §0): z (N, d) are already normalized (`geometry.normalize`);
 similarities s_ij = z_i · z_j at unit temperature; t = s(anchor, negative) −
@@ -24,6 +27,7 @@ References:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from hncl_jax import _loss_utils as _utils
 from hncl_jax import checks
 from hncl_jax import hardening as hard
 from hncl_jax.hardening import check_hardening_args, check_k, check_psi_args
@@ -50,35 +55,16 @@ _HARD = ("hscl", "hucl")
 # Checks and shared pieces.
 
 
-def _check_choice(caller: str, arg: str, value: Any, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ValueError(
-            f"{caller}: {arg}={value!r} is not supported; use one of {options} "
-            f"(e.g. {arg}={options[0]!r})."
-        )
-
-
 def _as_embeddings(caller: str, z: ArrayLike) -> jax.Array:
+    """z as a float array of at least float32 (bfloat16 / float16 are promoted)."""
     z = jnp.asarray(z)
-    if z.ndim != 2 or z.shape[0] < 1:
-        raise ValueError(
-            f"{caller}: z must have shape (N, d) with N >= 1 (normalized embeddings); got "
-            f"shape {z.shape}."
-        )
-    if not jnp.issubdtype(z.dtype, jnp.floating):
-        raise ValueError(f"{caller}: z must be a float array; got dtype {z.dtype}.")
-    # bfloat16 / float16 embeddings: the losses are computed in float32 (at least).
+    _utils.check_embeddings(caller, z)
     return z.astype(jnp.promote_types(z.dtype, jnp.float32))
 
 
 def _as_ids(caller: str, arg: str, ids: ArrayLike, n: int) -> jax.Array:
     ids = jnp.asarray(ids)
-    if ids.shape != (n,):
-        raise ValueError(
-            f"{caller}: {arg} must have shape (N,) = ({n},) to match z; got shape {ids.shape}."
-        )
-    if not jnp.issubdtype(ids.dtype, jnp.integer):
-        raise ValueError(f"{caller}: {arg} must be an integer array; got dtype {ids.dtype}.")
+    _utils.check_ids(caller, arg, ids, n)
     return ids
 
 
@@ -105,16 +91,6 @@ def _check_traced(
         checks.in_range(caller, "alpha", alpha, low=0.0, low_open=True)
 
 
-def _concrete_array(x: jax.Array) -> np.ndarray | None:
-    """`x` as a NumPy array if it is known at trace time, None if it is traced."""
-    if isinstance(x, jax.core.Tracer):
-        return None
-    try:
-        return np.asarray(x)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return None
-
-
 def _similarities(z: jax.Array) -> jax.Array:
     # HIGHEST: on GPUs the default float32 matmul may run in TF32 (~1e-3 relative error),
     # which would blur the Theorem 2/3 minima; the (N, N, d) product is cheap.
@@ -128,14 +104,6 @@ def _positive_mask(positive_ids: jax.Array, self_positive: bool) -> jax.Array:
     return mask
 
 
-def _masked_logsumexp(x: jax.Array, mask: jax.Array) -> jax.Array:
-    """Row-wise log Σ_{m: mask} exp(x_m); 0 for an empty row, finite gradients always."""
-    nonempty = jnp.any(mask, axis=-1, keepdims=True)
-    safe = jnp.where(mask, x, -jnp.inf)
-    safe = jnp.where(nonempty, safe, jnp.zeros_like(x))  # an all −inf row has a NaN VJP
-    return jnp.where(nonempty[:, 0], jax.nn.logsumexp(safe, axis=-1), 0.0)
-
-
 def _reduce(
     pair_loss: jax.Array,
     positives: jax.Array,
@@ -144,40 +112,20 @@ def _reduce(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Reduces ℓ_ij over the anchors that have a positive and a candidate.
 
-    "anchor_mean": the mean over each anchor's positives, then over anchors (Algorithm 1
-    lines 27-29). "pair_mean": one mean over all (anchor, positive) pairs, which weighs
-    an anchor by its number of positives; the two agree when every kept anchor has the
-    same number of positives (class-balanced batches, or two views).
-
+    "anchor_mean" is Algorithm 1 lines 27-29; see `_loss_utils.mean_over_positives`.
     Returns (loss, valid anchors (N,) bool, num_dropped_anchors int32).
     """
-    num_pos = jnp.sum(positives, axis=-1)
-    valid = (num_pos > 0) & jnp.any(candidates, axis=-1)
-    num_valid = jnp.sum(valid)
-    if reduction == "pair_mean":
-        kept = positives & valid[:, None]
-        loss = jnp.sum(jnp.where(kept, pair_loss, 0.0)) / jnp.maximum(jnp.sum(kept), 1)
-    else:
-        per_anchor = jnp.sum(jnp.where(positives, pair_loss, 0.0), axis=-1) / jnp.maximum(
-            num_pos, 1
-        )
-        loss = jnp.sum(jnp.where(valid, per_anchor, 0.0)) / jnp.maximum(num_valid, 1)
-    return loss, valid, (valid.shape[0] - num_valid).astype(jnp.int32)
+    return _utils.mean_over_positives(pair_loss, positives, jnp.any(candidates, axis=-1), reduction)
 
 
 def _check_temperature(caller: str, temperature: Any) -> None:
-    t = hard.concrete_scalar(temperature, caller=caller, arg="temperature")
-    if t is not None and not (math.isfinite(t) and t > 0):
-        raise ValueError(
-            f"{caller}: temperature={temperature!r} must be a finite number > 0 (the "
-            "similarities are divided by it); use temperature=1.0 for the papers' unit "
-            "temperature."
-        )
+    note = "the similarities are divided by it; 1.0 is the papers' unit temperature"
+    _utils.check_scalar(caller, "temperature", temperature, note=note, example=1.0)
 
 
 def _scaled(s: jax.Array, temperature: Any) -> jax.Array:
     """s / τ; the unit temperature returns s itself, so τ = 1 is bit-identical to no τ."""
-    if hard.concrete_scalar(temperature, caller="temperature", arg="temperature") == 1.0:
+    if _utils.concrete_scalar(temperature, caller="temperature", arg="temperature") == 1.0:
         return s
     return s / temperature
 
@@ -231,7 +179,7 @@ def _negative_diagnostics(
 
 
 # ----------------------------------------------------------------------------------------
-# SCL / HSCL / UCL / HUCL.
+# SCL / HSCL / UCL / HUCL: the two estimators.
 
 
 def _sampled_pair_losses(
@@ -328,9 +276,9 @@ def _log_mean_negative(
     s = _scaled(s, temperature)
     min_logit = -1.0 / temperature  # exp(s/τ) >= e^{-1/τ} on the unit sphere
     # b_i = log Σ_m q_i(m) exp(s_im); entries with q = 0 (log q = −inf) are masked out.
-    b = _masked_logsumexp(log_q + s, candidates & (log_q > -jnp.inf))
+    b, _ = _utils.masked_logsumexp(log_q + s, candidates & (log_q > -jnp.inf))
     log_neg = b[:, None]
-    tp = hard.concrete_scalar(tau_plus, caller="contrastive_loss", arg="tau_plus")
+    tp = _utils.concrete_scalar(tau_plus, caller="contrastive_loss", arg="tau_plus")
     if tp is None or tp > 0:
         # [R21]: E⁻ ≈ (E_q[exp s⁻] − τ⁺ exp s⁺) / (1 − τ⁺), clipped below at e^{-1/τ} (the
         # smallest exp(s/τ) on the sphere); in log space around c = max(b_i, s_ij) so that
@@ -342,6 +290,236 @@ def _log_mean_negative(
         tiny = jnp.finfo(s.dtype).tiny
         log_neg = c + jnp.log(jnp.maximum(inner, tiny)) - jnp.log1p(-tau_plus)
     return log_neg, fallback, log_q_out
+
+
+# ----------------------------------------------------------------------------------------
+# SCL / HSCL / UCL / HUCL: the pieces of `contrastive_loss`.
+
+
+def _check_contrastive_args(
+    caller: str,
+    key: jax.Array | None,
+    *,
+    setting: str,
+    psi: str,
+    alpha: Any,
+    hardening: str,
+    beta: Any,
+    epsilon: Any,
+    k: Any,
+    estimator: str,
+    draw: str,
+    tau_plus: Any,
+    eta_fn: Any,
+    num_proposals: Any,
+    temperature: Any,
+    reduction: str,
+) -> None:
+    """The trace-time checks of `contrastive_loss`'s options (not of the arrays)."""
+    _utils.check_choice(caller, "setting", setting, SETTINGS)
+    _utils.check_choice(caller, "estimator", estimator, ESTIMATORS)
+    _utils.check_choice(caller, "draw", draw, DRAWS)
+    _utils.check_choice(caller, "reduction", reduction, REDUCTIONS)
+    _check_temperature(caller, temperature)
+    check_psi_args(psi, alpha, caller=caller)
+    check_hardening_args(hardening, beta, epsilon, caller=caller)
+    check_k(k, caller=caller)
+    check_k(num_proposals, caller=caller, arg="num_proposals")
+    if estimator == "reweighted" and psi != "infonce":
+        raise ValueError(
+            f"{caller}: estimator='reweighted' is the k → ∞ limit of InfoNCE (mean form) only; "
+            f"got psi={psi!r}. Use psi='infonce' or estimator='sampled'."
+        )
+    tp = _utils.concrete_scalar(tau_plus, caller=caller, arg="tau_plus")
+    if tp is not None and not 0.0 <= tp < 1.0:
+        raise ValueError(
+            f"{caller}: tau_plus={tau_plus!r} must lie in [0, 1) (the class prior τ⁺ of "
+            "[R21]); use tau_plus=0.0 for no debiasing."
+        )
+    if (tp is None or tp > 0) and estimator != "reweighted":
+        raise ValueError(
+            f"{caller}: tau_plus={tau_plus!r} debiases the reweighted estimator only; set "
+            "estimator='reweighted' or tau_plus=0.0."
+        )
+    if eta_fn is not None:
+        if not callable(eta_fn):
+            raise ValueError(f"{caller}: eta_fn={eta_fn!r} must be a callable returning log η.")
+        if estimator != "sampled" or setting not in _HARD:
+            raise ValueError(
+                f"{caller}: eta_fn (a non-separable hardening) needs estimator='sampled' and "
+                f"setting 'hscl' or 'hucl'; got estimator={estimator!r}, setting={setting!r}."
+            )
+    if estimator == "sampled" and key is None:
+        raise ValueError(
+            f"{caller}: key=None, but estimator='sampled' draws negatives; pass a PRNG key "
+            "(e.g. jax.random.key(0)) or use estimator='reweighted'."
+        )
+
+
+def _candidate_mask(setting: str, labels: jax.Array, exclude_anchor: bool) -> jax.Array:
+    """(N, N) bool: SCL/HSCL the other classes; UCL/HUCL the batch (less the anchor)."""
+    if setting in _SUPERVISED:
+        return labels[:, None] != labels[None, :]
+    n = labels.shape[0]
+    candidates = jnp.ones((n, n), dtype=bool)
+    if exclude_anchor:
+        candidates = candidates & ~jnp.eye(n, dtype=bool)
+    return candidates
+
+
+def _estimated_pair_losses(
+    key: jax.Array | None,
+    s: jax.Array,
+    candidates: jax.Array,
+    *,
+    estimator: str,
+    psi: str,
+    alpha: Any,
+    hardening: str,
+    beta: Any,
+    epsilon: Any,
+    k: int,
+    draw: str,
+    eta_fn: Callable | None,
+    num_proposals: int,
+    tau_plus: Any,
+    grad_through_weights: bool,
+    temperature: Any,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None, jax.Array | None]:
+    """ℓ_ij (N, N) of the sampled or the reweighted estimator.
+
+    Returns (pair_loss, fallback (N,) bool, the int32 number of SIR tuples that fell
+    back, the drawn indices (None for "reweighted"), log q_i (None with `eta_fn`)).
+    """
+    if estimator == "sampled":
+        return _sampled_pair_losses(
+            key,
+            s,
+            candidates,
+            psi=psi,
+            alpha=alpha,
+            hardening=hardening,
+            beta=beta,
+            epsilon=epsilon,
+            k=int(k),
+            draw=draw,
+            eta_fn=eta_fn,
+            num_proposals=int(num_proposals),
+            s_loss=_scaled(s, temperature),
+        )
+    log_neg, fallback, log_q = _log_mean_negative(
+        s,
+        candidates,
+        hardening=hardening,
+        beta=beta,
+        epsilon=epsilon,
+        tau_plus=tau_plus,
+        grad_through_weights=grad_through_weights,
+        temperature=temperature,
+    )
+    pair_loss = jax.nn.softplus(log_neg - _scaled(s, temperature))
+    return pair_loss, fallback, jnp.zeros((), dtype=jnp.int32), None, log_q
+
+
+def _contrastive_loss(
+    caller: str,
+    z: ArrayLike,
+    labels: ArrayLike,
+    key: jax.Array | None,
+    *,
+    with_aux: bool,
+    diagnostics: bool,
+    setting: str,
+    psi: str,
+    alpha: Any,
+    hardening: str,
+    beta: Any,
+    epsilon: Any,
+    k: int,
+    estimator: str,
+    draw: str,
+    positive_ids: ArrayLike | None,
+    self_positive: bool,
+    exclude_anchor: bool,
+    tau_plus: Any,
+    grad_through_weights: bool,
+    eta_fn: Callable[[jax.Array], jax.Array] | None,
+    num_proposals: int,
+    temperature: Any,
+    reduction: str,
+) -> tuple[jax.Array, dict[str, jax.Array] | None]:
+    """(loss, aux) of `contrastive_loss`; aux is None unless `with_aux`."""
+    _check_contrastive_args(
+        caller,
+        key,
+        setting=setting,
+        psi=psi,
+        alpha=alpha,
+        hardening=hardening,
+        beta=beta,
+        epsilon=epsilon,
+        k=k,
+        estimator=estimator,
+        draw=draw,
+        tau_plus=tau_plus,
+        eta_fn=eta_fn,
+        num_proposals=num_proposals,
+        temperature=temperature,
+        reduction=reduction,
+    )
+    z = _as_embeddings(caller, z)
+    _check_traced(caller, z, beta=beta, alpha=alpha, psi=psi, epsilon=epsilon, tau_plus=tau_plus)
+    n = z.shape[0]
+    labels = _as_ids(caller, "labels", labels, n)
+    positive_ids = labels if positive_ids is None else positive_ids
+    positive_ids = _as_ids(caller, "positive_ids", positive_ids, n)
+
+    if setting not in _HARD:
+        hardening, beta, epsilon = "none", 0.0, 1.0
+    s = _similarities(z)
+    positives = _positive_mask(positive_ids, self_positive)
+    candidates = _candidate_mask(setting, labels, exclude_anchor)
+    pair_loss, fallback, num_sir_fallback, idx, log_q = _estimated_pair_losses(
+        key,
+        s,
+        candidates,
+        estimator=estimator,
+        psi=psi,
+        alpha=alpha,
+        hardening=hardening,
+        beta=beta,
+        epsilon=epsilon,
+        k=k,
+        draw=draw,
+        eta_fn=eta_fn,
+        num_proposals=num_proposals,
+        tau_plus=tau_plus,
+        grad_through_weights=grad_through_weights,
+        temperature=temperature,
+    )
+    loss, valid, num_dropped = _reduce(pair_loss, positives, candidates, reduction)
+    if not with_aux:
+        return loss, None
+    aux = {
+        "num_dropped_anchors": num_dropped,
+        "num_fallback": jnp.sum(fallback & valid).astype(jnp.int32) + num_sir_fallback,
+    }
+    if diagnostics:
+        aux.update(_negative_diagnostics(s, candidates, labels, valid, log_q, idx))
+    return loss, aux
+
+
+def _warn_return_aux(caller: str) -> None:
+    warnings.warn(
+        f"{caller}(..., return_aux=True / return_diagnostics=True) is deprecated: it changes "
+        f"the return type. Call {caller}_with_aux(..., diagnostics=...) for (loss, aux).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# SCL / HSCL / UCL / HUCL.
 
 
 def contrastive_loss(
@@ -369,7 +547,7 @@ def contrastive_loss(
     reduction: str = "anchor_mean",
     return_aux: bool = False,
     return_diagnostics: bool = False,
-) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+) -> jax.Array:
     """The SCL, HSCL, UCL and HUCL losses of [HN] on one batch (docs/math.md §3-6).
 
     For anchor i and each positive j (positive_ids[j] == positive_ids[i]; j = i only if
@@ -419,6 +597,9 @@ def contrastive_loss(
     reweighted estimator with `grad_through_weights=True` is that gradient, the default
     (False) the detached one.
 
+    `contrastive_loss_with_aux` computes the same loss and also returns the counts of
+    dropped and fallback anchors and, on request, hard-negative diagnostics.
+
     Args:
       z: normalized embeddings, shape (N, d) (see `geometry.normalize`).
       labels: int (N,) class labels; they decide the SCL/HSCL candidates and are the
@@ -442,16 +623,129 @@ def contrastive_loss(
       tau_plus: τ⁺ ∈ [0, 1), class-prior debiasing of [R21] (reweighted only).
       grad_through_weights: reweighted only: let the gradient flow through q_i, as in
         [R21]'s code (off by default, as in the sampled code of [HN]).
-      eta_fn: optional non-separable hardening for hscl/hucl, returning **log η** of the
+      eta_fn: optional non-separable hardening for hscl/hucl, returning log η of the
         anchor-negative similarities (..., k) -> (...); replaces `hardening`
         (`hardening.make_eta` builds the registered ones).
       num_proposals: SIR proposals per drawn tuple when `eta_fn` is given.
       temperature: τ > 0 dividing the ψ arguments (1 in [HN]; q_i is not rescaled).
       reduction: one of `REDUCTIONS`, "anchor_mean" (Algorithm 1) or "pair_mean".
-      return_aux: also return the aux dict.
-      return_diagnostics: also return (in aux) the hard-negative diagnostics, means over
-        the kept anchors, without gradient: "neg_collision" (share of drawn negatives,
-        or of q_i's mass for "reweighted", with the anchor's label: for UCL/HUCL the
+      return_aux: deprecated; use `contrastive_loss_with_aux`. True returns
+        `contrastive_loss_with_aux(...)`'s (loss, aux) instead of the loss.
+      return_diagnostics: deprecated; use `contrastive_loss_with_aux(...,
+        diagnostics=True)`, which True returns.
+
+    Returns:
+      The scalar loss.
+
+    Raises:
+      ValueError: for unknown names, β < 0, ε ≤ 0, α ≤ 0, k < 1, τ⁺ ∉ [0, 1), τ ≤ 0, a
+        missing key, "reweighted" with a ψ other than InfoNCE, or mismatched shapes.
+
+    Examples:
+      HSCL with k = 16 sampled negatives on six 2-d embeddings of three classes:
+
+      >>> import jax, jax.numpy as jnp
+      >>> from hncl_jax import geometry
+      >>> z = geometry.normalize(jax.random.normal(jax.random.key(0), (6, 2)), "unit_ball")
+      >>> y = jnp.array([0, 0, 1, 1, 2, 2])
+      >>> loss = contrastive_loss(z, y, jax.random.key(1), setting="hscl", beta=10.0, k=16)
+      >>> loss.shape, loss.dtype
+      ((), dtype('float32'))
+
+      At Neural Collapse (the simplex ETF) SCL reaches the bound of Theorem 2,
+      log(1 + exp(−3/2)) for C = 3:
+
+      >>> z_nc = geometry.simplex_etf(3)[y]
+      >>> print(f"{contrastive_loss(z_nc, y, setting='scl', estimator='reweighted'):.5f}")
+      0.20141
+
+    References:
+      [HN Def. 1-4, Algorithm 1, Thm 1-3]; [R21 eq. 5 and code]; docs/math.md §3-6.
+    """
+    options = dict(
+        setting=setting,
+        psi=psi,
+        alpha=alpha,
+        hardening=hardening,
+        beta=beta,
+        epsilon=epsilon,
+        k=k,
+        estimator=estimator,
+        draw=draw,
+        positive_ids=positive_ids,
+        self_positive=self_positive,
+        exclude_anchor=exclude_anchor,
+        tau_plus=tau_plus,
+        grad_through_weights=grad_through_weights,
+        eta_fn=eta_fn,
+        num_proposals=num_proposals,
+        temperature=temperature,
+        reduction=reduction,
+    )
+    if return_aux or return_diagnostics:
+        _warn_return_aux("contrastive_loss")
+        return contrastive_loss_with_aux(z, labels, key, diagnostics=return_diagnostics, **options)
+    loss, _ = _contrastive_loss(
+        "contrastive_loss", z, labels, key, with_aux=False, diagnostics=False, **options
+    )
+    return loss
+
+
+def contrastive_loss_with_aux(
+    z: ArrayLike,
+    labels: ArrayLike,
+    key: jax.Array | None = None,
+    *,
+    setting: str,
+    psi: str = "infonce",
+    alpha: float = 1.0,
+    hardening: str = "exponential",
+    beta: float = 0.0,
+    epsilon: float = 1.0,
+    k: int = 256,
+    estimator: str = "sampled",
+    draw: str = "anchor",
+    positive_ids: ArrayLike | None = None,
+    self_positive: bool = True,
+    exclude_anchor: bool = False,
+    tau_plus: float = 0.0,
+    grad_through_weights: bool = False,
+    eta_fn: Callable[[jax.Array], jax.Array] | None = None,
+    num_proposals: int = 64,
+    temperature: float = 1.0,
+    reduction: str = "anchor_mean",
+    diagnostics: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`contrastive_loss` and its auxiliary counts (and diagnostics), as (loss, aux).
+
+    The loss is bit for bit the one `contrastive_loss` returns for the same arguments
+    and key; the arguments are those of `contrastive_loss`, plus `diagnostics`.
+
+    Args:
+      z: normalized embeddings, shape (N, d).
+      labels: int (N,) class labels.
+      key: PRNG key for the sampled estimator.
+      setting: one of `SETTINGS`.
+      psi: see `contrastive_loss`.
+      alpha: see `contrastive_loss`.
+      hardening: see `contrastive_loss`.
+      beta: see `contrastive_loss`.
+      epsilon: see `contrastive_loss`.
+      k: see `contrastive_loss`.
+      estimator: see `contrastive_loss`.
+      draw: see `contrastive_loss`.
+      positive_ids: see `contrastive_loss`.
+      self_positive: see `contrastive_loss`.
+      exclude_anchor: see `contrastive_loss`.
+      tau_plus: see `contrastive_loss`.
+      grad_through_weights: see `contrastive_loss`.
+      eta_fn: see `contrastive_loss`.
+      num_proposals: see `contrastive_loss`.
+      temperature: see `contrastive_loss`.
+      reduction: see `contrastive_loss`.
+      diagnostics: also return (in aux) the hard-negative diagnostics, means over the
+        kept anchors, without gradient: "neg_collision" (share of drawn negatives, or
+        of q_i's mass for "reweighted", with the anchor's label: for UCL/HUCL the
         latent-class collision), "neg_sim_drawn" and "neg_sim_uniform" (mean s_im of
         the drawn or q_i-weighted negatives and of the uniform candidates), and without
         `eta_fn` "neg_ess" (1 / Σ_m q_i(m)², the effective sample size of the tilted
@@ -459,123 +753,141 @@ def contrastive_loss(
         "neg_entropy" (of q_i, nats).
 
     Returns:
-      The scalar loss, or (loss, aux) with aux = {"num_dropped_anchors": anchors left out
+      (loss, aux): the scalar loss and aux = {"num_dropped_anchors": anchors left out
       of the mean, "num_fallback": kept anchors whose candidates all had h = 0 and were
       sampled/weighted uniformly (with `eta_fn`: drawn tuples whose R proposals all had
-      η = 0)} (int32 scalars), plus the diagnostics with `return_diagnostics`.
+      η = 0)} (int32 scalars), plus the diagnostics with `diagnostics=True`.
 
     Raises:
-      ValueError: for unknown names, β < 0, ε ≤ 0, α ≤ 0, k < 1, τ⁺ ∉ [0, 1), τ ≤ 0, a
-        missing key, "reweighted" with a ψ other than InfoNCE, or mismatched shapes.
+      ValueError: as `contrastive_loss`.
 
-    Example:
-      >>> z = geometry.normalize(f, "unit_ball")
-      >>> loss = contrastive_loss(z, y, key, setting="hscl", beta=10.0, k=256)
+    Examples:
+      A batch of one class has no SCL negatives: every anchor is dropped and the loss
+      is 0.
+
+      >>> import jax, jax.numpy as jnp
+      >>> z = jnp.eye(3, 2)
+      >>> loss, aux = contrastive_loss_with_aux(
+      ...     z, jnp.zeros(3, jnp.int32), jax.random.key(0), setting="scl", k=4)
+      >>> print(loss, aux["num_dropped_anchors"], aux["num_fallback"])
+      0.0 3 0
 
     References:
-      [HN Def. 1-4, Algorithm 1, Thm 1-3]; [R21 eq. 5 and code]; docs/math.md §3-6.
+      [HN Def. 1-4, Algorithm 1]; docs/math.md §3-6.
     """
-    caller = "contrastive_loss"
-    _check_choice(caller, "setting", setting, SETTINGS)
-    _check_choice(caller, "estimator", estimator, ESTIMATORS)
-    _check_choice(caller, "draw", draw, DRAWS)
-    _check_choice(caller, "reduction", reduction, REDUCTIONS)
-    _check_temperature(caller, temperature)
-    check_psi_args(psi, alpha, caller=caller)
-    check_hardening_args(hardening, beta, epsilon, caller=caller)
-    check_k(k, caller=caller)
-    check_k(num_proposals, caller=caller, arg="num_proposals")
-    if estimator == "reweighted" and psi != "infonce":
-        raise ValueError(
-            f"{caller}: estimator='reweighted' is the k → ∞ limit of InfoNCE (mean form) only; "
-            f"got psi={psi!r}. Use psi='infonce' or estimator='sampled'."
-        )
-    tp = hard.concrete_scalar(tau_plus, caller=caller, arg="tau_plus")
-    if tp is not None and not 0.0 <= tp < 1.0:
-        raise ValueError(
-            f"{caller}: tau_plus={tau_plus!r} must lie in [0, 1) (the class prior τ⁺ of "
-            "[R21]); use tau_plus=0.0 for no debiasing."
-        )
-    if (tp is None or tp > 0) and estimator != "reweighted":
-        raise ValueError(
-            f"{caller}: tau_plus={tau_plus!r} debiases the reweighted estimator only; set "
-            "estimator='reweighted' or tau_plus=0.0."
-        )
-    if eta_fn is not None:
-        if not callable(eta_fn):
-            raise ValueError(f"{caller}: eta_fn={eta_fn!r} must be a callable returning log η.")
-        if estimator != "sampled" or setting not in _HARD:
-            raise ValueError(
-                f"{caller}: eta_fn (a non-separable hardening) needs estimator='sampled' and "
-                f"setting 'hscl' or 'hucl'; got estimator={estimator!r}, setting={setting!r}."
-            )
-    if estimator == "sampled" and key is None:
-        raise ValueError(
-            f"{caller}: key=None, but estimator='sampled' draws negatives; pass a PRNG key "
-            "(e.g. jax.random.key(0)) or use estimator='reweighted'."
-        )
-    z = _as_embeddings(caller, z)
-    _check_traced(caller, z, beta=beta, alpha=alpha, psi=psi, epsilon=epsilon, tau_plus=tau_plus)
-    n = z.shape[0]
-    labels = _as_ids(caller, "labels", labels, n)
-    positive_ids = labels if positive_ids is None else positive_ids
-    positive_ids = _as_ids(caller, "positive_ids", positive_ids, n)
-
-    if setting not in _HARD:
-        hardening, beta, epsilon = "none", 0.0, 1.0
-    s = _similarities(z)
-    positives = _positive_mask(positive_ids, self_positive)
-    if setting in _SUPERVISED:
-        candidates = labels[:, None] != labels[None, :]
-    else:
-        candidates = jnp.ones((n, n), dtype=bool)
-        if exclude_anchor:
-            candidates = candidates & ~jnp.eye(n, dtype=bool)
-
-    num_sir_fallback = jnp.zeros((), dtype=jnp.int32)
-    idx = None
-    if estimator == "sampled":
-        pair_loss, fallback, num_sir_fallback, idx, log_q = _sampled_pair_losses(
-            key,
-            s,
-            candidates,
-            psi=psi,
-            alpha=alpha,
-            hardening=hardening,
-            beta=beta,
-            epsilon=epsilon,
-            k=int(k),
-            draw=draw,
-            eta_fn=eta_fn,
-            num_proposals=int(num_proposals),
-            s_loss=_scaled(s, temperature),
-        )
-    else:
-        log_neg, fallback, log_q = _log_mean_negative(
-            s,
-            candidates,
-            hardening=hardening,
-            beta=beta,
-            epsilon=epsilon,
-            tau_plus=tau_plus,
-            grad_through_weights=grad_through_weights,
-            temperature=temperature,
-        )
-        pair_loss = jax.nn.softplus(log_neg - _scaled(s, temperature))
-    loss, valid, num_dropped = _reduce(pair_loss, positives, candidates, reduction)
-    if not (return_aux or return_diagnostics):
-        return loss
-    aux = {
-        "num_dropped_anchors": num_dropped,
-        "num_fallback": jnp.sum(fallback & valid).astype(jnp.int32) + num_sir_fallback,
-    }
-    if return_diagnostics:
-        aux.update(_negative_diagnostics(s, candidates, labels, valid, log_q, idx))
+    loss, aux = _contrastive_loss(
+        "contrastive_loss_with_aux",
+        z,
+        labels,
+        key,
+        with_aux=True,
+        diagnostics=diagnostics,
+        setting=setting,
+        psi=psi,
+        alpha=alpha,
+        hardening=hardening,
+        beta=beta,
+        epsilon=epsilon,
+        k=k,
+        estimator=estimator,
+        draw=draw,
+        positive_ids=positive_ids,
+        self_positive=self_positive,
+        exclude_anchor=exclude_anchor,
+        tau_plus=tau_plus,
+        grad_through_weights=grad_through_weights,
+        eta_fn=eta_fn,
+        num_proposals=num_proposals,
+        temperature=temperature,
+        reduction=reduction,
+    )
     return loss, aux
 
 
 # ----------------------------------------------------------------------------------------
 # SimCLR form [HN eq. 42].
+
+
+def _simclr_log_count(
+    caller: str,
+    q: str,
+    negatives: jax.Array,
+    positive_ids: jax.Array,
+    labels: jax.Array | None,
+    self_positive: bool,
+    dtype: Any,
+) -> float | jax.Array:
+    """log Q_i: log(N − 2) for q="batch" (checked against concrete ids), else (N, 1)."""
+    n = negatives.shape[0]
+    batch_q = math.log(max(n - 2, 1))
+    if q == "batch":
+        _check_batch_q(caller, positive_ids, labels, self_positive, n)
+        return batch_q
+    num_neg = jnp.sum(negatives, axis=-1)
+    # Where the count is N − 2 use the same float as q="batch" (bit-identical there).
+    return jnp.where(num_neg == n - 2, batch_q, jnp.log(jnp.maximum(num_neg, 1).astype(dtype)))[
+        :, None
+    ]
+
+
+def _simclr_form_loss(
+    caller: str,
+    z: ArrayLike,
+    positive_ids: ArrayLike,
+    *,
+    with_aux: bool,
+    diagnostics: bool,
+    beta: Any,
+    hardening: str,
+    epsilon: Any,
+    self_positive: bool,
+    grad_through_weights: bool,
+    labels: ArrayLike | None,
+    q: str,
+    temperature: Any,
+    reduction: str,
+) -> tuple[jax.Array, dict[str, jax.Array] | None]:
+    """(loss, aux) of `simclr_form_loss`; aux is None unless `with_aux`."""
+    check_hardening_args(hardening, beta, epsilon, caller=caller)
+    _utils.check_choice(caller, "q", q, Q_MODES)
+    _utils.check_choice(caller, "reduction", reduction, REDUCTIONS)
+    _check_temperature(caller, temperature)
+    z = _as_embeddings(caller, z)
+    _check_traced(caller, z, beta=beta, epsilon=epsilon)
+    n = z.shape[0]
+    positive_ids = _as_ids(caller, "positive_ids", positive_ids, n)
+    if labels is not None:
+        labels = _as_ids(caller, "labels", labels, n)
+    s = _similarities(z)
+    positives = _positive_mask(positive_ids, self_positive)
+    class_ids = positive_ids if labels is None else labels
+    negatives = class_ids[:, None] != class_ids[None, :]
+    log_count = _simclr_log_count(
+        caller, q, negatives, positive_ids, labels, self_positive, s.dtype
+    )
+    log_neg, fallback, log_q = _log_mean_negative(
+        s,
+        negatives,
+        hardening=hardening,
+        beta=beta,
+        epsilon=epsilon,
+        tau_plus=0.0,
+        grad_through_weights=grad_through_weights,
+        temperature=temperature,
+    )
+    # log(1 + Q E[exp s⁻] / exp s⁺) = softplus(log E[exp s⁻] + log Q − s⁺). Q >= 1 whenever
+    # an anchor has both a positive and a negative (N >= 3); other anchors are dropped.
+    pair_loss = jax.nn.softplus(log_neg + log_count - _scaled(s, temperature))
+    loss, valid, num_dropped = _reduce(pair_loss, positives, negatives, reduction)
+    if not with_aux:
+        return loss, None
+    aux = {
+        "num_dropped_anchors": num_dropped,
+        "num_fallback": jnp.sum(fallback & valid).astype(jnp.int32),
+    }
+    if diagnostics:
+        aux.update(_negative_diagnostics(s, negatives, class_ids, valid, log_q, None))
+    return loss, aux
 
 
 def simclr_form_loss(
@@ -594,7 +906,7 @@ def simclr_form_loss(
     reduction: str = "anchor_mean",
     return_aux: bool = False,
     return_diagnostics: bool = False,
-) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+) -> jax.Array:
     """The SimCLR-form loss of [HN eq. 42], with uniform or tilted negatives (docs/math.md §7).
 
         ℓ_ij = log(1 + Q_i · E_{m ~ q_i}[exp(s_im)] / exp(s_ij)),
@@ -618,7 +930,8 @@ def simclr_form_loss(
 
     The anchor's loss is the mean over its positives (j ≠ i unless `self_positive`), the
     batch loss the mean over anchors with a positive and a negative (or, with
-    reduction="pair_mean", the mean over all such pairs).
+    reduction="pair_mean", the mean over all such pairs). `simclr_form_loss_with_aux`
+    also returns the counts of dropped and fallback anchors.
 
     Cost: time O(N²d), memory O(N²).
 
@@ -638,71 +951,130 @@ def simclr_form_loss(
       q: one of `Q_MODES`.
       temperature: τ > 0 dividing the similarities inside the exponentials (1 in [HN]).
       reduction: one of `REDUCTIONS`.
-      return_aux: also return {"num_dropped_anchors", "num_fallback"}.
-      return_diagnostics: also return the diagnostics of `contrastive_loss` (q_i-weighted).
+      return_aux: deprecated; use `simclr_form_loss_with_aux`. True returns its
+        (loss, aux) instead of the loss.
+      return_diagnostics: deprecated; use `simclr_form_loss_with_aux(...,
+        diagnostics=True)`, which True returns.
 
     Returns:
-      The scalar loss, or (loss, aux).
+      The scalar loss.
 
     Raises:
       ValueError: for unknown names, β < 0, ε ≤ 0, τ ≤ 0, mismatched shapes, or q="batch"
         with concrete ids for which some anchor's number of negatives is not N − 2.
+
+    Examples:
+      Two views of B = 3 examples, with uniform and with tilted negatives:
+
+      >>> import jax, jax.numpy as jnp
+      >>> from hncl_jax import geometry
+      >>> z = geometry.normalize(jax.random.normal(jax.random.key(0), (6, 4)), "unit_sphere")
+      >>> ids = jnp.array([0, 1, 2, 0, 1, 2])
+      >>> uniform = simclr_form_loss(z, ids)
+      >>> hard = simclr_form_loss(z, ids, beta=5.0)
+      >>> bool(hard >= uniform)
+      True
 
     References:
       [HN App. B.5, eq. 42]; SimCLR (Chen et al. 2020); SINCERE (Feeney and Hughes,
       arXiv:2309.14277); [R21]; docs/math.md §7.
     """
     del key
-    caller = "simclr_form_loss"
-    check_hardening_args(hardening, beta, epsilon, caller=caller)
-    _check_choice(caller, "q", q, Q_MODES)
-    _check_choice(caller, "reduction", reduction, REDUCTIONS)
-    _check_temperature(caller, temperature)
-    z = _as_embeddings(caller, z)
-    _check_traced(caller, z, beta=beta, epsilon=epsilon)
-    n = z.shape[0]
-    positive_ids = _as_ids(caller, "positive_ids", positive_ids, n)
-    if labels is not None:
-        labels = _as_ids(caller, "labels", labels, n)
-    s = _similarities(z)
-    positives = _positive_mask(positive_ids, self_positive)
-    if labels is None:
-        negatives = positive_ids[:, None] != positive_ids[None, :]
-    else:
-        negatives = labels[:, None] != labels[None, :]
-    batch_q = math.log(max(n - 2, 1))
-    if q == "batch":
-        _check_batch_q(caller, positive_ids, labels, self_positive, n)
-        log_count = batch_q
-    else:
-        num_neg = jnp.sum(negatives, axis=-1)
-        # Where the count is N − 2 use the same float as q="batch" (bit-identical there).
-        log_count = jnp.where(
-            num_neg == n - 2, batch_q, jnp.log(jnp.maximum(num_neg, 1).astype(s.dtype))
-        )[:, None]
-    log_neg, fallback, log_q = _log_mean_negative(
-        s,
-        negatives,
-        hardening=hardening,
+    options = dict(
         beta=beta,
+        hardening=hardening,
         epsilon=epsilon,
-        tau_plus=0.0,
+        self_positive=self_positive,
         grad_through_weights=grad_through_weights,
+        labels=labels,
+        q=q,
         temperature=temperature,
+        reduction=reduction,
     )
-    # log(1 + Q E[exp s⁻] / exp s⁺) = softplus(log E[exp s⁻] + log Q − s⁺). Q >= 1 whenever
-    # an anchor has both a positive and a negative (N >= 3); other anchors are dropped.
-    pair_loss = jax.nn.softplus(log_neg + log_count - _scaled(s, temperature))
-    loss, valid, num_dropped = _reduce(pair_loss, positives, negatives, reduction)
-    if not (return_aux or return_diagnostics):
-        return loss
-    aux = {
-        "num_dropped_anchors": num_dropped,
-        "num_fallback": jnp.sum(fallback & valid).astype(jnp.int32),
-    }
-    if return_diagnostics:
-        class_ids = positive_ids if labels is None else labels
-        aux.update(_negative_diagnostics(s, negatives, class_ids, valid, log_q, None))
+    if return_aux or return_diagnostics:
+        _warn_return_aux("simclr_form_loss")
+        return simclr_form_loss_with_aux(z, positive_ids, diagnostics=return_diagnostics, **options)
+    loss, _ = _simclr_form_loss(
+        "simclr_form_loss", z, positive_ids, with_aux=False, diagnostics=False, **options
+    )
+    return loss
+
+
+def simclr_form_loss_with_aux(
+    z: ArrayLike,
+    positive_ids: ArrayLike,
+    key: jax.Array | None = None,
+    *,
+    beta: float = 0.0,
+    hardening: str = "exponential",
+    epsilon: float = 1.0,
+    self_positive: bool = False,
+    grad_through_weights: bool = False,
+    labels: ArrayLike | None = None,
+    q: str = "batch",
+    temperature: float = 1.0,
+    reduction: str = "anchor_mean",
+    diagnostics: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`simclr_form_loss` and its auxiliary counts (and diagnostics), as (loss, aux).
+
+    The loss is bit for bit the one `simclr_form_loss` returns for the same arguments;
+    the arguments are those of `simclr_form_loss`, plus `diagnostics`.
+
+    Args:
+      z: normalized embeddings, shape (N, d).
+      positive_ids: int (N,).
+      key: unused.
+      beta: see `simclr_form_loss`.
+      hardening: see `simclr_form_loss`.
+      epsilon: see `simclr_form_loss`.
+      self_positive: see `simclr_form_loss`.
+      grad_through_weights: see `simclr_form_loss`.
+      labels: see `simclr_form_loss`.
+      q: see `simclr_form_loss`.
+      temperature: see `simclr_form_loss`.
+      reduction: see `simclr_form_loss`.
+      diagnostics: also return the diagnostics of `contrastive_loss_with_aux`
+        (q_i-weighted).
+
+    Returns:
+      (loss, aux) with aux = {"num_dropped_anchors", "num_fallback"} (int32 scalars),
+      plus the diagnostics with `diagnostics=True`.
+
+    Raises:
+      ValueError: as `simclr_form_loss`.
+
+    Examples:
+      Two identical views of two orthogonal examples: each anchor's positive has
+      s = 1 and its two negatives s = 0, so with Q = N − 2 = 2 every anchor's loss is
+      log(1 + 2 e⁻¹):
+
+      >>> import jax.numpy as jnp
+      >>> z = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+      >>> loss, aux = simclr_form_loss_with_aux(z, jnp.array([0, 1, 0, 1]))
+      >>> print(f"{loss:.4f}", f"{jnp.log1p(2 / jnp.e):.4f}", aux["num_dropped_anchors"])
+      0.5514 0.5514 0
+
+    References:
+      [HN App. B.5, eq. 42]; docs/math.md §7.
+    """
+    del key
+    loss, aux = _simclr_form_loss(
+        "simclr_form_loss_with_aux",
+        z,
+        positive_ids,
+        with_aux=True,
+        diagnostics=diagnostics,
+        beta=beta,
+        hardening=hardening,
+        epsilon=epsilon,
+        self_positive=self_positive,
+        grad_through_weights=grad_through_weights,
+        labels=labels,
+        q=q,
+        temperature=temperature,
+        reduction=reduction,
+    )
     return loss, aux
 
 
@@ -714,8 +1086,8 @@ def _check_batch_q(
     n: int,
 ) -> None:
     """Refuses q="batch" where Q = N − 2 is known not to count the negatives."""
-    ids = _concrete_array(positive_ids)
-    lab = None if labels is None else _concrete_array(labels)
+    ids = _utils.concrete(positive_ids)
+    lab = None if labels is None else _utils.concrete(labels)
     if ids is None or (labels is not None and lab is None):
         return  # traced ids: the caller (e.g. the trainer's config check) decides
     groups = ids if lab is None else lab

@@ -115,8 +115,8 @@ def test_temperature_errors():
 def test_diagnostics_of_the_uniform_and_tilted_distributions():
     z = unit(jax.random.key(4), len(UNBALANCED))
     n = len(UNBALANCED)
-    _, aux = losses.contrastive_loss(
-        z, UNBALANCED, setting="ucl", estimator="reweighted", return_diagnostics=True
+    _, aux = losses.contrastive_loss_with_aux(
+        z, UNBALANCED, setting="ucl", estimator="reweighted", diagnostics=True
     )
     # Uniform over the whole batch: ESS = N, entropy log N, collision = mean class share.
     np.testing.assert_allclose(float(aux["neg_ess"]), n, rtol=1e-5)
@@ -129,13 +129,13 @@ def test_diagnostics_of_the_uniform_and_tilted_distributions():
     )
 
     beta = 4.0
-    _, aux = losses.contrastive_loss(
+    _, aux = losses.contrastive_loss_with_aux(
         z,
         UNBALANCED,
         setting="hscl",
         beta=beta,
         estimator="reweighted",
-        return_diagnostics=True,
+        diagnostics=True,
     )
     s = z.astype(np.float64) @ z.T.astype(np.float64)
     ess, ent, drawn = [], [], []
@@ -156,16 +156,16 @@ def test_diagnostics_of_the_uniform_and_tilted_distributions():
 def test_sampled_diagnostics_count_the_drawn_negatives():
     z = unit(jax.random.key(6), 30)
     y = np.arange(30) % 3
-    _, aux = losses.contrastive_loss(
-        z, y, jax.random.key(0), setting="ucl", k=4096, return_diagnostics=True
+    _, aux = losses.contrastive_loss_with_aux(
+        z, y, jax.random.key(0), setting="ucl", k=4096, diagnostics=True
     )
     # 4096 uniform draws per anchor: the collision share is 1/3 within a few 1e-3.
     np.testing.assert_allclose(float(aux["neg_collision"]), 1 / 3, atol=0.01)
     np.testing.assert_allclose(
         float(aux["neg_sim_drawn"]), float(aux["neg_sim_uniform"]), atol=0.01
     )
-    _, hard = losses.contrastive_loss(
-        z, y, jax.random.key(0), setting="hucl", beta=20.0, k=256, return_diagnostics=True
+    _, hard = losses.contrastive_loss_with_aux(
+        z, y, jax.random.key(0), setting="hucl", beta=20.0, k=256, diagnostics=True
     )
     # Hard negatives are the anchor's own latent class more often (the class collision).
     assert float(hard["neg_collision"]) > 0.5 > float(aux["neg_collision"])
@@ -228,7 +228,7 @@ def test_supervised_simclr_form_by_hand(beta):
 
 def test_simclr_form_diagnostics_and_pair_mean():
     z, ids = views_layout(jax.random.key(11), 6, 2)
-    loss, aux = losses.simclr_form_loss(z, ids, beta=1.0, return_diagnostics=True)
+    loss, aux = losses.simclr_form_loss_with_aux(z, ids, beta=1.0, diagnostics=True)
     assert float(aux["neg_collision"]) == 0.0 and float(aux["neg_ess"]) <= 10.0
     # Two views: every anchor has one positive, so the two reductions agree.
     pair = losses.simclr_form_loss(z, ids, beta=1.0, reduction="pair_mean")
@@ -316,3 +316,27 @@ def test_supcon_contrast_mode_one_by_hand():
         baselines.supcon(jnp.asarray(z), jnp.asarray(labels), tau, contrast_mode="two")
     with pytest.raises(ValueError, match="num_views"):
         baselines.supcon(jnp.asarray(z), jnp.asarray(labels), tau, contrast_mode="one", num_views=3)
+
+
+def test_with_aux_forms_and_the_deprecated_return_aux_alias():
+    z, ids = views_layout(jax.random.key(12), 4, 2)
+    y = np.arange(8) % 2
+    key = jax.random.key(0)
+    kw = dict(setting="hscl", beta=2.0, k=8)
+    loss = losses.contrastive_loss(z, y, key, **kw)
+    loss_aux, aux = losses.contrastive_loss_with_aux(z, y, key, diagnostics=True, **kw)
+    assert loss.shape == () and float(loss) == float(loss_aux)
+    assert {"num_dropped_anchors", "num_fallback", "neg_collision"} <= set(aux)
+    with pytest.warns(DeprecationWarning, match="contrastive_loss_with_aux"):
+        old_loss, old_aux = losses.contrastive_loss(
+            z, y, key, return_aux=True, return_diagnostics=True, **kw
+        )
+    assert float(old_loss) == float(loss) and set(old_aux) == set(aux)
+    assert all(float(old_aux[name]) == float(aux[name]) for name in aux)
+
+    loss = losses.simclr_form_loss(z, ids, beta=1.0)
+    loss_aux, aux = losses.simclr_form_loss_with_aux(z, ids, beta=1.0)
+    assert float(loss) == float(loss_aux) and set(aux) == {"num_dropped_anchors", "num_fallback"}
+    with pytest.warns(DeprecationWarning, match="simclr_form_loss_with_aux"):
+        old_loss, _ = losses.simclr_form_loss(z, ids, beta=1.0, return_aux=True)
+    assert float(old_loss) == float(loss)

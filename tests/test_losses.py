@@ -204,7 +204,7 @@ class NeuralCollapseMinimumTest(chex.TestCase):
         @jax.jit
         def fn(z, labels, key):
             return [
-                losses.contrastive_loss(
+                losses.contrastive_loss_with_aux(
                     z,
                     labels,
                     key,
@@ -213,7 +213,6 @@ class NeuralCollapseMinimumTest(chex.TestCase):
                     epsilon=3.0,
                     k=4,
                     estimator=estimator,
-                    return_aux=True,
                 )  # fmt: skip
                 for estimator in losses.ESTIMATORS
             ]
@@ -510,9 +509,9 @@ class ViewsTest(chex.TestCase):
         # example. With a = (0, 1), b = (1, 0), a' = (0, -1), b' = (1, 0) every candidate of
         # an anchor has the same similarity (0), so every draw gives the same loss.
         z = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0], [1.0, 0.0]])
-        loss, aux = losses.contrastive_loss(
+        loss, aux = losses.contrastive_loss_with_aux(
             z, jnp.asarray(VIEW_IDS), jax.random.key(0), setting="hscl", beta=3.0, k=5,
-            positive_ids=jnp.asarray(VIEW_IDS), self_positive=False, return_aux=True,
+            positive_ids=jnp.asarray(VIEW_IDS), self_positive=False,
         )  # fmt: skip
         # Anchors a, a' (positive at s = -1): log(1 + e^{0 + 1}); b, b' (s = 1): log(1 + e^{-1}).
         want = (math.log1p(math.e) + math.log1p(math.exp(-1))) / 2
@@ -522,9 +521,9 @@ class ViewsTest(chex.TestCase):
     def test_anchor_without_positive_is_dropped(self):
         ids = jnp.array([0, 1, 0, 2], jnp.int32)  # rows 1 and 3 have no sibling view
         z = jnp.asarray(VIEWS, jnp.float32)
-        loss, aux = losses.contrastive_loss(
+        loss, aux = losses.contrastive_loss_with_aux(
             z, ids, setting="ucl", estimator="reweighted", positive_ids=ids,
-            self_positive=False, return_aux=True,
+            self_positive=False,
         )  # fmt: skip
         self.assertEqual(int(aux["num_dropped_anchors"]), 2)
         full = losses.contrastive_loss(
@@ -538,9 +537,9 @@ class ViewsTest(chex.TestCase):
         self.assertNotAlmostEqual(float(loss), float(full))
 
     def test_one_class_batch_scl_gives_zero(self):
-        loss, aux = losses.contrastive_loss(
+        loss, aux = losses.contrastive_loss_with_aux(
             jnp.asarray(VIEWS, jnp.float32), jnp.zeros(4, jnp.int32), jax.random.key(0),
-            setting="scl", k=3, return_aux=True,
+            setting="scl", k=3,
         )  # fmt: skip
         self.assertEqual(float(loss), 0.0)
         self.assertEqual(int(aux["num_dropped_anchors"]), 4)
@@ -691,7 +690,7 @@ class NonSeparableHardeningTest(parameterized.TestCase):
         def fn(key):
             kw = dict(setting="hscl", k=2, num_proposals=64)
             zero = lambda t: jnp.full(t.shape[:-1], -jnp.inf)  # η = 0: every tuple falls back
-            _, aux = losses.contrastive_loss(z, LABELS, key, eta_fn=zero, return_aux=True, **kw)
+            _, aux = losses.contrastive_loss_with_aux(z, LABELS, key, eta_fn=zero, **kw)
             return jnp.stack(
                 [
                     losses.contrastive_loss(z_nc, labels_nc, key, eta_fn=eta, **kw),
