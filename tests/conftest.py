@@ -1,9 +1,163 @@
-"""Test set-up: make `configs` importable and keep JAX on the CPU."""
+"""Test set-up: `configs` importable, JAX on the CPU, a compilation cache, shared fixtures.
 
+JAX's persistent compilation cache is on for the session, in a temporary folder that the
+pytest-xdist workers and the command-line runs the tests start share (through the
+environment variable JAX_COMPILATION_CACHE_DIR): the many small train steps that several
+tests compile identically are compiled once. Set HNCL_TEST_COMPILATION_CACHE=0 to test
+without it, or JAX_COMPILATION_CACHE_DIR to keep the cache in a folder of your own.
+
+Fixtures:
+  tiny_config: a factory of seconds-long configs (`tiny_config(**overrides)`).
+  fast_compile: compiles with most XLA optimizations off, for tests of plumbing only.
+  no_compile / fails_before_compiling: a trainer run must fail before compiling.
+"""
+
+from __future__ import annotations
+
+import difflib
 import os
+import shutil
 import sys
+import tempfile
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+CACHE_OPT_OUT = "HNCL_TEST_COMPILATION_CACHE"
+_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+_CREATED_CACHE = None  # the folder this process made (and removes at the end)
+
+
+def _cache_enabled() -> bool:
+    return os.environ.get(CACHE_OPT_OUT, "1") not in ("0", "")
+
+
+def _set_cache_env() -> None:
+    """Points this process and its children (xdist workers, CLI runs) at one cache."""
+    global _CREATED_CACHE
+    if not _cache_enabled():
+        return
+    if not os.environ.get(_CACHE_ENV):
+        _CREATED_CACHE = tempfile.mkdtemp(prefix="hncl_jax_test_xla_cache_")
+        os.environ[_CACHE_ENV] = _CREATED_CACHE
+    # Cache every compilation, however short (the tests' steps compile in well under 1 s).
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def pytest_configure(config):
+    # The xdist controller (or a run without xdist) makes the folder before the workers
+    # start, so they inherit it; a worker finds the variable already set.
+    _set_cache_env()
+    if not _cache_enabled():
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    try:  # a size limit makes JAX lock the folder, so parallel writers cannot tear entries
+        import filelock  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        jax.config.update("jax_compilation_cache_max_size", 8 * 2**30)
+
+
+def pytest_unconfigure(config):
+    if _CREATED_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(_CREATED_CACHE, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ configs
+NUM_EPOCHS = 6  # tiny_config's epochs (5 steps each, a checkpoint every 2 epochs)
+
+
+def make_tiny_config(*, strict: bool = True, **overrides):
+    """HSCL on a 16-dimensional synthetic set: 5 steps per epoch, 6 epochs, 3 checkpoints.
+
+    Args:
+      strict: every override must name a field the config has (a misspelt name raises
+        KeyError naming the closest field); False lets an override add a field (e.g. an
+        option of a data set or model that the tiny config does not set).
+      **overrides: dotted field paths to values, e.g. `**{"loss.k": 4}`, `num_epochs=2`.
+    """
+    from configs import synthetic
+
+    c = synthetic.get_config("hscl")
+    c.model_kwargs.hidden_sizes = (16,)
+    c.dataset_kwargs.dim = 16
+    c.dataset_kwargs.per_class = 20
+    c.loss.k = 8
+    c.batch_size = 12
+    c.num_epochs = NUM_EPOCHS
+    c.eval_every_epochs = 1
+    c.checkpoint_every_epochs = 2
+    c.log_every_steps = 2
+    c.knn_k = (5,)
+    c.plots = False
+    c.linear_probe = "off"
+    for key, value in overrides.items():
+        node = c
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        if strict and last not in node:
+            close = difflib.get_close_matches(last, list(node.keys()), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise KeyError(f"tiny_config: no field {key!r}{hint} (strict=False adds one)")
+        node[last] = value
+    return c
+
+
+@pytest.fixture
+def tiny_config():
+    """`tiny_config(*, strict=True, **overrides)`: a seconds-long config (make_tiny_config)."""
+    return make_tiny_config
+
+
+@pytest.fixture
+def fast_compile():
+    """Compiles with most XLA optimizations off while the test runs (plumbing, not numbers)."""
+    import jax
+
+    before = jax.config.jax_disable_most_optimizations
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    """Makes building the train step or the feature extractor fail the test."""
+    from hncl_jax import train
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the trainer got as far as compiling")
+
+    monkeypatch.setattr(train, "make_step_fn", fail)
+    monkeypatch.setattr(train, "make_features_fn", fail)
+
+
+def _fails_before_compiling(config, workdir, error, match):
+    """Runs the trainer, checks the error and its message, and that nothing was written."""
+    from hncl_jax import train
+
+    existed = os.path.exists(workdir)
+    before = sorted(os.listdir(workdir)) if existed else None
+    with pytest.raises(error, match=match):
+        train.train_and_evaluate(config, str(workdir))
+    if existed:
+        assert sorted(os.listdir(workdir)) == before
+    else:
+        assert not os.path.exists(workdir)
+
+
+@pytest.fixture
+def fails_before_compiling():
+    """`fails_before_compiling(config, workdir, error, match)` (use with no_compile)."""
+    return _fails_before_compiling

@@ -19,8 +19,6 @@ from ml_collections import config_flags
 
 from configs import default
 from hncl_jax import validation
-from tests.test_reliability import tiny_config
-from tests.test_validation import fails_before_compiling, no_compile  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 E = re.escape
@@ -187,13 +185,15 @@ CASES = {
 
 
 @pytest.mark.parametrize("overrides,match", list(CASES.values()), ids=list(CASES))
-def test_bad_config_fails_before_compiling(tmp_path, no_compile, overrides, match):  # noqa: F811
+def test_bad_config_fails_before_compiling(
+    tmp_path, tiny_config, no_compile, fails_before_compiling, overrides, match
+):
     fails_before_compiling(
         tiny_config(**overrides), tmp_path / "run", validation.ConfigError, match
     )
 
 
-def test_memory_estimate_warns_near_the_limit_and_scales_with_k():
+def test_memory_estimate_warns_near_the_limit_and_scales_with_k(tiny_config):
     c = tiny_config()
     small = validation.estimate_step_memory(c, batch_size=12, input_shape=(16,), num_params=100)
     c.loss.k = 80

@@ -37,7 +37,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from configs import synthetic  # noqa: E402
 from hncl_jax import models, reporting, train  # noqa: E402
 from hncl_jax.data import augment  # noqa: E402
 
@@ -46,30 +45,6 @@ VOLATILE_KEYS = ("train/steps_per_sec",)
 STEPS_PER_EPOCH = 5  # 60 training examples / batch 12
 NUM_EPOCHS = 6
 TOTAL_STEPS = STEPS_PER_EPOCH * NUM_EPOCHS
-
-
-def tiny_config(**overrides):
-    """HSCL on a 16-dimensional synthetic set: 5 steps per epoch, 6 epochs, 3 checkpoints."""
-    c = synthetic.get_config("hscl")
-    c.model_kwargs.hidden_sizes = (16,)
-    c.dataset_kwargs.dim = 16
-    c.dataset_kwargs.per_class = 20
-    c.loss.k = 8
-    c.batch_size = 12
-    c.num_epochs = NUM_EPOCHS
-    c.eval_every_epochs = 1
-    c.checkpoint_every_epochs = 2
-    c.log_every_steps = 2
-    c.knn_k = (5,)
-    c.plots = False
-    c.linear_probe = "off"
-    for key, value in overrides.items():
-        node = c
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
-    return c
 
 
 # --------------------------------------------------------------------------- driver
@@ -132,7 +107,9 @@ def _driver(spec: dict) -> None:
     logging.basicConfig(level=logging.INFO, force=True)  # the trainer's "resuming from ..." line
     if spec.get("fault"):
         _install_fault(spec["fault"])
-    train.train_and_evaluate(tiny_config(**spec.get("overrides", {})), spec["workdir"])
+    from tests.conftest import make_tiny_config  # the tiny_config fixture's factory
+
+    train.train_and_evaluate(make_tiny_config(**spec.get("overrides", {})), spec["workdir"])
 
 
 def run_driver(workdir, fault: str | None = None, **overrides) -> subprocess.CompletedProcess:
@@ -294,7 +271,7 @@ def test_damaged_checkpoints_are_reported_and_skipped(tmp_path, reference):
 
 
 @pytest.mark.slow
-def test_non_finite_step_stops_the_run_and_overwrites_nothing(tmp_path):
+def test_non_finite_step_stops_the_run_and_overwrites_nothing(tmp_path, tiny_config):
     w = str(tmp_path)
     c = tiny_config(num_epochs=2, normalization="none")
     train.train_and_evaluate(c, w)
@@ -328,7 +305,7 @@ def test_non_finite_step_stops_the_run_and_overwrites_nothing(tmp_path):
     assert all(np.isfinite(v) for v in values)
 
 
-def test_a_non_finite_update_is_skipped_and_recorded():
+def test_a_non_finite_update_is_skipped_and_recorded(tiny_config):
     c = tiny_config(normalization="none")
     state, step_fn, arrays = _stepper(c, steps_per_dispatch=1)
     fresh = jax.tree.map(jnp.copy, state)  # the step donates its input state
@@ -389,7 +366,7 @@ def _stepper(c, steps_per_dispatch: int):
     ],
 )
 def test_extreme_hardening_stays_finite_for_100_steps(
-    normalization, setting, hardening, beta, epsilon, estimator
+    tiny_config, normalization, setting, hardening, beta, epsilon, estimator
 ):
     # A large learning rate drives the raw embeddings of most of these runs to norms of
     # 4 to 9 within the 100 steps, so β·s reaches the thousands: exp(β s) overflows
