@@ -39,6 +39,11 @@ import pytest  # noqa: E402
 
 from hncl_jax import models, reporting, train  # noqa: E402
 from hncl_jax.data import augment  # noqa: E402
+from tests.conftest import make_tiny_config  # noqa: E402
+
+# The tests take the `tiny_config` fixture; this name stays for modules that still import
+# it from here (test_validation).
+tiny_config = make_tiny_config
 
 # Keys whose values depend on wall-clock time, not on the computation.
 VOLATILE_KEYS = ("train/steps_per_sec",)
@@ -107,8 +112,6 @@ def _driver(spec: dict) -> None:
     logging.basicConfig(level=logging.INFO, force=True)  # the trainer's "resuming from ..." line
     if spec.get("fault"):
         _install_fault(spec["fault"])
-    from tests.conftest import make_tiny_config  # the tiny_config fixture's factory
-
     train.train_and_evaluate(make_tiny_config(**spec.get("overrides", {})), spec["workdir"])
 
 
