@@ -262,18 +262,25 @@ def _time_to_accuracy(records: list[dict[str, Any]]) -> list[str]:
         m = r.get("machine", {})
         machine = m if isinstance(m, str) else m.get("cpu") or m.get("device") or "?"
         metrics = r.get("metrics", {})
+        load = r.get("loadavg_1min", {})
         rows.append(
             (
                 f"`{r['config']}`",
                 _num(r["wall_s"], "s"),
                 *(_num(metrics.get(k)) if k in metrics else "—" for k in keys),
+                f"{_num(load.get('before'))} → {_num(load.get('after'))}" if load else "—",
                 str(machine),
                 str(r.get("jax", "—")),
                 f"`{r['command']}`",
             )
         )
-    header = ("config", "wall time", *keys, "machine", "JAX", "command")
-    return ["### Time to accuracy", "", *_table(header, rows), ""]
+    load_col = "load (1 min, start → end)"
+    header = ("config", "wall time", *keys, load_col, "machine", "JAX", "command")
+    note = (
+        "The load is the machine's 1-minute load average when the run started and ended: "
+        "other work on the 2 cores lengthens the wall time."
+    )
+    return ["### Time to accuracy", "", note, "", *_table(header, rows), ""]
 
 
 def render(results_dir: pathlib.Path = RESULTS) -> str:
