@@ -489,29 +489,12 @@ def bench_train(o: ml_collections.ConfigDict, sink: _Sink) -> dict[str, Any]:
     host_labels = rng.integers(0, num_classes, n).astype(np.int32)
     images, labels = jnp.asarray(host_images), jnp.asarray(host_labels)
     steps_per_epoch = n // o.batch
-    model = models.create_model(
-        o.model,
-        embed_dim=embed_dim,
-        dtype=jnp.bfloat16 if o.dtype == "bfloat16" else jnp.float32,
-    )
-    sample = jnp.zeros((2, *shape), jnp.float32)
-    state = train.create_train_state(c, model, sample, num_classes, steps_per_epoch)
-    # Committed like the step's outputs, so the second call reuses the first compile.
-    state = jax.device_put(state, jax.devices()[0])
+    batch_fn = None  # epoch mode: the trainer's own (`train.make_batch_fn`)
     if o.mode == "step":
 
         def batch_fn(step, images, labels, visible, key):
             return images, labels, labels, visible
 
-    else:
-        batch_fn = functools.partial(
-            train.make_batch,
-            batch_size=o.batch,
-            steps_per_epoch=steps_per_epoch,
-            positives=o.positives,
-            views="simclr",
-            view_kwargs={},
-        )
     k_dispatch = o.steps_per_dispatch
     objective = None
     if o.trivial_loss:
@@ -519,6 +502,21 @@ def bench_train(o: ml_collections.ConfigDict, sink: _Sink) -> dict[str, Any]:
         # contrastive loss's share.
         def objective(z, f, labels, positive_ids, visible, key, prototypes):
             return jnp.mean(jnp.square(z)), {}
+
+    # The trainer's wiring (model, schedule, optimizer, state, step), on one device.
+    built = train.build(
+        c,
+        num_classes,
+        batch_size=o.batch,
+        steps_per_epoch=steps_per_epoch,
+        sharded=False,
+        batch_fn=batch_fn,
+        objective=objective,
+        steps_per_dispatch=k_dispatch,
+    )
+    state = built.init_state(jnp.zeros((2, *shape), jnp.float32))
+    # Committed like the step's outputs, so the second call reuses the first compile.
+    state = jax.device_put(state, jax.devices()[0])
 
     record = {
         "mode": o.mode,
@@ -576,15 +574,7 @@ def bench_train(o: ml_collections.ConfigDict, sink: _Sink) -> dict[str, Any]:
         )
         peer = (peer_steps, tx, ty)
 
-    step_fn = train.make_step_fn(
-        c,
-        num_classes,
-        batch_fn=batch_fn,
-        batch_sharding=None,
-        replicated=None,
-        steps_per_dispatch=k_dispatch,
-        objective=objective,
-    )
+    step_fn = built.step_fn
     data = (images, labels, labels)
     holder = {"state": state, "perm": None}
     if o.mode == "epoch":
