@@ -1,6 +1,11 @@
 """The benchmark runs every mode on a tiny model and reports sane figures; its options
 are checked before compiling; the PyTorch twins compute what the JAX side does (skipped
-without torch); BENCHMARKS.md agrees with benchmarks/results/."""
+without torch); BENCHMARKS.md agrees with benchmarks/results/.
+
+The runs of whole benchmark modes and the model-twin check are in the slow tier; the fast
+tier keeps one loss-mode and one step-mode run (test_loss_cases_select_the_estimators, the
+BENCHMARKS.md renderer).
+"""
 
 import importlib.util
 import json
@@ -14,6 +19,7 @@ from hncl_jax import benchmark
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_step_mode_reports_throughput(capsys):
     (rec,) = benchmark.run(
         "--mode=step --model=tiny_cnn --batch=32 --num_classes=10 --k=16 --dtype=float32 "
@@ -25,6 +31,7 @@ def test_step_mode_reports_throughput(capsys):
     assert rec["device"].startswith("cpu") and rec["peak_memory_gib"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dispatch", [1, 2])
 def test_epoch_mode_compiles_once(dispatch):
     (rec,) = benchmark.run(
@@ -36,6 +43,7 @@ def test_epoch_mode_compiles_once(dispatch):
     assert rec["images_per_sec"] > 0 and rec["steps_per_dispatch"] == dispatch
 
 
+@pytest.mark.slow
 def test_loss_mode_covers_the_estimators_and_the_naive_loop():
     recs = benchmark.run("--mode=loss --loss_n=16 --loss_k=4 --loss_dim=8 --steps=2".split())
     kinds = {(r["estimator"], r["draw"]) for r in recs}
@@ -48,6 +56,7 @@ def test_loss_mode_covers_the_estimators_and_the_naive_loop():
     assert all(r["ms"] > 0 for r in recs)
 
 
+@pytest.mark.slow
 def test_trivial_loss_and_profile_trace(tmp_path):
     (rec,) = benchmark.run(
         "--mode=step --model=tiny_mlp --batch=16 --num_classes=4 --dtype=float32 "
@@ -78,6 +87,7 @@ def test_bad_combinations_fail_before_compiling(argv, match):
         benchmark.run(argv)
 
 
+@pytest.mark.slow
 def test_epoch_mode_one_channel_float32_by_default_and_results_file(tmp_path):
     out = tmp_path / "results" / "cpu.jsonl"
     argv = (
@@ -123,6 +133,7 @@ def test_peer_rejects_what_it_cannot_compare(argv, match):
         benchmark.run(["--peer=torch", *argv])
 
 
+@pytest.mark.slow
 def test_torch_twins_compute_the_flax_models():
     torch = _torch()
     import jax
@@ -188,6 +199,7 @@ def test_torch_loss_matches_the_jax_loss_for_both_estimators():
     np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_peer_step_checks_the_loss_and_reports_ratios(capsys):
     _torch()
     (rec,) = benchmark.run(
@@ -200,6 +212,7 @@ def test_peer_step_checks_the_loss_and_reports_ratios(capsys):
     assert "JAX/PyTorch" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_peer_epoch_and_loss_modes():
     _torch()
     (rec,) = benchmark.run(
