@@ -121,12 +121,13 @@ def tiny_config():
 
 
 @pytest.fixture
-def fast_compile():
+def fast_compile(monkeypatch):
     """Compiles with most XLA optimizations off while the test runs (plumbing, not numbers)."""
     import jax
 
-    before = jax.config.jax_disable_most_optimizations
+    before = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", True)
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")  # and for CLI subprocesses
     yield
     jax.config.update("jax_disable_most_optimizations", before)
 

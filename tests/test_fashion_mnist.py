@@ -225,7 +225,7 @@ def test_small_cnn_sizes_match_its_docstring():
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1), (32, 32, 3), (7, 7, 1)])
-def test_small_cnn_takes_8_to_32_pixel_images(shape):
+def test_small_cnn_takes_8_to_32_pixel_images(fast_compile, shape):
     m = models.create_model("small_cnn", embed_dim=9, width=4)
     x = jnp.ones((3, *shape))
     variables = m.init(jax.random.key(0), x, train=False)
