@@ -10,6 +10,7 @@ Fixtures:
   tiny_config: a factory of seconds-long configs (`tiny_config(**overrides)`).
   fast_compile: compiles with most XLA optimizations off, for tests of plumbing only.
   no_compile / fails_before_compiling: a trainer run must fail before compiling.
+  fashion_mnist_files: skips without Debian's Fashion-MNIST IDX files (fails under CI=true).
 """
 
 from __future__ import annotations
@@ -162,3 +163,24 @@ def _fails_before_compiling(config, workdir, error, match):
 def fails_before_compiling():
     """`fails_before_compiling(config, workdir, error, match)` (use with no_compile)."""
     return _fails_before_compiling
+
+
+@pytest.fixture
+def fashion_mnist_files():
+    """Skips the test without Debian's Fashion-MNIST IDX files; under CI=true it fails."""
+    from hncl_jax.data import fashion_mnist
+
+    paths = [
+        p
+        for split in ("train", "test")
+        for p in fashion_mnist.idx_paths(split, fashion_mnist.DEBIAN_DIR)
+    ]
+    if all(os.path.exists(p) for p in paths):
+        return
+    msg = (
+        f"Fashion-MNIST IDX files are not in {fashion_mnist.DEBIAN_DIR}; install them with "
+        "`apt-get install dataset-fashion-mnist`."
+    )
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg + " CI must install them (.ci/run does).")
+    pytest.skip(msg)

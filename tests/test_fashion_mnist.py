@@ -17,24 +17,6 @@ import pytest
 from hncl_jax import data, models, reporting, train
 from hncl_jax.data import augment, fashion_mnist
 
-HAVE_FILES = all(
-    os.path.exists(p)
-    for split in ("train", "test")
-    for p in fashion_mnist.idx_paths(split, fashion_mnist.DEBIAN_DIR)
-)
-
-
-def needs_files():
-    if HAVE_FILES:
-        return
-    msg = (
-        f"Fashion-MNIST IDX files are not in {fashion_mnist.DEBIAN_DIR}; install them with "
-        "`apt-get install dataset-fashion-mnist`."
-    )
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg + " CI must install them (.ci/run does).")
-    pytest.skip(msg)
-
 
 def write_idx(path, array, magic):
     header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
@@ -110,8 +92,7 @@ def test_tfds_source_through_mock_data(tmp_path):
 
 
 # --------------------------------------------------------------------------- real files
-def test_real_files_load_with_the_known_contents():
-    needs_files()
+def test_real_files_load_with_the_known_contents(fashion_mnist_files):
     train_ds = data.load_dataset("fashion_mnist", "train")
     test_ds = data.load_dataset("fashion_mnist", "test")
     assert train_ds.images.shape == (60000, 28, 28, 1) and test_ds.images.shape == (
@@ -127,8 +108,7 @@ def test_real_files_load_with_the_known_contents():
     np.testing.assert_array_equal(np.bincount(test_ds.labels), [1000] * 10)
 
 
-def test_damaged_copy_of_the_real_files_is_reported(tmp_path):
-    needs_files()
+def test_damaged_copy_of_the_real_files_is_reported(fashion_mnist_files, tmp_path):
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         shutil.copy(os.path.join(fashion_mnist.DEBIAN_DIR, name), tmp_path / name)
     assert len(data.load_dataset("fashion_mnist", "test", data_dir=str(tmp_path))) == 10000
@@ -142,9 +122,8 @@ def test_damaged_copy_of_the_real_files_is_reported(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_on_the_real_files_beats_chance(tmp_path):
+def test_training_on_the_real_files_beats_chance(fashion_mnist_files, tmp_path):
     """A few hundred steps of HSCL with the small CNN on 2,000 real images."""
-    needs_files()
     from hncl_jax.configs import fashion_mnist as fm_config
 
     c = fm_config.get_config()

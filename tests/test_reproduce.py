@@ -263,11 +263,8 @@ def test_reproduction_md_agrees_with_the_committed_results():
 
 
 @pytest.mark.slow
-def test_tiny_reproduction_end_to_end(tmp_path, monkeypatch):
+def test_tiny_reproduction_end_to_end(tmp_path, monkeypatch, fashion_mnist_files):
     """The tiny grid's supervised study on the real files, then collect and render."""
-    from tests.test_fashion_mnist import needs_files
-
-    needs_files()
     monkeypatch.setattr(reproduce, "BETAS", (10.0,))
     root = str(tmp_path / "runs")
     rows = reproduce.run("fashion_mnist", root, size="tiny", studies=["hn_supervised"])
