@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hncl_jax import checkpointing, evaluation, models, reporting, train, validation
+from hncl_jax import checkpointing, evaluation, reporting, train, validation
 from hncl_jax.data import augment
 
 RESULT_FILE = "sweep_result.json"
@@ -192,8 +192,7 @@ def _config_json(config: ml_collections.ConfigDict) -> dict:
 
 def final_metrics(workdir: str) -> dict[str, Any]:
     """The last evaluation row of a workdir's metrics.jsonl ({} if none)."""
-    rows = [r for r in reporting.read_metrics(workdir) if "epoch" in r]
-    return dict(rows[-1]) if rows else {}
+    return reporting.last_evaluation(reporting.read_metrics(workdir))
 
 
 def _finished(workdir: str, config_json: dict) -> dict | None:
@@ -528,14 +527,14 @@ def restore_representations(
             "train.train_and_evaluate on the same workdir)."
         )
     saved = checkpointing.read_step_metadata(directory, step).get("config_fingerprint")
-    expected = validation.fingerprint_of(json.loads(config.to_json_best_effort()))
+    expected = validation.config_fingerprint(config)
     if isinstance(saved, dict) and saved != expected:
         changed = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
         raise ValueError(
             f"restore_representations: the checkpoint in {directory} was trained with another "
             f"config (fields {changed[:8]} differ); pass the run's own config."
         )
-    model = _create_model(config, num_classes)
+    model = train.create_model(config, num_classes)
     sample_x = augment.preprocess(jnp.asarray(train_ds.images[:2]))
     abstract = jax.eval_shape(
         lambda: train.create_train_state(config, model, sample_x, num_classes, steps_per_epoch)
@@ -551,17 +550,6 @@ def restore_representations(
     ds = train_ds if split == "train" else test_ds
     h, z = evaluation.extract_features(features, ds.images, config.eval_batch_size)
     return h, z, np.asarray(ds.labels)
-
-
-def _create_model(config: ml_collections.ConfigDict, num_classes: int):
-    """The trainer's model of `config` (the fields `train.train_and_evaluate` reads)."""
-    embed_dim = num_classes - 1 if config.embed_dim in (-1, None) else int(config.embed_dim)
-    return models.create_model(
-        config.model,
-        embed_dim=embed_dim,
-        dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32,
-        **dict(config.model_kwargs),
-    )
 
 
 def _json_value(v: Any) -> Any:

@@ -3,13 +3,14 @@
 `train_grid(config)` trains every run of the grid that `config.grid` spans: for each
 seed, positive strategy, setting and β, the trainer's run on the config
 `run_config(config, run)` (the same fields with that seed, `loss.name`, `loss.beta` and
-positives). The runs are built from the trainer's own pieces (`train.create_train_state`,
-`train.make_objective`, `train.make_batch`, `train.train_step`, `train.theorem_bound`), so
-every run equals `train.train_and_evaluate` on its run config: the same initialisation,
-batches, views and negative draws. The runs of one (seed, positives, supervised?) group
-are vmapped with β traced ("scl"/"ucl" run as "hscl"/"hucl" at β = 0, which the loss
-makes identical), the steps are scanned, and the groups of one seed are compiled into
-one program.
+positives). The runs are built from the trainer's own pieces (`train.create_model`,
+`train.create_train_state` with `train.make_optimizer`, `train.make_objective`,
+`train.make_batch_fn`, `train.train_step`, `train.theorem_bound`), so every run equals
+`train.train_and_evaluate` on its run config: the same initialisation, batches, views
+and negative draws. The runs of one (seed, positives, supervised?) group are vmapped
+with β traced ("scl"/"ucl" run as "hscl"/"hucl" at β = 0, which the loss makes
+identical), the steps are scanned, and the groups of one seed are compiled into one
+program.
 
     from hncl_jax import synthetic_grid
 
@@ -53,7 +54,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hncl_jax import evaluation, geometry, losses, models, train, validation
+from hncl_jax import evaluation, geometry, losses, train, validation
 from hncl_jax.configs import synthetic
 from hncl_jax.data import augment
 
@@ -202,17 +203,6 @@ def check_config(config: ml_collections.ConfigDict) -> list[Run]:
 
 
 # --------------------------------------------------------------------------- one seed
-def _create_model(config: ml_collections.ConfigDict, num_classes: int):
-    """The trainer's model of `config` (the fields `train.train_and_evaluate` reads)."""
-    embed_dim = num_classes - 1 if config.embed_dim in (-1, None) else int(config.embed_dim)
-    return models.create_model(
-        config.model,
-        embed_dim=embed_dim,
-        dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32,
-        **dict(config.model_kwargs),
-    )
-
-
 def _traced_beta_config(config: ml_collections.ConfigDict, beta: jax.Array):
     """A copy of `config` whose `loss.beta` is the traced β of one vmapped run.
 
@@ -247,7 +237,7 @@ def _setup(config: ml_collections.ConfigDict, seed: int) -> _Setup:
     validation.validate_against_data(c, num_classes, num_examples=n, num_devices=1)
     batch_size = min(c.batch_size, n)
     steps_per_epoch = n // batch_size
-    model = _create_model(c, num_classes)
+    model = train.create_model(c, num_classes)
     sample_x = augment.preprocess(jnp.asarray(train_ds.images[:2]))
     state0 = train.create_train_state(c, model, sample_x, num_classes, steps_per_epoch)
     return _Setup(c, train_ds, test_ds, model, state0, batch_size, steps_per_epoch, num_classes)
@@ -260,14 +250,8 @@ def _group_fn(config, setup: _Setup, positive: str, supervised: bool):
     num_classes = setup.num_classes
     every = c.eval_every_epochs or c.num_epochs
     steps_per_eval = every * setup.steps_per_epoch
-    batch_fn = functools.partial(
-        train.make_batch,
-        batch_size=setup.batch_size,
-        steps_per_epoch=setup.steps_per_epoch,
-        positives=c.positives,
-        views=c.views,
-        view_kwargs=train.view_options(c),
-        augment_labelled=bool(c.get("augment", False)),
+    batch_fn = train.make_batch_fn(
+        c, batch_size=setup.batch_size, steps_per_epoch=setup.steps_per_epoch
     )
     features = functools.partial(_features, setup.model, c.normalization)
 
