@@ -39,11 +39,7 @@ import pytest  # noqa: E402
 
 from hncl_jax import models, reporting, train  # noqa: E402
 from hncl_jax.data import augment  # noqa: E402
-from tests.conftest import make_tiny_config  # noqa: E402
-
-# The tests take the `tiny_config` fixture; this name stays for modules that still import
-# it from here (test_validation).
-tiny_config = make_tiny_config
+from tests.conftest import make_tiny_config  # noqa: E402  (the driver; tests take the fixture)
 
 # Keys whose values depend on wall-clock time, not on the computation.
 VOLATILE_KEYS = ("train/steps_per_sec",)
