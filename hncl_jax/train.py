@@ -230,7 +230,7 @@ def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Calla
                 eta_fn = hardening.make_eta(
                     opt("eta"), beta=beta, epsilon=lc.epsilon, threshold=opt("eta_threshold")
                 )
-            loss, extra = losses.contrastive_loss(
+            loss, extra = losses.contrastive_loss_with_aux(
                 z,
                 labels,
                 key,
@@ -249,13 +249,12 @@ def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Calla
                 tau_plus=opt("tau_plus"),
                 eta_fn=eta_fn,
                 num_proposals=opt("num_proposals"),
-                return_aux=True,
-                return_diagnostics=diagnostics,
+                diagnostics=diagnostics,
                 **hn_kw,
             )
             aux.update(split_aux(extra))
         elif name == "simclr_form":
-            out = losses.simclr_form_loss(
+            loss, extra = losses.simclr_form_loss_with_aux(
                 z,
                 positive_ids,
                 key,
@@ -264,12 +263,11 @@ def make_objective(config: ml_collections.ConfigDict, num_classes: int) -> Calla
                 epsilon=lc.epsilon,
                 labels=labels if opt("supervised_negatives") else None,
                 q=opt("simclr_q"),
-                return_diagnostics=diagnostics,
+                diagnostics=diagnostics,
                 **hn_kw,
             )
-            loss = out[0] if diagnostics else out
             if diagnostics:
-                aux.update({k: v for k, v in split_aux(out[1]).items() if k.startswith("hn_")})
+                aux.update({k: v for k, v in split_aux(extra).items() if k.startswith("hn_")})
         else:
             emb = f if name in ("vicreg", "barlow_twins") else z
             loss = baselines.baseline_loss(name, emb, labels, positive_ids, **baseline_kw)
@@ -427,7 +425,7 @@ def train_step(
         return loss, (aux, new_bs)
 
     (loss, (aux, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     new_state = state.apply_gradients(grads=grads, batch_stats=new_bs)
     # A non-finite step leaves the state as it was (so the last good state is what a

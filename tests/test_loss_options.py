@@ -49,7 +49,7 @@ def train_rows(workdir):
 
 
 def test_reweighted_options_reach_the_loss(tmp_path, monkeypatch):
-    calls = spy(monkeypatch, losses, "contrastive_loss")
+    calls = spy(monkeypatch, losses, "contrastive_loss_with_aux")
     c = tiny(
         **{
             "loss.name": "hucl",
@@ -104,7 +104,7 @@ def test_beta_schedule_follows_the_step_without_recompiling(tmp_path, monkeypatc
 
 @pytest.mark.slow
 def test_sir_eta_by_name_and_by_hook(tmp_path, monkeypatch):
-    calls = spy(monkeypatch, losses, "contrastive_loss")
+    calls = spy(monkeypatch, losses, "contrastive_loss_with_aux")
     c = tiny(
         **{
             "loss.name": "hucl",
@@ -135,7 +135,7 @@ def hook_eta(t):
 
 
 def test_supervised_simclr_form_through_the_trainer(tmp_path, monkeypatch):
-    calls = spy(monkeypatch, losses, "simclr_form_loss")
+    calls = spy(monkeypatch, losses, "simclr_form_loss_with_aux")
     c = tiny(
         **{
             "loss.name": "simclr_form",
