@@ -26,7 +26,9 @@ TensorFlow Datasets), from the bottom floor up:
 * `validation`: config, data and workdir checks run before anything compiles.
 * `train`: `train_and_evaluate(config, workdir)`, the library's one entry point, and the
   pure train step.
-* `sweep`: resumable grids of runs, and the synthetic grid vmapped in one program.
+* `sweep`: resumable grids of runs (one workdir per grid point, tables, seed means).
+* `synthetic_grid`: the hard-negative paper's synthetic β grid, every run in one
+  compiled program (`jax.vmap`), built from the trainer's own factories.
 * `configs`: the shipped experiment configs (`get_config(arg)`), e.g.
   `from hncl_jax.configs import digits; digits.get_config("smoke")`.
 * `cli`, `main`, `benchmark`: the command lines (`python -m hncl_jax.main`, ...).
@@ -53,6 +55,7 @@ _MODULES = (
     "validation",
     "train",
     "sweep",
+    "synthetic_grid",
     "configs",
     "cli",
     "main",
