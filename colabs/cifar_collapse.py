@@ -220,7 +220,8 @@ for name, rows in results.items():
     )
     for col, (fam, runs) in enumerate(families.items()):
         for r in runs:
-            hist = [h for h in reporting.read_metrics(r["workdir"]) if "epoch" in h]
+            metrics = reporting.read_metrics(r["workdir"])
+            hist = [h for h in metrics if reporting.is_evaluation_row(h)]
             for ax, key in zip(axes[:, col], PANELS, strict=False):
                 ax.plot(
                     [h["epoch"] for h in hist],

@@ -200,7 +200,7 @@ c.eval_every_epochs = c.checkpoint_every_epochs = c.num_epochs
 c.plots, c.linear_probe = False, "off"
 wd = f"{WORKDIR}/synthetic_single/hscl_beta10_{'quick' if QUICK else 'full'}"
 train.train_and_evaluate(c, wd)
-single = [r for r in reporting.read_metrics(wd) if "epoch" in r][-1]
+single = reporting.last_evaluation(reporting.read_metrics(wd))
 i = next(
     i
     for i, r in enumerate(res.rows)
