@@ -38,7 +38,7 @@ BASELINES = ("nt_xent", "supcon", "sincere", "dcl", "dclw", "vicreg", "barlow_tw
 CONTRAST_MODES = ("all", "one")
 
 # Losses of BASELINES that read `labels` (the others read `positive_ids` or split z).
-_LABEL_LOSSES = ("supcon", "sincere")
+LABEL_LOSSES = ("supcon", "sincere")
 _VIEW_PAIR_LOSSES = ("vicreg", "barlow_twins")
 
 
@@ -706,7 +706,7 @@ def baseline_loss(
                 )
         loss_fn = vicreg if name == "vicreg" else barlow_twins
         return loss_fn(z[: n // 2], z[n // 2 :], **kwargs)
-    ids, arg = (labels, "labels") if name in _LABEL_LOSSES else (positive_ids, "positive_ids")
+    ids, arg = (labels, "labels") if name in LABEL_LOSSES else (positive_ids, "positive_ids")
     if ids is None:
         raise ValueError(f"{name} needs {arg}; pass {arg}= with one integer per row of z.")
     return {"nt_xent": nt_xent, "supcon": supcon, "sincere": sincere, "dcl": dcl, "dclw": dclw}[

@@ -47,7 +47,8 @@ DRAWS = ("anchor", "pair")
 REDUCTIONS = ("anchor_mean", "pair_mean")
 Q_MODES = ("batch", "negatives")
 
-_SUPERVISED = ("scl", "hscl")
+# The settings whose positives and negatives come from labels.
+SUPERVISED_SETTINGS = ("scl", "hscl")
 _HARD = ("hscl", "hucl")
 
 
@@ -358,7 +359,7 @@ def _check_contrastive_args(
 
 def _candidate_mask(setting: str, labels: jax.Array, exclude_anchor: bool) -> jax.Array:
     """(N, N) bool: SCL/HSCL the other classes; UCL/HUCL the batch (less the anchor)."""
-    if setting in _SUPERVISED:
+    if setting in SUPERVISED_SETTINGS:
         return labels[:, None] != labels[None, :]
     n = labels.shape[0]
     candidates = jnp.ones((n, n), dtype=bool)

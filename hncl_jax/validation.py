@@ -48,11 +48,11 @@ PROTOTYPES = ("orthonormal", "simplex")
 UNSUPERVISED_LOSSES = tuple(
     name
     for name in LOSS_NAMES
-    if name not in losses._SUPERVISED and name not in baselines._LABEL_LOSSES
+    if name not in losses.SUPERVISED_SETTINGS and name not in baselines.LABEL_LOSSES
 )
 # Data sets whose examples are vectors, not images (no SimCLR crops, no resizing):
 # `data`'s own list, which `load_dataset` also refuses to resize.
-VECTOR_DATASETS = data._VECTOR_SETS
+VECTOR_DATASETS = data.VECTOR_DATASETS
 # `dataset_kwargs` keys the trainer consumes itself (the rest go to `load_dataset`).
 TRAINER_DATASET_KWARGS = ("max_examples",)
 # NumPy's legacy and scikit-learn's seeds are uint32; the test split is drawn with seed + 1.

@@ -40,7 +40,8 @@ DATASETS = (
     "tinyimagenet",
 )
 
-_VECTOR_SETS = ("hn_synthetic", "clop_synthetic")
+# Data sets of vectors, not images (never resized or cropped).
+VECTOR_DATASETS = ("hn_synthetic", "clop_synthetic")
 # The per-data-set keyword options load_dataset passes on.
 DATASET_OPTIONS = {
     "hn_synthetic": ("num_classes", "per_class", "dim", "image_shape"),
@@ -82,7 +83,7 @@ def load_dataset(
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset name={name!r}; expected one of {DATASETS}.")
-    if name in _VECTOR_SETS and image_size is not None:
+    if name in VECTOR_DATASETS and image_size is not None:
         raise ValueError(f"image_size={image_size} applies to image sets only, not {name!r}.")
     bad = set(kw) - set(DATASET_OPTIONS[name])
     if bad:
@@ -122,6 +123,7 @@ def load_dataset(
 __all__ = [
     "DATASETS",
     "SPLITS",
+    "VECTOR_DATASETS",
     "Dataset",
     "DatasetNotPreparedError",
     "augment",
