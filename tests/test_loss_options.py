@@ -13,7 +13,7 @@ import pytest
 
 from configs import default
 from hncl_jax import baselines, hardening, losses, reporting, train, validation
-from tests.test_train import params_of, tiny_synthetic
+from tests.conftest import params_of, tiny_synthetic
 
 
 def tiny(**overrides):

@@ -136,7 +136,7 @@ def test_results_barely_change_for_k_from_32_to_512(tmp_path):
     synthetic set (whole set as one batch, 30 epochs) ends at the same loss gap and NC
     metrics within a few 1e-3 for k = 32 and k = 512."""
     from hncl_jax import reporting, train
-    from tests.test_train import tiny_synthetic
+    from tests.conftest import tiny_synthetic
 
     finals = {}
     for k in (32, 512):

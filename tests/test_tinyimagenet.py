@@ -1,20 +1,15 @@
 """Tests for the Tiny-ImageNet builder on miniature archives with the official layout."""
 
-import io
 import os
 import shutil
 import tempfile
-import zipfile
 
 import numpy as np
 from absl.testing import absltest, parameterized
-from PIL import Image
 
 from hncl_jax import data
 from hncl_jax.data import tinyimagenet
-
-WNIDS = ("n03", "n01", "n02")  # deliberately unsorted, as in the real wnids.txt
-TRAIN_PER_CLASS, VAL_PER_CLASS = 4, 2
+from tests.conftest import TRAIN_PER_CLASS, VAL_PER_CLASS, WNIDS, make_archive
 
 
 def _config(name="mini", **kw):
@@ -22,70 +17,6 @@ def _config(name="mini", **kw):
         num_classes=len(WNIDS), train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS
     )
     return tinyimagenet.TinyImagenetConfig(name=name, **{**counts, **kw})
-
-
-def _jpeg(value: int, mode: str = "RGB") -> bytes:
-    """A 64×64 JPEG of constant colour `value` (decodes back to about value)."""
-    img = Image.new("RGB", (64, 64), (value, value // 2, 255 - value))
-    if mode != "RGB":
-        img = img.convert(mode)
-    buffer = io.BytesIO()
-    img.save(buffer, format="JPEG", quality=95)
-    return buffer.getvalue()
-
-
-def make_archive(
-    folder: str,
-    *,
-    corrupt: str | None = None,
-    drop: str | None = None,
-    gray: str | None = None,
-    extracted: bool = False,
-) -> dict[str, int]:
-    """Writes tiny-imagenet-200.zip (or the extracted folder) with the official layout.
-
-    Returns {file name: colour value} so tests can check images and labels; the colour
-    of class index c (in sorted wnid order) is 40 + 60 c.
-    """
-    members: dict[str, bytes] = {}
-    colours: dict[str, int] = {}
-    root = tinyimagenet.ROOT
-    members[f"{root}/wnids.txt"] = ("\n".join(WNIDS) + "\n").encode()
-    members[f"{root}/words.txt"] = "".join(f"{w}\tthing {w}\n" for w in WNIDS).encode()
-    annotations = []
-    k = 0
-    for wnid in WNIDS:
-        value = 40 + 60 * sorted(WNIDS).index(wnid)
-        members[f"{root}/train/{wnid}/{wnid}_boxes.txt"] = b""
-        for i in range(TRAIN_PER_CLASS):
-            name = f"{wnid}_{i}.JPEG"
-            mode = "L" if name == gray else "RGB"
-            members[f"{root}/train/{wnid}/images/{name}"] = _jpeg(value, mode)
-            colours[name] = value
-        for _ in range(VAL_PER_CLASS):
-            name = f"val_{k}.JPEG"
-            members[f"{root}/val/images/{name}"] = _jpeg(value)
-            annotations.append(f"{name}\t{wnid}\t0\t0\t63\t63")
-            colours[name] = value
-            k += 1
-    members[f"{root}/val/val_annotations.txt"] = ("\n".join(annotations) + "\n").encode()
-    members[f"{root}/test/images/test_0.JPEG"] = _jpeg(0)
-    for name in list(members):
-        if corrupt and name.endswith("/" + corrupt):
-            members[name] = members[name][:200]
-        if drop and name.endswith(drop):
-            del members[name]
-    if extracted:
-        for name, content in members.items():
-            path = os.path.join(folder, name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(content)
-    else:
-        with zipfile.ZipFile(os.path.join(folder, tinyimagenet.ARCHIVE), "w") as z:
-            for name, content in members.items():
-                z.writestr(name, content)
-    return colours
 
 
 class TinyImagenetTest(parameterized.TestCase):

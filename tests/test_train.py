@@ -9,35 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default, digits, synthetic
+from configs import default, digits
 from hncl_jax import checkpointing, reporting, train
-
-
-def tiny_synthetic(**overrides):
-    c = synthetic.get_config("smoke")
-    c.model_kwargs.hidden_sizes = (32,)
-    c.dataset_kwargs.dim = 48
-    c.batch_size = 60
-    c.num_epochs = 4
-    c.eval_every_epochs = 2
-    c.checkpoint_every_epochs = 2
-    c.plots = False
-    c.linear_probe = "off"
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
-
-
-def params_of(state):
-    return jax.tree.map(np.asarray, jax.device_get(state.params))
-
-
-def assert_trees_equal(a, b):
-    jax.tree.map(np.testing.assert_array_equal, a, b)
+from tests.conftest import assert_trees_equal, params_of, tiny_synthetic
 
 
 def test_synthetic_end_to_end_writes_the_workdir(tmp_path):
@@ -155,7 +129,7 @@ def test_cifar10_through_tfds_mock_data(tmp_path):
 @pytest.mark.slow
 def test_tinyimagenet_builder_through_the_trainer(tmp_path):
     from hncl_jax.data import tinyimagenet
-    from tests.test_tinyimagenet import TRAIN_PER_CLASS, VAL_PER_CLASS, WNIDS, make_archive
+    from tests.conftest import TRAIN_PER_CLASS, VAL_PER_CLASS, WNIDS, make_archive
 
     manual = tmp_path / "manual"
     manual.mkdir()

@@ -236,7 +236,7 @@ def test_tinyimagenet_not_prepared_says_where_to_download(tmp_path, no_compile):
 
 def test_corrupt_tinyimagenet_file_is_named_and_a_fixed_archive_builds(tmp_path, no_compile):
     from hncl_jax.data import tinyimagenet
-    from tests.test_tinyimagenet import TRAIN_PER_CLASS, WNIDS, make_archive
+    from tests.conftest import TRAIN_PER_CLASS, WNIDS, make_archive
 
     manual = tmp_path / "manual"
     manual.mkdir()
