@@ -145,7 +145,7 @@ def no_compile(monkeypatch):
     monkeypatch.setattr(train, "make_features_fn", fail)
 
 
-def _fails_before_compiling(config, workdir, error, match):
+def assert_fails_before_compiling(config, workdir, error, match):
     """Runs the trainer, checks the error and its message, and that nothing was written."""
     from hncl_jax import train
 
@@ -162,7 +162,7 @@ def _fails_before_compiling(config, workdir, error, match):
 @pytest.fixture
 def fails_before_compiling():
     """`fails_before_compiling(config, workdir, error, match)` (use with no_compile)."""
-    return _fails_before_compiling
+    return assert_fails_before_compiling
 
 
 @pytest.fixture

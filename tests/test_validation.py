@@ -21,33 +21,11 @@ from configs import cifar10 as cifar10_config
 from configs import tinyimagenet as tinyimagenet_config
 from hncl_jax import checkpointing, data, models, train, validation
 from hncl_jax.data import augment
+from tests.conftest import assert_fails_before_compiling as fails_before_compiling
 from tests.conftest import make_tiny_config
 
 # Not strict: some tests add fields on purpose (a misspelt option must be refused).
 tiny_config = functools.partial(make_tiny_config, strict=False)
-
-
-@pytest.fixture
-def no_compile(monkeypatch):
-    """Makes building the train step or the feature extractor fail the test."""
-
-    def fail(*args, **kwargs):
-        raise AssertionError("the trainer got as far as compiling")
-
-    monkeypatch.setattr(train, "make_step_fn", fail)
-    monkeypatch.setattr(train, "make_features_fn", fail)
-
-
-def fails_before_compiling(config, workdir, error, match):
-    """Runs the trainer, checks the error and its message, and that nothing was written."""
-    existed = os.path.exists(workdir)
-    before = sorted(os.listdir(workdir)) if existed else None
-    with pytest.raises(error, match=match):
-        train.train_and_evaluate(config, str(workdir))
-    if existed:
-        assert sorted(os.listdir(workdir)) == before
-    else:
-        assert not os.path.exists(workdir)
 
 
 E = re.escape
