@@ -458,6 +458,64 @@ def _torch_side(o, state, images: np.ndarray, labels: np.ndarray, embed_dim: int
     return steps, count, value, (x, y)
 
 
+def _bench_inputs(o: ml_collections.ConfigDict, shape: tuple, num_classes: int):
+    """Random host images and labels: one float batch (step mode) or a uint8 data set."""
+    rng = np.random.default_rng(0)
+    if o.mode == "step":
+        # A fixed device-resident batch: the step alone, no sampling or augmentation.
+        n = o.batch
+        host_images = rng.random((n, *shape), np.float32)
+    else:
+        n = o.dataset_size
+        host_images = rng.integers(0, 256, (n, *shape), np.uint8)
+    host_labels = rng.integers(0, num_classes, n).astype(np.int32)
+    return host_images, host_labels
+
+
+def _torch_peer_setup(o, state, host_images, host_labels, embed_dim: int, record: dict):
+    """The PyTorch twin of the step, checked against JAX's first loss; None without a peer.
+
+    Adds the peer's parameter count, both losses and torch's version to `record`.
+    """
+    if o.peer != "torch":
+        return None
+    # The JAX loss of the first batch at the initial parameters, BatchNorm in training
+    # mode, as the step computes it (the reweighted estimator needs no key).
+    first_x = jnp.asarray(host_images[: o.batch])
+    if first_x.dtype == jnp.uint8:
+        first_x = first_x.astype(jnp.float32) / 255
+    (_, f), _ = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        first_x,
+        train=True,
+        mutable=["batch_stats"],
+    )
+    jax_loss = float(
+        losses.contrastive_loss(
+            geometry.normalize(f, "unit_ball"),
+            jnp.asarray(host_labels[: o.batch]),
+            setting=o.loss,
+            beta=o.beta,
+            estimator="reweighted",
+        )
+    )
+    peer_steps, count, value, (tx, ty) = _torch_side(
+        o, state, host_images, host_labels, embed_dim, jax_loss
+    )
+    if count != record["params_jax"]:
+        raise RuntimeError(f"parameter counts differ: JAX {record['params_jax']}, torch {count}")
+    torch = torch_peer.import_torch()
+    record.update(
+        peer="torch",
+        params_torch=count,
+        loss_jax=jax_loss,
+        loss_torch=value,
+        torch_version=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+    )
+    return (peer_steps, tx, ty)
+
+
 def bench_train(o: ml_collections.ConfigDict, sink: _Sink) -> dict[str, Any]:
     """Modes (a) `step` and (b) `epoch`: the trainer's own jitted step."""
     from hncl_jax import train
@@ -477,16 +535,9 @@ def bench_train(o: ml_collections.ConfigDict, sink: _Sink) -> dict[str, Any]:
         embed_dim=embed_dim,
         steps_per_dispatch=o.steps_per_dispatch,
     )
-    rng = np.random.default_rng(0)
     shape = (o.image_size, o.image_size, o.channels)
-    if o.mode == "step":
-        # A fixed device-resident batch: the step alone, no sampling or augmentation.
-        n = o.batch
-        host_images = rng.random((n, *shape), np.float32)
-    else:
-        n = o.dataset_size
-        host_images = rng.integers(0, 256, (n, *shape), np.uint8)
-    host_labels = rng.integers(0, num_classes, n).astype(np.int32)
+    host_images, host_labels = _bench_inputs(o, shape, num_classes)
+    n = len(host_labels)
     images, labels = jnp.asarray(host_images), jnp.asarray(host_labels)
     steps_per_epoch = n // o.batch
     batch_fn = None  # epoch mode: the trainer's own (`train.make_batch_fn`)
@@ -534,46 +585,7 @@ def bench_train(o: ml_collections.ConfigDict, sink: _Sink) -> dict[str, Any]:
         "trivial_loss": bool(o.trivial_loss),
         "params_jax": models.num_params(state.params),
     }
-    peer = None
-    if o.peer == "torch":
-        # The JAX loss of the first batch at the initial parameters, BatchNorm in training
-        # mode, as the step computes it (the reweighted estimator needs no key).
-        first_x = jnp.asarray(host_images[: o.batch])
-        if first_x.dtype == jnp.uint8:
-            first_x = first_x.astype(jnp.float32) / 255
-        (_, f), _ = state.apply_fn(
-            {"params": state.params, "batch_stats": state.batch_stats},
-            first_x,
-            train=True,
-            mutable=["batch_stats"],
-        )
-        jax_loss = float(
-            losses.contrastive_loss(
-                geometry.normalize(f, "unit_ball"),
-                jnp.asarray(host_labels[: o.batch]),
-                setting=o.loss,
-                beta=o.beta,
-                estimator="reweighted",
-            )
-        )
-        peer_steps, count, value, (tx, ty) = _torch_side(
-            o, state, host_images, host_labels, embed_dim, jax_loss
-        )
-        if count != record["params_jax"]:
-            raise RuntimeError(
-                f"parameter counts differ: JAX {record['params_jax']}, torch {count}"
-            )
-        torch = torch_peer.import_torch()
-        record.update(
-            peer="torch",
-            params_torch=count,
-            loss_jax=jax_loss,
-            loss_torch=value,
-            torch_version=torch.__version__,
-            torch_threads=torch.get_num_threads(),
-        )
-        peer = (peer_steps, tx, ty)
-
+    peer = _torch_peer_setup(o, state, host_images, host_labels, embed_dim, record)
     step_fn = built.step_fn
     data = (images, labels, labels)
     holder = {"state": state, "perm": None}

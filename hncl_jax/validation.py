@@ -154,6 +154,17 @@ def validate_config(
     Raises:
       ConfigError: (a ValueError) naming the field, its value and the fix.
     """
+    _validate_basics(config)
+    _validate_data_model_and_loss(config)
+    _validate_label_fraction(config)
+    _validate_optimizer(config)
+    _validate_outputs(config)
+    _validate_schedule_and_evaluation(config)
+    _validate_devices_and_init(config, num_devices=num_devices, resuming=resuming)
+
+
+def _validate_basics(config: ml_collections.ConfigDict) -> None:
+    """The seed, the boolean fields and the folder paths."""
     seed = config.seed
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(
@@ -179,6 +190,10 @@ def validate_config(
                 f"config.{field}={value!r} must be a folder path (a string) or unset; set "
                 f"--config.{field}=<folder>."
             )
+
+
+def _validate_data_model_and_loss(config: ml_collections.ConfigDict) -> None:
+    """Data set, model, normalization, positives and views, dtype, embedding, loss, CLOP."""
     _choice("dataset", config.dataset, data.DATASETS)
     _validate_data_fields(config)
     _choice("model", config.model, models.MODELS)
@@ -203,6 +218,10 @@ def validate_config(
     _validate_loss(config)
     _positive("clop.weight", config.clop.weight, strict=False)
     _choice("clop.prototypes", config.clop.prototypes, PROTOTYPES)
+
+
+def _validate_label_fraction(config: ml_collections.ConfigDict) -> None:
+    """The fraction of labels kept, and that the loss can train with hidden labels."""
     frac = config.label_fraction
     if not _is_number(frac) or not 0.0 < frac <= 1.0:
         raise ConfigError(
@@ -216,8 +235,10 @@ def validate_config(
             "loss (ucl, hucl, nt_xent, dcl, vicreg, ...) with --config.clop.weight > 0, or "
             "label_fraction=1."
         )
-    _validate_optimizer(config)
-    _validate_outputs(config)
+
+
+def _validate_schedule_and_evaluation(config: ml_collections.ConfigDict) -> None:
+    """Batch size, epochs, the periods of logging, evaluation and checkpoints, kNN, probe."""
     _positive("batch_size", config.batch_size, integer=True)
     if config.batch_size < 2:
         raise ConfigError(
@@ -247,6 +268,12 @@ def validate_config(
             f"config.knn_k={knn_k!r} must be a non-empty tuple of distinct positive integers "
             "(the kNN neighbour counts); e.g. --config.knn_k='(5, 200)'."
         )
+
+
+def _validate_devices_and_init(
+    config: ml_collections.ConfigDict, *, num_devices: int, resuming: bool
+) -> None:
+    """The batch divides over the devices; a warm-start source exists (unless resuming)."""
     if config.batch_size % num_devices:
         suggestion = max(num_devices, config.batch_size // num_devices * num_devices)
         raise ConfigError(
