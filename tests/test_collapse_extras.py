@@ -1,9 +1,13 @@
 """Papyan et al.'s NC1-NC4, RankMe and the per-class values against NumPy formulas."""
 
+import jax
 import numpy as np
 import pytest
 
 from hncl_jax import evaluation, geometry
+
+# Jitted as `evaluation` runs it (eagerly each call costs ~10 s of op-by-op dispatch).
+papyan_nc = jax.jit(geometry.papyan_nc, static_argnums=2)
 
 
 def numpy_papyan(z, y, c, ridge=1e-4):
@@ -48,7 +52,7 @@ def blobs(seed, c=4, d=6, per_class=25, spread=0.6):
 
 def test_papyan_matches_numpy():
     z, y = blobs(0, spread=1.5)
-    got = geometry.papyan_nc(z, y, 4)
+    got = papyan_nc(z, y, 4)
     want = numpy_papyan(z, y, 4)
     for key, value in want.items():
         np.testing.assert_allclose(float(got[key]), value, rtol=2e-3, atol=1e-6, err_msg=key)
@@ -59,14 +63,14 @@ def test_papyan_matches_numpy():
 def test_papyan_is_zero_at_neural_collapse(c, d):
     etf = np.asarray(geometry.simplex_etf(c, d))
     y = np.repeat(np.arange(c), 6)
-    got = geometry.papyan_nc(etf[y], y, c)
+    got = papyan_nc(etf[y], y, c)
     for key, value in got.items():
         assert abs(float(value)) < 1e-4, key
 
 
 def test_papyan_skips_absent_classes():
     z, y = blobs(1, c=3)
-    got = geometry.papyan_nc(z, y, 5)  # classes 3 and 4 have no row
+    got = papyan_nc(z, y, 5)  # classes 3 and 4 have no row
     want = numpy_papyan(z, y, 3)
     for key in ("nc1", "nc2_equinorm", "nc2_maxangle", "nc3", "nc4"):
         np.testing.assert_allclose(float(got[key]), want[key], rtol=2e-3, atol=1e-6, err_msg=key)

@@ -34,7 +34,7 @@ def test_synthetic_end_to_end_writes_the_workdir(tmp_path):
     )
 
 
-def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
+def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, fast_compile):
     full = train.train_and_evaluate(tiny_synthetic(), str(tmp_path / "full"))
     part = tiny_synthetic(num_epochs=2)
     half = train.train_and_evaluate(part, str(tmp_path / "resumed"))
@@ -47,7 +47,7 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
     assert steps == full_steps  # no duplicated or lost rows
 
 
-def test_warm_start_loads_parameters_and_resets_the_optimizer(tmp_path):
+def test_warm_start_loads_parameters_and_resets_the_optimizer(tmp_path, fast_compile):
     src = train.train_and_evaluate(tiny_synthetic(num_epochs=2), str(tmp_path / "src"))
     # A vanishing learning rate keeps the warm-started parameters where they were
     # loaded, so they must equal the source's; a fresh init would be far away.
@@ -66,7 +66,7 @@ def test_warm_start_loads_parameters_and_resets_the_optimizer(tmp_path):
     assert int(state.opt_state[0].count) == steps_per_epoch  # fresh Adam state
 
 
-def test_resume_of_a_warm_started_run_needs_no_source(tmp_path):
+def test_resume_of_a_warm_started_run_needs_no_source(tmp_path, fast_compile):
     import shutil
 
     train.train_and_evaluate(tiny_synthetic(num_epochs=2), str(tmp_path / "src"))
@@ -182,6 +182,7 @@ def test_epoch_permutation_passed_in_gives_the_same_batches():
         views="simclr",
         view_kwargs={},
     )
+    batch_fn = jax.jit(batch_fn)  # one compilation per form instead of eager op-by-op
     for step in (0, 5, 13, 27):
         drawn = batch_fn(jnp.asarray(step), images, labels, labels, data_key)
         perm = train.epoch_permutation(seed, step // 10, n)
