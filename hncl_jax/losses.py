@@ -43,6 +43,8 @@ from hncl_jax.hardening import check_hardening_args, check_k, check_psi_args
 
 SETTINGS = ("scl", "hscl", "ucl", "hucl")
 ESTIMATORS = ("sampled", "reweighted")
+# The ψ each estimator implements: the reweighted one is InfoNCE's k → ∞ limit only.
+ESTIMATOR_PSIS = {"sampled": _utils.PSIS, "reweighted": ("infonce",)}
 DRAWS = ("anchor", "pair")
 REDUCTIONS = ("anchor_mean", "pair_mean")
 Q_MODES = ("batch", "negatives")
@@ -326,7 +328,7 @@ def _check_contrastive_args(
     check_hardening_args(hardening, beta, epsilon, caller=caller)
     check_k(k, caller=caller)
     check_k(num_proposals, caller=caller, arg="num_proposals")
-    if estimator == "reweighted" and psi != "infonce":
+    if psi not in ESTIMATOR_PSIS[estimator]:
         raise ValueError(
             f"{caller}: estimator='reweighted' is the k → ∞ limit of InfoNCE (mean form) only; "
             f"got psi={psi!r}. Use psi='infonce' or estimator='sampled'."

@@ -957,8 +957,18 @@ class _Loop:
 
 
 def _restore_or_init(config, setup: _Setup, built: Built, ckpt, sample_x, abstract, warm):
-    """The latest checkpoint's state, else a fresh one (warm-started if asked)."""
-    restored = ckpt.restore_latest(abstract)
+    """The latest checkpoint's state, else a fresh one (warm-started if asked).
+
+    A checkpoint is restored straight into the replicated sharding (the target's leaves
+    carry it); only a fresh state is placed afterwards.
+    """
+
+    def on_mesh(leaf):
+        if isinstance(leaf, jax.ShapeDtypeStruct):
+            return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=built.replicated)
+        return leaf
+
+    restored = ckpt.restore_latest(jax.tree.map(on_mesh, abstract))
     epoch_loss: list = []
     if restored is not None:
         state, meta, _ = restored
@@ -969,7 +979,7 @@ def _restore_or_init(config, setup: _Setup, built: Built, ckpt, sample_x, abstra
         if warm is not None:
             state = state.replace(params=warm["params"], batch_stats=warm["batch_stats"])
             logging.info("warm start from %s (fresh optimizer, step 0)", config.init_from)
-    state = jax.device_put(state, built.replicated)
+        state = jax.device_put(state, built.replicated)
     start = int(state.step)
     return _Loop(state=state, step=start, start_step=start, epoch_loss=epoch_loss)
 

@@ -394,7 +394,7 @@ def _validate_loss(config: ml_collections.ConfigDict) -> None:
     _positive("loss.k", lc.k, integer=True)
     _positive("loss.alpha", lc.alpha)
     _positive("loss.temperature", lc.temperature)
-    if lc.estimator == "reweighted" and lc.psi != "infonce":
+    if lc.psi not in losses.ESTIMATOR_PSIS[lc.estimator]:  # the rule of `losses`
         raise ConfigError(
             f"config.loss.estimator='reweighted' is the k → ∞ limit of InfoNCE only, but "
             f"config.loss.psi={lc.psi!r}; use --config.loss.estimator=sampled or "
