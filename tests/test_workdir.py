@@ -218,21 +218,24 @@ def test_cli_odd_workdir_fails_before_changing_anything(finished, tmp_path):
 @pytest.mark.slow
 def test_cli_config_change_is_refused_whatever_record_is_missing(finished, tmp_path):
     w = copy_of(finished, tmp_path)
-    os.remove(w / "run_fingerprint.json")
+    assert not os.path.exists(w / "run_fingerprint.json")  # config.json is the one record
+    before = snapshot(w)
+    proc = cli(w, "--config.loss.beta=5")
+    assert proc.returncode != 0
+    assert "loss.beta: 2.0 → 5.0" in proc.stderr, explain(proc)
+    assert snapshot(w) == before
+    # Without config.json the config stored in the latest checkpoint still decides.
+    os.remove(w / "config.json")
     before = snapshot(w)
     proc = cli(w, "--config.loss.beta=5")
     assert proc.returncode != 0
     assert "holds a run of a different config (loss.beta: 2.0 → 5.0" in proc.stderr, explain(proc)
     assert "recorded in its latest checkpoint" in proc.stderr
     assert snapshot(w) == before
-    os.remove(w / "config.json")
-    proc = cli(w, "--config.loss.beta=5")
-    assert proc.returncode != 0
-    assert "loss.beta: 2.0 → 5.0" in proc.stderr, explain(proc)
     # The explicit override still continues the run (and records the new config).
     proc = cli(w, "--config.loss.beta=5", "--config.allow_config_change=True")
     assert proc.returncode == 0, explain(proc)
-    assert json.load(open(w / "run_fingerprint.json"))["loss"]["beta"] == 5.0
+    assert json.load(open(w / "config.json"))["loss"]["beta"] == 5.0
 
 
 def _mount_tmpfs(path, size: str) -> bool:
