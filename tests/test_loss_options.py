@@ -18,17 +18,8 @@ from tests.conftest import params_of, tiny_synthetic
 
 def tiny(**overrides):
     """One epoch of 2 steps (120 examples, batch 60), every step logged."""
-    c = tiny_synthetic(
-        num_epochs=1, eval_every_epochs=1, checkpoint_every_epochs=1, log_every_steps=1
-    )
-    c.dataset_kwargs.max_examples = 120
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    fixed = dict(num_epochs=1, eval_every_epochs=1, checkpoint_every_epochs=1, log_every_steps=1)
+    return tiny_synthetic(**{**fixed, "dataset_kwargs.max_examples": 120, **overrides})
 
 
 def spy(monkeypatch, module, name):
