@@ -50,6 +50,7 @@ REQUIRED = {
 }
 
 
+@pytest.mark.slow  # about 35 s each for losses and baselines (eager examples)
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_docstring_examples_run(name):
     module = importlib.import_module(name)

@@ -86,6 +86,7 @@ def test_bad_init_from_fails_before_training(tmp_path):
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
+@pytest.mark.slow  # a real-data run (digits, with the linear probe)
 def test_digits_reports_probe_and_knn(tmp_path):
     c = digits.get_config("smoke")
     c.num_epochs = 2
