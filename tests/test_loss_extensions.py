@@ -153,6 +153,7 @@ def test_diagnostics_of_the_uniform_and_tilted_distributions():
     assert float(aux["neg_sim_drawn"]) > float(aux["neg_sim_uniform"])  # harder negatives
 
 
+@pytest.mark.slow  # tens of seconds of eager draws
 def test_sampled_diagnostics_count_the_drawn_negatives():
     z = unit(jax.random.key(6), 30)
     y = np.arange(30) % 3
@@ -259,6 +260,7 @@ def test_named_hardenings():
         hardening.register_eta("a:b", lambda **_: None)
 
 
+@pytest.mark.slow  # tens of seconds of eager draws
 def test_truncated_sir_draws_only_hard_tuples():
     z = unit(jax.random.key(12), 20)
     y = np.arange(20) % 4
