@@ -20,16 +20,21 @@ a batch against itself) and `candidate_mask` an (N, M) boolean matrix of the ref
 (e.g. polynomial hardening with every s_im ≤ −1) falls back to the reference
 distribution and is counted. An anchor with no candidate at all gets a uniform
 distribution over every column so that shapes stay static; the losses drop such anchors.
-Sampling probabilities carry no gradient, as in the sampled code of [HN] (a drawn index
-has no derivative); Robinson et al.'s importance weights keep it (their `criterion`
-computes the weights from undetached similarities), so `tilted_log_probs` keeps it for
-the `grad_through_weights` option of the losses.
+Gradients and the tilted distribution: the sampled code of [HN] detaches the sampling
+probabilities (a drawn index has no derivative), and so do `sample_negatives`,
+`sir_sample` and `tilted_probs`. [R21]'s `criterion` does not: it computes its
+importance weights exp(β s) from the same, undetached similarities, so its gradient also
+flows through the weights. `tilted_log_probs` is therefore differentiable in `sims`; the
+losses detach its result unless their `grad_through_weights` option asks for [R21]'s
+gradient.
 
 References:
   [HN] Jiang et al., "Hard-Negative Sampling for Contrastive Learning: Optimal
   Representation Geometry and Neural- vs Dimensional-Collapse"
   (earlier version: arXiv:2209.00078), Def. 1-4,
   Algorithm 1, App. B.4.
+  [R21] Robinson, Chuang, Sra, Jegelka, "Contrastive Learning with Hard Negative
+  Samples", ICLR 2021 (importance weights with gradient).
 """
 
 from __future__ import annotations

@@ -560,10 +560,12 @@ def contrastive_loss(
         ℓ_ij = ψ_k(s_{i,n_1} − s_ij, ..., s_{i,n_k} − s_ij).
 
     The anchor's loss is the mean of ℓ_ij over its positives, the batch loss the mean over
-    anchors (Algorithm 1 lines 17-29; `reduction="anchor_mean"`). `reduction="pair_mean"`
-    instead takes one mean over all (anchor, positive) pairs, the reduction of the [HN]
-    code; the two differ on batches whose classes are unbalanced (an anchor of a class
-    with n_c members then weighs n_c / Σ_c n_c² instead of 1 / N). With a
+    anchors (Algorithm 1 lines 17-29; `reduction="anchor_mean"`, the default).
+    `reduction="pair_mean"` instead takes one mean over all (anchor, positive) pairs, the
+    reduction of the [HN] code (config field `loss.reduction`); with label positives the
+    two differ on batches whose classes are unbalanced (an anchor of a class with n_c
+    members then weighs n_c / Σ_c n_c² instead of 1 / N) and agree on balanced ones and
+    whenever every anchor has the same number of positives (two views). With a
     `temperature` τ the ψ arguments are (s_{i,n_m} − s_ij) / τ, while q_i still tilts by
     the raw similarity, h(s_im). Candidates: SCL/HSCL the examples of other classes
     (by `labels`); UCL/HUCL the whole batch, the anchor included unless `exclude_anchor`.
@@ -582,10 +584,14 @@ def contrastive_loss(
       time O(N²d + N²k log N), memory O(N²k).
     * "reweighted" (InfoNCE only): the k → ∞ limit,
       ℓ_ij = log(1 + Σ_m q_i(m) exp(s_im − s_ij)); deterministic (no key needed);
-      time O(N²d), memory O(N²). With exponential h this is the importance weighting of
-      [R21] up to a log N⁻ offset inside the softplus: their objective with N⁻ negatives,
+      time O(N²d), memory O(N²). With exponential h it equals the importance weighting
+      of [R21] only up to a log N⁻ offset: their objective with N⁻ negatives,
       −log(e^{s⁺} / (e^{s⁺} + N⁻ E_q[e^{s⁻}])) = softplus(b_i + log N⁻ − s_ij), is the
       sum form of ψ, ours the mean form softplus(b_i − s_ij), b_i = log E_q[e^{s⁻}].
+      The offset sits inside the softplus, so the two losses differ by more than a
+      constant: their values and gradients differ (the sum form weighs the negatives
+      against the positive N⁻ times more), and N⁻ varies between anchors whose classes
+      have different sizes.
       Their weights are exp(β s/τ) where ours are exp(β s): β_R21 = β τ. `tau_plus` > 0
       adds their debiasing (E_q − τ⁺ e^{s⁺}) / (1 − τ⁺), floored at e^{-1/τ} as theirs.
     * `eta_fn` (sampled only): a non-separable hardening η(t_1..t_k), sampled by SIR
@@ -593,12 +599,13 @@ def contrastive_loss(
       memory O(N R k) per anchor draw, O(N² R k) with draw="pair".
 
     Negatives are drawn with `hardening.sample_negatives` (inverse CDF in log space, no
-    gradient through the draw); gradients flow through the similarities. This detaching
-    is what the sampled code of [HN] does (a drawn index has no derivative). It is not
-    what [R21]'s `criterion` does: its weights exp(β s) are computed from the same,
-    undetached similarities, so its gradient also flows through the weights; the
-    reweighted estimator with `grad_through_weights=True` is that gradient, the default
-    (False) the detached one.
+    gradient through the draw); gradients flow through the similarities of the drawn
+    negatives and the positives. Detaching the sampling probabilities is what the sampled
+    code of [HN] does (a drawn index has no derivative). It is not what [R21]'s
+    `criterion` does: its weights exp(β s) are computed from the same, undetached
+    similarities, so its gradient also flows through the weights. The reweighted
+    estimator offers both: `grad_through_weights=True` is [R21]'s gradient, the default
+    (False) detaches q_i as the sampled estimator does.
 
     `contrastive_loss_with_aux` computes the same loss and also returns the counts of
     dropped and fallback anchors and, on request, hard-negative diagnostics.

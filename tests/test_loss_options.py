@@ -236,3 +236,26 @@ def test_configs_without_the_new_fields_read_the_no_op_defaults():
         del c.loss[name]
         assert validation.loss_option(c, name) == validation.LOSS_OPTION_DEFAULTS[name]
     validation.validate_config(c)
+
+
+def test_pair_mean_reduction_reaches_the_trainers_objective():
+    """`loss.reduction="pair_mean"` (the HN code's mean over all pairs) with the default
+    sampled estimator: the trainer's objective is the library loss with that reduction,
+    and on an unbalanced batch it differs from the default mean over anchors."""
+    labels = jax.numpy.array([0, 0, 0, 0, 1, 1, 2, 2, 2])  # classes of 4, 2 and 3 members
+    z = jax.random.normal(jax.random.key(0), (9, 2))
+    z = z / jax.numpy.linalg.norm(z, axis=-1, keepdims=True)
+    key, protos = jax.random.key(1), jax.numpy.zeros((1, 2))
+
+    def objective_value(reduction):
+        c = default.get_config()
+        c.loss.update(name="hscl", beta=2.0, k=8, reduction=reduction, diagnostics=False)
+        validation.validate_config(c)
+        loss, _ = train.make_objective(c, num_classes=3)(z, z, labels, labels, labels, key, protos)
+        return float(loss)
+
+    want = losses.contrastive_loss(
+        z, labels, key, setting="hscl", beta=2.0, k=8, reduction="pair_mean"
+    )
+    np.testing.assert_allclose(objective_value("pair_mean"), float(want), rtol=1e-6)
+    assert abs(objective_value("pair_mean") - objective_value("anchor_mean")) > 1e-3
