@@ -11,6 +11,14 @@ into a PNG file and returns its path. Figures use matplotlib's object API (no py
 state, no global backend switch), so they are safe in notebooks and headless jobs.
 `hncl_jax.reporting.plot_all` draws every figure a workdir's outputs allow.
 
+The figures of the notebooks compare runs or closed forms, with the same conventions:
+`runs_figure` (several workdirs' metrics against epochs), `epoch_curves_figure` (arrays
+of per-epoch values, e.g. `synthetic_grid.train_grid`'s), `spectra_figure` (DC spectra
+of several runs, singular values along an optimisation), `embeddings_grid_figure`
+(several runs' 2-D or 3-D embeddings), `sweep_figure` (final metrics against a grid
+field, as `sweep.plot_sweep` saves), `curves_figure` (closed forms against C or k) and
+`cosine_spread_figure` (singular values and pairwise cosines of a set of vectors).
+
 References:
   Jiang et al., "Hard-Negative Sampling for Contrastive Learning: Optimal
   Representation Geometry and Neural- vs Dimensional-Collapse" (earlier version: arXiv:2209.00078)
@@ -46,9 +54,13 @@ __all__ = [
     "NC_PANELS",
     "STYLES",
     "accuracy_figure",
+    "cosine_spread_figure",
+    "curves_figure",
     "dc_spectrum_figure",
     "embeddings_figure",
+    "embeddings_grid_figure",
     "epoch_axis",
+    "epoch_curves_figure",
     "loss_figure",
     "nc_metrics_figure",
     "plot_accuracy",
@@ -56,7 +68,10 @@ __all__ = [
     "plot_embeddings",
     "plot_loss",
     "plot_nc_metrics",
+    "runs_figure",
     "save_figure",
+    "spectra_figure",
+    "sweep_figure",
 ]
 
 
@@ -525,3 +540,493 @@ def plot_embeddings(
     """`embeddings_figure` saved as a PNG; returns the path."""
     fig = embeddings_figure(z, labels, max_points=max_points, title=title, class_names=class_names)
     return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------- comparisons
+# The figures of the notebooks: several runs (or closed forms) side by side.
+def _line_style(i: int, n: int) -> dict[str, Any]:
+    """`_style(i)` for a curve of `n` points: on a dense curve, markers about a tenth of the
+    axes apart (evenly spaced on the drawn line, log axes included)."""
+    return _style(i) | {"markevery": 0.1 if n > 24 else None, "lw": 1.2}
+
+
+def _legend_once(axes: Sequence[Any]) -> None:
+    """One legend in the first panel when every panel shows the same curves, else one each."""
+    drawn = [ax for ax in axes if ax.get_legend_handles_labels()[1]]
+    labels = [tuple(ax.get_legend_handles_labels()[1]) for ax in drawn]
+    for ax in drawn[:1] if len(set(labels)) == 1 else drawn:
+        ax.legend(fontsize="small")
+
+
+def _grid(n: int, ncols: int | None, size: tuple[float, float], **kw):
+    """A figure with `n` panels in rows of `ncols` (default up to 2); the spares hidden."""
+    ncols = max(min(ncols or 2, n), 1)
+    nrows = -(-n // ncols)
+    fig = _figure(ncols=ncols, nrows=nrows, size=size)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, **kw)).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n])
+
+
+def curves_figure(
+    x: Any,
+    curves: Mapping[str, Any],
+    *,
+    xlabel: str,
+    ylabel: str,
+    panel_title: str | None = None,
+    title: str | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    limits: Mapping[str, float] | None = None,
+    points: Mapping[str, tuple[Any, Any]] | None = None,
+):
+    """Curves of one quantity against a parameter (closed-form minima and bounds over C or k).
+
+    Args:
+      x: (n,) the parameter values every curve shares.
+      curves: curve label -> (n,) values; each curve has its own marker and line style.
+      xlabel: the parameter's name.
+      ylabel: the quantity's name.
+      panel_title: the panel's title.
+      title: figure title.
+      logx: log x axis.
+      logy: log y axis.
+      limits: curve label -> a constant the curve tends to (e.g. its k → ∞ limit), drawn
+        as a dotted horizontal line in the curve's colour.
+      points: label -> (xs, ys) of measured points, drawn as black markers without a line
+        (e.g. values found by bisection).
+
+    Returns:
+      The `Figure` (one panel; one line per curve, then one per limit, then the points).
+
+    Raises:
+      ValueError: no curves, a curve whose length is not x's, or a limit of no curve.
+    """
+    x = np.asarray(x, np.float64).ravel()
+    if not curves:
+        raise ValueError("curves_figure: no curves; pass {label: values}.")
+    limits = dict(limits or {})
+    unknown = sorted(set(limits) - set(curves))
+    if unknown:
+        raise ValueError(f"curves_figure: limits {unknown} name no curve (curves: {list(curves)}).")
+    fig = _figure(size=(6.0, 4.0))
+    ax = fig.subplots()
+    colors = {}
+    for i, (label, values) in enumerate(curves.items()):
+        y = np.asarray(values, np.float64).ravel()
+        if y.shape != x.shape:
+            raise ValueError(
+                f"curves_figure: curve {label!r} has {y.size} values for {x.size} x values."
+            )
+        (line,) = ax.plot(x, y, label=label, **_line_style(i, x.size))
+        colors[label] = line.get_color()
+    for label, value in limits.items():
+        ax.axhline(value, color=colors[label], ls=":", lw=1, label=f"{label}: limit {value:.5g}")
+    for label, (px, py) in (points or {}).items():
+        ax.plot(px, py, color="k", ls="none", marker="o", mfc="none", ms=7, label=label)
+    ax.set_xscale("log" if logx else "linear")
+    ax.set_yscale("log" if logy else "linear")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if panel_title:
+        ax.set_title(panel_title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    _title(fig, title)
+    return fig
+
+
+def spectra_figure(
+    panels: Mapping[str, Mapping[str, Any]],
+    *,
+    ylabel: str = "singular value / largest",
+    xlabel: str = "index (descending)",
+    gradient: bool = False,
+    floor: float = 1e-12,
+    ncols: int | None = None,
+    title: str | None = None,
+):
+    """Sorted spectra side by side: one panel per group, one curve per run (or step).
+
+    The DC spectra of a sweep's runs (`geometry.dc_spectrum` of each restored model), or
+    the singular values of one matrix along an optimisation.
+
+    Args:
+      panels: panel title -> {curve label -> (n,) values, sorted descending}; the y axis
+        is logarithmic and values below `floor` are drawn at `floor`.
+      ylabel: the y axis label.
+      xlabel: the x axis label.
+      gradient: colour the curves of a panel dark to light in their order (a spectrum
+        over training steps) instead of giving each its own marker and line style.
+      floor: the smallest value drawn.
+      ncols: panels per row (default up to 2).
+      title: figure title.
+
+    Returns:
+      The `Figure`: one panel per entry of `panels` (same y axis), each with a legend of
+      its curves.
+
+    Raises:
+      ValueError: if `panels` is empty.
+    """
+    if not panels:
+        raise ValueError("spectra_figure: no panels; pass {panel title: {label: spectrum}}.")
+    from matplotlib import colormaps
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _grid(len(panels), ncols, (5.0, 3.8), sharey=True)
+    cmap = colormaps["viridis"]
+    for ax, (name, curves) in zip(axes, panels.items(), strict=True):
+        for i, (label, values) in enumerate(curves.items()):
+            v = np.asarray(values, np.float64).ravel()
+            style = _line_style(i, v.size)
+            if gradient:
+                style |= {"color": cmap(0.85 * i / max(len(curves) - 1, 1)), "linestyle": "-"}
+            ax.plot(np.arange(1, v.size + 1), np.maximum(v, floor), label=label, **style)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    _title(fig, title)
+    return fig
+
+
+def cosine_spread_figure(
+    singular_values: Any,
+    cosines: Any,
+    *,
+    reference: float | None = None,
+    reference_label: str = "simplex ETF",
+    bins: int = 40,
+    floor: float = 1e-16,
+    title: str | None = None,
+):
+    """A set of vectors' singular values and the spread of their pairwise cosines.
+
+    Args:
+      singular_values: (k,) singular values of the (m, k) matrix of the vectors,
+        descending.
+      cosines: the pairwise cosine similarities (any shape; flattened).
+      reference: a cosine to mark, e.g. the simplex ETF's −1/(k−1).
+      reference_label: the legend entry of `reference`.
+      bins: histogram bins.
+      floor: the smallest singular value drawn (log axis).
+      title: figure title.
+
+    Returns:
+      The `Figure`: left the singular values (log y), right the histogram of the cosines
+      with the reference line.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    sv = np.asarray(singular_values, np.float64).ravel()
+    cos = np.asarray(cosines, np.float64).ravel()
+    fig = _figure(ncols=2, size=(5.0, 3.6))
+    left, right = fig.subplots(1, 2)
+    left.plot(np.arange(1, sv.size + 1), np.maximum(sv, floor), label="singular value", **_style(0))
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_yscale("log")
+    left.set_xlabel("index (descending)")
+    left.set_ylabel("singular value")
+    left.set_title("singular values")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize="small")
+    right.hist(cos, bins=bins, alpha=ALPHA, label=f"{cos.size} pairs")
+    if reference is not None:
+        right.axvline(
+            reference, color="k", ls="--", lw=1, label=f"{reference_label} = {reference:.4g}"
+        )
+    right.set_xlabel("cosine similarity")
+    right.set_ylabel("pairs")
+    right.set_title("pairwise cosine similarities")
+    right.grid(True, alpha=0.3)
+    right.legend(fontsize="small")
+    _title(fig, title)
+    return fig
+
+
+def embeddings_grid_figure(
+    panels: Sequence[Sequence[tuple[str, Any]]],
+    labels: Any,
+    *,
+    row_labels: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    max_points: int = 3000,
+    title: str | None = None,
+):
+    """2-D or 3-D embeddings of several runs in a grid, coloured by class, one class legend.
+
+    Args:
+      panels: rows of `(panel title, z)` with z of shape (N, 2) or (N, 3) (one d for
+        all); a shorter row leaves its last panels empty.
+      labels: (N,) int labels, shared by every panel.
+      row_labels: a label written left of each row.
+      class_names: legend entry of each class (default: the label).
+      max_points: a fixed random subset of at most this many points is drawn.
+      title: figure title.
+
+    Returns:
+      The `Figure`: one panel per embedding (the unit circle drawn in 2-D), with the
+      class legend at the right.
+
+    Raises:
+      ValueError: no panels, mixed or unsupported d, labels of another length, or
+        row_labels of another length than panels.
+    """
+    rows = [list(r) for r in panels]
+    if not rows or not any(rows):
+        raise ValueError("embeddings_grid_figure: no panels; pass rows of (title, z).")
+    if row_labels is not None and len(row_labels) != len(rows):
+        raise ValueError(
+            f"embeddings_grid_figure: {len(row_labels)} row_labels for {len(rows)} rows."
+        )
+    labels = np.asarray(labels)
+    dims = {np.shape(z)[1] if np.ndim(z) == 2 else None for r in rows for _, z in r}
+    if len(dims) != 1 or dims - {2, 3}:
+        raise ValueError(
+            f"embeddings_grid_figure: every z must be (N, 2), or every z (N, 3); got d in {dims}."
+        )
+    (dim,) = dims
+    for r in rows:
+        for name, z in r:
+            if np.shape(z)[0] != labels.shape[0]:
+                raise ValueError(
+                    f"embeddings_grid_figure: panel {name!r} has {np.shape(z)[0]} points for "
+                    f"{labels.shape[0]} labels."
+                )
+    keep = np.arange(labels.shape[0])
+    if keep.size > max_points:
+        keep = np.sort(np.random.default_rng(0).choice(keep.size, max_points, replace=False))
+    classes = np.unique(labels)
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if classes.size <= 10 else "tab20"]
+    nrows, ncols = len(rows), max(len(r) for r in rows)
+    fig = _figure(ncols=ncols, nrows=nrows, size=(2.6, 2.6))
+    t = np.linspace(0, 2 * np.pi, 100)
+    handles = None
+    for i, r in enumerate(rows):
+        for j in range(ncols):
+            kw = {"projection": "3d"} if dim == 3 else {}
+            ax = fig.add_subplot(nrows, ncols, i * ncols + j + 1, **kw)
+            if j >= len(r):
+                ax.set_visible(False)
+                continue
+            name, z = r[j]
+            z = np.asarray(z, np.float64)[keep]
+            y = labels[keep]
+            if dim == 2:
+                ax.plot(np.cos(t), np.sin(t), color="0.8", lw=0.8)
+                ax.set_aspect("equal")
+            else:
+                ax.set_box_aspect((1, 1, 1))
+                ax.set_zticks([])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for c_i, c in enumerate(classes):
+                name_c = class_names[int(c)] if class_names is not None else str(c)
+                ax.scatter(*z[y == c].T, color=cmap(c_i % cmap.N), s=4, label=name_c)
+            ax.set_title(name, fontsize="small")
+            if j == 0 and row_labels is not None:
+                ax.annotate(
+                    row_labels[i],
+                    xy=(0, 0.5),
+                    xycoords="axes fraction",
+                    xytext=(-6, 0),
+                    textcoords="offset points",
+                    ha="right",
+                    va="center",
+                    rotation=90,
+                )
+            if handles is None:
+                handles = ax.get_legend_handles_labels()
+    fig.legend(*handles, title="class", loc="outside right upper", markerscale=2.5)
+    _title(fig, title)
+    return fig
+
+
+def epoch_curves_figure(
+    panels: Mapping[str, Mapping[str, Any]],
+    epochs: Any,
+    *,
+    ylabel: str,
+    logy: bool = False,
+    hlines: Mapping[str, Sequence[float]] | None = None,
+    hline_label: str = "minimum",
+    ncols: int | None = None,
+    title: str | None = None,
+):
+    """Per-run curves against epochs, one panel per quantity or group of runs.
+
+    For arrays of values at known epochs (e.g. `synthetic_grid.train_grid`'s loss and NC
+    curves); metric rows of workdirs go to `runs_figure`.
+
+    Args:
+      panels: panel title -> {run label -> (n,) values at `epochs`}.
+      epochs: (n,) the epoch of each value.
+      ylabel: the y axis label.
+      logy: log y axis (values below 1e-12 drawn at 1e-12).
+      hlines: panel title -> constants drawn as dashed black lines (e.g. the minima of
+        the panel's losses).
+      hline_label: the legend entry of the dashed lines.
+      ncols: panels per row (default up to 2).
+      title: figure title.
+
+    Returns:
+      The `Figure`. The legend is drawn once, in the first panel, when every panel shows
+      the same runs; otherwise every panel has its own.
+
+    Raises:
+      ValueError: no panels, or a curve whose length is not `epochs`'.
+    """
+    if not panels:
+        raise ValueError("epoch_curves_figure: no panels; pass {panel title: {label: values}}.")
+    x = np.asarray(epochs, np.float64).ravel()
+    fig, axes = _grid(len(panels), ncols, (5.0, 3.6))
+    for ax, (name, curves) in zip(axes, panels.items(), strict=True):
+        for i, (label, values) in enumerate(curves.items()):
+            y = np.asarray(values, np.float64).ravel()
+            if y.shape != x.shape:
+                raise ValueError(
+                    f"epoch_curves_figure: {name!r}/{label!r} has {y.size} values for "
+                    f"{x.size} epochs."
+                )
+            ax.plot(x, np.maximum(y, 1e-12) if logy else y, label=label, **_line_style(i, x.size))
+        for k, value in enumerate((hlines or {}).get(name, ())):
+            ax.axhline(value, color="k", ls="--", lw=0.8, label=hline_label if k == 0 else None)
+        ax.set_yscale("log" if logy else "linear")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    _legend_once(axes)
+    _title(fig, title)
+    return fig
+
+
+def runs_figure(
+    runs: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
+    keys: Sequence[str],
+    *,
+    log_keys: Sequence[str] | None = None,
+    title: str | None = None,
+):
+    """Metrics of several runs against epochs: one row of panels per key, one column per group.
+
+    Args:
+      runs: column title (e.g. "supervised") -> {run label -> the run's metric rows
+        (`reporting.read_metrics`)}; rows without a key are skipped.
+      keys: the metrics drawn, one row of panels each (e.g. "eval/test/z/ncm_acc",
+        "nc/train/z/zero_sum").
+      log_keys: the keys drawn on a log y axis (default: those starting with "nc/").
+      title: figure title.
+
+    Returns:
+      The `Figure`: len(keys) × len(runs) panels titled "<column>: <key>", each run a
+      line in every panel of its column, a legend in the top panel of each column.
+
+    Raises:
+      ValueError: no runs or no keys.
+    """
+    if not runs or not keys:
+        raise ValueError("runs_figure: pass {column: {run label: metric rows}} and the keys.")
+    log_keys = [k for k in keys if k.startswith("nc/")] if log_keys is None else list(log_keys)
+    fig = _figure(ncols=len(runs), nrows=len(keys), size=(5.0, 2.8))
+    axes = fig.subplots(len(keys), len(runs), squeeze=False, sharex="col")
+    for col, (column, members) in enumerate(runs.items()):
+        for i, (label, rows) in enumerate(members.items()):
+            xs, xlabel = epoch_axis(rows) if rows else ({}, "epoch")
+            for ax, key in zip(axes[:, col], keys, strict=True):
+                x, y = _series(rows, key, xs)
+                if key in log_keys:
+                    y = np.maximum(y, 1e-12)
+                ax.plot(x, y, label=label, **_line_style(i, x.size))
+        for ax, key in zip(axes[:, col], keys, strict=True):
+            ax.set_title(f"{column}: {key}", fontsize="small")
+            ax.set_yscale("log" if key in log_keys else "linear")
+            ax.set_ylabel(key.rsplit("/", 1)[-1])
+            ax.grid(True, which="both", alpha=0.3)
+        axes[-1, col].set_xlabel("epoch")
+        if members:
+            axes[0, col].legend(fontsize="small")
+    _title(fig, title)
+    return fig
+
+
+def _value_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def sweep_figure(
+    rows: Sequence[Mapping[str, Any]],
+    field: str,
+    metrics: Sequence[str],
+    *,
+    group_by: str | Any | None = None,
+    logx: bool = False,
+    title: str | None = None,
+):
+    """Final metrics of a sweep against a grid field, one panel per metric, one line per group.
+
+    Args:
+      rows: `sweep.run_grid` rows, or `sweep.aggregate` rows (a `<metric>_std` entry
+        draws ± std error bars).
+      field: the swept field, on the x axis (e.g. "batch_size").
+      metrics: the metrics drawn, one panel each.
+      group_by: a field name (lines labelled "<field>=<value>") or a function of a row
+        returning its line's label; None: one line.
+      logx: log x axis.
+      title: figure title.
+
+    Returns:
+      The `Figure`; lines in the order their groups first appear, points sorted by x.
+
+    Raises:
+      ValueError: if no row has `field` and any of `metrics`.
+    """
+
+    def label_of(r):
+        if group_by is None:
+            return None
+        if callable(group_by):
+            return group_by(r)
+        return f"{group_by}={_value_text(r.get(group_by))}"
+
+    groups: dict[Any, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r.get(field) is not None and any(r.get(m) is not None for m in metrics):
+            groups.setdefault(label_of(r), []).append(r)
+    if not groups:
+        raise ValueError(f"sweep_figure: no row has both {field!r} and any of {list(metrics)}.")
+    n = max((int(r.get("n", 1)) for m in groups.values() for r in m), default=1)
+    fig = _figure(ncols=len(metrics), size=(5.0, 3.6))
+    axes = np.atleast_1d(fig.subplots(1, len(metrics))).ravel()
+    for ax, metric in zip(axes, metrics, strict=True):
+        for i, (label, members) in enumerate(groups.items()):
+            members = sorted(
+                (r for r in members if r.get(metric) is not None), key=lambda r: r[field]
+            )
+            ax.errorbar(
+                [r[field] for r in members],
+                [r[metric] for r in members],
+                yerr=[r.get(f"{metric}_std", 0.0) for r in members],
+                capsize=3,
+                label=label,
+                **_style(i),
+            )
+        ax.set_xscale("log" if logx else "linear")
+        ax.set_xlabel(field)
+        ax.set_ylabel(metric)
+        stds = any(f"{metric}_std" in r for m in groups.values() for r in m)
+        ax.set_title(f"{metric} against {field}" + (f" (mean ± std, n = {n})" if stds else ""))
+        ax.grid(True, which="both", alpha=0.3)
+        if group_by is not None:
+            ax.legend(fontsize="small")
+    _title(fig, title)
+    return fig

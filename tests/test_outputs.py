@@ -201,6 +201,200 @@ def test_embeddings_figure_has_a_class_legend(dim):
     assert _legend_texts(named.axes[0]) == ["a", "b", "c", "d"]
 
 
+# ----------------------------------------------------------------------------- comparisons
+def test_curves_figure_draws_curves_limits_and_points():
+    x = np.arange(2, 50)
+    curves = {"mean form": 1 / x, "sum form": 1 / x, "k = 16": 2 / x}  # two coincide
+    fig = plots.curves_figure(
+        x,
+        curves,
+        xlabel="C (classes)",
+        ylabel="minimum loss",
+        panel_title="Theorem 2",
+        title=TITLE,
+        logx=True,
+        limits={"k = 16": 0.0},
+        points={"bisection": ([3, 10], [0.3, 0.1])},
+    )
+    (ax,) = fig.axes
+    assert _suptitle(fig) == TITLE and ax.get_title() == "Theorem 2"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("C (classes)", "minimum loss")
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "linear")
+    assert _legend_texts(ax) == [*curves, "k = 16: limit 0", "bisection"]
+    assert len(ax.lines) == 5
+    for line, values in zip(ax.lines, curves.values(), strict=False):
+        np.testing.assert_array_equal(line.get_xdata(), x)
+        np.testing.assert_allclose(line.get_ydata(), values)
+    _assert_distinguishable(ax.lines[:3])
+    limit, points = ax.lines[3], ax.lines[4]
+    assert limit.get_color() == ax.lines[2].get_color() and limit.get_linestyle() == ":"
+    assert list(points.get_xdata()) == [3, 10] and points.get_linestyle() == "None"
+    with pytest.raises(ValueError, match="3 values for 48"):
+        plots.curves_figure(x, {"a": [1, 2, 3]}, xlabel="C", ylabel="y")
+    with pytest.raises(ValueError, match="name no curve"):
+        plots.curves_figure(x, curves, xlabel="C", ylabel="y", limits={"other": 1.0})
+
+
+def test_spectra_figure_one_panel_per_group_one_curve_per_run():
+    spectra = {
+        "supervised": {"SCL": [1.0, 0.5, 0.0], "HSCL β=10": [1.0, 0.5, 0.0]},
+        "unsupervised": {"UCL": [1.0, 0.1, 0.01]},
+    }
+    fig = plots.spectra_figure(spectra, title=TITLE)
+    assert _suptitle(fig) == TITLE
+    assert [ax.get_title() for ax in fig.axes] == ["supervised", "unsupervised"]
+    assert [len(ax.lines) for ax in fig.axes] == [2, 1]
+    sup, unsup = fig.axes
+    assert _legend_texts(sup) == ["SCL", "HSCL β=10"] and _legend_texts(unsup) == ["UCL"]
+    assert sup.get_yscale() == "log" and sup.get_ylabel() == "singular value / largest"
+    np.testing.assert_array_equal(sup.lines[0].get_xdata(), [1, 2, 3])
+    assert sup.lines[0].get_ydata()[-1] == 1e-12  # a zero is drawn at the floor
+    _assert_distinguishable(sup.lines)  # the two coinciding spectra stay visible
+    # Along an optimisation: one colour per step, dark to light.
+    steps = {f"step {s}": [1.0, 0.1**s] for s in range(4)}
+    fig = plots.spectra_figure({"η = 2.1": steps}, gradient=True, floor=1e-16)
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    assert _legend_texts(ax) == list(steps)
+    assert len({line.get_color() for line in ax.lines}) == 4
+    assert {line.get_linestyle() for line in ax.lines} == {"-"}
+    with pytest.raises(ValueError, match="no panels"):
+        plots.spectra_figure({})
+
+
+def test_cosine_spread_figure_marks_the_reference():
+    cosines = np.random.default_rng(0).normal(-0.03, 0.05, 870)
+    fig = plots.cosine_spread_figure(
+        np.geomspace(1, 1e-3, 30), cosines, reference=-1 / 29, reference_label="ETF", bins=20
+    )
+    left, right = fig.axes
+    assert (left.get_title(), right.get_title()) == (
+        "singular values",
+        "pairwise cosine similarities",
+    )
+    assert left.get_yscale() == "log" and len(left.lines[0].get_xdata()) == 30
+    assert len(right.patches) == 20 and right.get_xlabel() == "cosine similarity"
+    assert _legend_texts(right) == ["870 pairs", "ETF = -0.03448"]
+    np.testing.assert_allclose(right.lines[0].get_xdata(), [-1 / 29, -1 / 29])
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_embeddings_grid_figure_rows_of_runs_and_one_class_legend(dim):
+    labels = np.repeat(np.arange(3), 10)
+    z = np.random.default_rng(0).standard_normal((30, dim))
+    panels = [[("initial", z), ("SCL", z), ("HSCL β=10", z)], [("initial", z), ("UCL", z)]]
+    fig = plots.embeddings_grid_figure(
+        panels, labels, row_labels=["labels", "noise_views"], title=TITLE
+    )
+    assert _suptitle(fig) == TITLE
+    assert len(fig.axes) == 6  # 2 rows × 3 columns, the last one of row 2 hidden
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["initial", "SCL", "HSCL β=10", "initial", "UCL"]
+    assert all(len(ax.collections) >= 3 for ax in shown)  # one scatter per class
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["0", "1", "2"]
+    assert fig.legends[0].get_title().get_text() == "class"
+    rows = [t.get_text() for ax in (shown[0], shown[3]) for t in ax.texts]
+    assert rows == ["labels", "noise_views"]
+    assert (shown[0].name == "3d") == (dim == 3)
+    with pytest.raises(ValueError, match="every z"):
+        plots.embeddings_grid_figure([[("a", z), ("b", np.zeros((30, 4)))]], labels)
+    with pytest.raises(ValueError, match="29 points for 30 labels"):
+        plots.embeddings_grid_figure([[("a", z[:29])]], labels)
+
+
+def test_epoch_curves_figure_against_epochs_with_minima():
+    epochs = np.arange(1, 11)
+    runs = {"SCL": 1 / epochs, "HSCL β=10": 1 / epochs}  # coinciding curves
+    panels = {"training loss (labels)": runs, "training loss (noise_views)": runs}
+    fig = plots.epoch_curves_figure(
+        panels,
+        epochs,
+        ylabel="loss",
+        logy=True,
+        hlines={"training loss (labels)": [0.2, 0.3]},
+        title=TITLE,
+    )
+    assert _suptitle(fig) == TITLE
+    first, second = fig.axes
+    assert [first.get_title(), second.get_title()] == list(panels)
+    assert first.get_xlabel() == "epoch" and first.get_yscale() == "log"
+    np.testing.assert_array_equal(first.lines[0].get_xdata(), epochs)
+    assert len(first.lines) == 4 and len(second.lines) == 2  # runs, then the two minima
+    assert [line.get_ydata()[0] for line in first.lines[2:]] == [0.2, 0.3]
+    _assert_distinguishable(first.lines[:2])
+    # The panels show different curves (the minima): a legend in each panel.
+    assert _legend_texts(first) == ["SCL", "HSCL β=10", "minimum"]
+    assert _legend_texts(second) == ["SCL", "HSCL β=10"]
+    # The same runs in every panel: one legend, in the first.
+    fig = plots.epoch_curves_figure(
+        {m: runs for m in plots.NC_PANELS}, epochs, ylabel="value", ncols=4
+    )
+    assert len(fig.axes) == 4 and fig.axes[0].get_legend() is not None
+    assert all(ax.get_legend() is None for ax in fig.axes[1:])
+    with pytest.raises(ValueError, match="3 values for 10 epochs"):
+        plots.epoch_curves_figure({"p": {"a": [1, 2, 3]}}, epochs, ylabel="loss")
+
+
+def test_runs_figure_one_row_per_key_one_column_per_group():
+    evaluations = [r for r in _history() if reporting.is_evaluation_row(r)]
+    runs = {
+        "supervised": {"SCL": evaluations, "HSCL β=10": evaluations},
+        "unsupervised": {"UCL": evaluations},
+    }
+    keys = ["eval/test/z/ncm_acc", "nc/train/z/zero_sum"]
+    fig = plots.runs_figure(runs, keys, title=TITLE)
+    assert _suptitle(fig) == TITLE and len(fig.axes) == 4
+    assert [ax.get_title() for ax in fig.axes] == [
+        "supervised: eval/test/z/ncm_acc",
+        "unsupervised: eval/test/z/ncm_acc",
+        "supervised: nc/train/z/zero_sum",
+        "unsupervised: nc/train/z/zero_sum",
+    ]
+    acc_sup, acc_unsup, nc_sup, nc_unsup = fig.axes
+    assert [len(ax.lines) for ax in fig.axes] == [2, 1, 2, 1]
+    assert acc_sup.get_yscale() == "linear" and nc_sup.get_yscale() == "log"
+    np.testing.assert_array_equal(acc_sup.lines[0].get_xdata(), [2, 4, 6])  # epochs
+    np.testing.assert_allclose(acc_sup.lines[0].get_ydata(), [0.75, 0.875, 1 - 0.5 / 6])
+    assert nc_sup.get_xlabel() == "epoch"
+    assert _legend_texts(acc_sup) == ["SCL", "HSCL β=10"] and _legend_texts(acc_unsup) == ["UCL"]
+    _assert_distinguishable(acc_sup.lines)
+    with pytest.raises(ValueError, match="keys"):
+        plots.runs_figure(runs, [])
+
+
+def test_sweep_figure_one_line_per_group_with_error_bars():
+    from hncl_jax import sweep
+
+    rows = sweep.aggregate(
+        [
+            {"batch_size": b, "clop.weight": w, "seed": s, "eval/top1": 0.5 + w / 10 + s / 100}
+            for b in (128, 32, 64)
+            for w in (0.0, 1.0)
+            for s in (0, 1)
+        ]
+    )
+    fig = plots.sweep_figure(
+        rows, "batch_size", ["eval/top1"], group_by="clop.weight", logx=True, title=TITLE
+    )
+    (ax,) = fig.axes
+    assert _suptitle(fig) == TITLE and ax.get_xscale() == "log"
+    assert ax.get_title() == "eval/top1 against batch_size (mean ± std, n = 2)"
+    assert _legend_texts(ax) == ["clop.weight=0", "clop.weight=1"]
+    assert len(ax.containers) == 2
+    line = ax.containers[0].lines[0]
+    np.testing.assert_array_equal(np.asarray(line.get_xdata(), float), [32, 64, 128])  # by x
+    np.testing.assert_allclose(np.asarray(line.get_ydata(), float), [0.505] * 3)
+    # A function of the row labels the lines; one panel per metric.
+    fig = plots.sweep_figure(
+        rows,
+        "batch_size",
+        ["eval/top1", "eval/top1_std"],
+        group_by=lambda r: f"λ = {r['clop.weight']:g}",
+    )
+    assert len(fig.axes) == 2 and _legend_texts(fig.axes[1]) == ["λ = 0", "λ = 1"]
+    with pytest.raises(ValueError, match="no row has both"):
+        plots.sweep_figure(rows, "batch_size", ["missing"])
+
+
 def test_spectra_round_trip_and_resume_truncation(tmp_path):
     records = _spectra_records()
     reporting.write_spectra(tmp_path, records)
