@@ -4,7 +4,9 @@
   field values with `train.train_and_evaluate`, each in its own sibling workdir named
   from the values (`<root>/loss.name=hscl,loss.beta=10`). Rerunning skips the finished
   runs and resumes the unfinished ones (through the trainer's own resume). Returns the
-  table of final metrics, one dict per run.
+  table of final metrics, one dict per run. The console shows one line as each run
+  starts and one as it ends (`train_output=True`, `--train_output`: the trainer's
+  progress bar and summary too).
 * `restore_representations(config, workdir)` reads a finished run's final model from its
   checkpoint (nothing trained, nothing written) for plots of its representations.
 
@@ -41,7 +43,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hncl_jax import checkpointing, evaluation, reporting, train, validation
+from hncl_jax import checkpointing, evaluation, plots, reporting, train, validation
 from hncl_jax.data import augment
 
 RESULT_FILE = "sweep_result.json"
@@ -286,6 +288,7 @@ def run_grid(
     points: Sequence[Mapping[str, Any]] | None = None,
     seeds: int | Sequence[int] | None = None,
     validate: bool = True,
+    train_output: bool = False,
 ) -> list[dict[str, Any]]:
     """Trains every combination of `grid` into sibling workdirs; resumable.
 
@@ -302,12 +305,18 @@ def run_grid(
         "loss.beta": [0.0, 10.0]}; an empty grid trains `base_config` once.
       root_workdir: parent folder of the runs' workdirs.
       train_fn: `(config, workdir) -> Any`; default `train.train_and_evaluate`.
-      verbose: print "run i/N" before and one line after every run.
+      verbose: print "run i/N" before and one line after every run (its time and
+        final loss and accuracy).
       points: explicit runs instead of (crossed with) the grid's product (`plan_grid`).
       seeds: a seed axis: every run once per seed (`with_seeds`); `aggregate` then gives
         mean ± std over seeds.
       validate: check every run's config (`validation.validate_config`) before the
         first run trains, so a bad grid value fails at once, not when its run starts.
+      train_output: the trainer's own console output for every run (progress bar and
+        printed summary); by default `train.train_and_evaluate` runs with
+        `verbose=False`, so a sweep prints its own lines only. The files each run
+        writes to its workdir are the same either way. A `train_fn` other than
+        `train.train_and_evaluate` is called as `train_fn(config, workdir)`.
 
     Returns:
       One dict per run, in grid order: "run" (the name), "workdir", the grid fields and
@@ -322,7 +331,8 @@ def run_grid(
       >>> rows = run_grid(synthetic.get_config(), {"loss.name": ["hscl", "hucl"],
       ...                 "loss.beta": [0.0, 10.0]}, "/tmp/sweep")
     """
-    train_fn = train_fn or train.train_and_evaluate
+    if train_fn is None or train_fn is train.train_and_evaluate:
+        train_fn = functools.partial(train.train_and_evaluate, verbose=train_output)
     root = os.path.abspath(os.path.expanduser(root_workdir))
     rows: list[dict[str, Any]] = []
     plan = plan_grid(base_config, grid, root, points=points, seeds=seeds)
@@ -346,12 +356,27 @@ def run_grid(
             with open(os.path.join(workdir, RESULT_FILE), "w") as fh:
                 json.dump(record, fh, indent=1, sort_keys=True)
             if verbose:
-                print(f"[sweep] run {i}/{len(plan)} done in {record['seconds']:.0f} s: {name}")
+                print(
+                    f"[sweep] run {i}/{len(plan)} done in {record['seconds']:.0f} s: {name}"
+                    + _result_text(record["final"]),
+                    flush=True,
+                )
         elif verbose:
             print(f"[sweep] run {i}/{len(plan)} finished already: {name}", flush=True)
         rows.append({"run": name, "workdir": workdir, **assignments, **record["final"]})
         write_table(rows, os.path.join(root, TABLE_FILE))
     return rows
+
+
+# The final metrics a sweep's "done" line shows, where the run has them.
+RESULT_KEYS = ("train/epoch_loss", "eval/test/z/ncm_acc")
+
+
+def _result_text(final: Mapping[str, Any]) -> str:
+    """' (epoch 4, train/epoch_loss 0.5485, eval/test/z/ncm_acc 0.8672)' or ''."""
+    parts = [f"epoch {final['epoch']}"] if final.get("epoch") is not None else []
+    parts += [f"{k} {final[k]:.4g}" for k in RESULT_KEYS if _is_number(final.get(k))]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def check_plan(plan: Sequence[tuple[dict[str, Any], ml_collections.ConfigDict, str]]) -> None:
@@ -439,50 +464,20 @@ def plot_sweep(
     title: str | None = None,
 ) -> str:
     """`metric` against the grid `field`, with ± std error bars where rows carry
-    `<metric>_std` (as `aggregate` writes); one line per value of `group_by`.
+    `<metric>_std` (as `aggregate` writes); one line per value of `group_by`
+    (`plots.sweep_figure`, saved as a PNG).
 
     Returns:
       The PNG's path.
+
+    Raises:
+      ValueError: if no row has both `field` and `metric`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups: dict[Any, list[Mapping[str, Any]]] = {}
-    for r in rows:
-        if r.get(metric) is not None and r.get(field) is not None:
-            groups.setdefault(r.get(group_by) if group_by else None, []).append(r)
-    if not groups:
-        raise ValueError(f"plot_sweep: no row has both {field!r} and {metric!r}.")
-    fig, ax = plt.subplots(figsize=(5.0, 3.6))
-    markers = "osD^v<>p*"
-    for i, (label, members) in enumerate(groups.items()):
-        members = sorted(members, key=lambda r: r[field])
-        xs = [r[field] for r in members]
-        ys = [r[metric] for r in members]
-        errs = [r.get(f"{metric}_std", 0.0) for r in members]
-        ax.errorbar(
-            xs,
-            ys,
-            yerr=errs,
-            marker=markers[i % len(markers)],
-            capsize=3,
-            alpha=0.85,
-            label=None if label is None else f"{group_by}={format_value(label)}",
-        )
-    ax.set_xlabel(field)
-    ax.set_ylabel(metric)
-    n = max((r.get("n", 1) for m in groups.values() for r in m), default=1)
-    ax.set_title(title or f"{metric} against {field} (mean ± std, n = {n})", fontsize=9)
+    group = None
     if group_by:
-        ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        group = lambda r: f"{group_by}={format_value(r.get(group_by))}"
+    fig = plots.sweep_figure(rows, field, [metric], group_by=group, title=title)
+    return plots.save_figure(fig, path)
 
 
 def restore_representations(
@@ -617,7 +612,9 @@ MEAN_STD_FILE = "results_mean_std.csv"
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """`python -m hncl_jax.sweep --config=... --root=... --grid=path=v1,v2 [--seeds=3]`.
 
-    Every grid point is validated before the first run trains. With `--seeds=n` every
+    Every grid point is validated before the first run trains; each run prints one line
+    before and one after (`--train_output` adds the trainer's progress bar and summary).
+    With `--seeds=n` every
     point runs with seeds 0..n-1 (or use `--grid=seed=0,1,2`); the printed table and
     `<root>/results_mean_std.csv` then give mean ± std over seeds, and `--plot=field`
     draws each metric of `--columns` against that field with error bars.
@@ -655,6 +652,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     flags.DEFINE_string(
         "plot", None, "A grid field: plot each --columns metric against it.", flag_values=fv
     )
+    flags.DEFINE_bool(
+        "train_output",
+        False,
+        "Print each run's progress bar and summary (default: one line per run).",
+        flag_values=fv,
+    )
     if any(a in ("--help", "-h", "--helpfull") for a in argv[1:]):
         print(
             "python -m hncl_jax.sweep --config=<config>[:args] --root=<folder> "
@@ -675,7 +678,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         print(f"sweep: {e}. See python -m hncl_jax.sweep --help.", file=sys.stderr)
         raise SystemExit(2) from None
     try:
-        rows = run_grid(fv.config, grid, fv.root, seeds=fv.seeds or None)
+        rows = run_grid(
+            fv.config, grid, fv.root, seeds=fv.seeds or None, train_output=fv.train_output
+        )
     except ValueError as e:  # a refused grid point or data set: one line, no traceback
         print(f"sweep: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -797,7 +797,9 @@ def catch_signals(enabled: bool = True) -> Iterator[_Signals]:
             signal.signal(s, h)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = True
+) -> TrainState:
     """Trains and evaluates the model named by `config`; the library's one entry point.
 
     The run holds the workdir's exclusive lock (`hncl_jax.workdir.lock_workdir`) from
@@ -808,6 +810,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       workdir: the run's folder: `checkpoints/`, `metrics.jsonl`, `tensorboard/`,
         `config.json`, `plots/*.png` and `summary.txt`. Rerunning on the same workdir
         resumes from its latest checkpoint with the same data order.
+      verbose: the console output: the progress bar, the "already finished" note and
+        the printed summary. False (as `sweep.run_grid` runs it) prints none of them;
+        the files written to `workdir` are the same either way, and an interruption
+        still prints where its checkpoint is.
 
     Returns:
       The final `TrainState`.
@@ -827,7 +833,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       SystemExit: on SIGTERM or Ctrl-C, once a checkpoint is saved (code 128 + signal).
     """
     with workdir_lib.lock_workdir(workdir) as locked:
-        return _train_and_evaluate(config, locked)
+        return _train_and_evaluate(config, locked, verbose=verbose)
 
 
 @dataclasses.dataclass
@@ -995,7 +1001,9 @@ def _save(loop: _Loop, ckpt, setup: _Setup, force: bool = False) -> None:
     ckpt.save(loop.step, loop.state, meta, force=force)
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def _train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = True
+) -> TrainState:
     """`train_and_evaluate`'s body, run while holding the workdir's lock."""
     t_start = time.perf_counter()  # the summary's wall time: data, compilation, training
     setup = _prepare(config, workdir)
@@ -1036,7 +1044,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
         # A finished run rerun on its workdir reports its last evaluation again.
         loop.final_scalars = dict(loop.history[-1]) if loop.history else {}
         finished = loop.start_step >= setup.total_steps
-        if finished and primary:
+        if finished and primary and verbose:
             print(
                 f"{workdir}: already finished at step {loop.start_step}/{setup.total_steps}; "
                 "its last evaluation follows (another workdir or a larger num_epochs trains "
@@ -1044,7 +1052,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
                 flush=True,
             )
         bar = reporting.ProgressBar(
-            setup.total_steps, initial=loop.start_step, enabled=primary and not finished
+            setup.total_steps, initial=loop.start_step, enabled=primary and verbose and not finished
         )
         stack.callback(bar.close)
         caught = stack.enter_context(catch_signals(enabled=primary))
@@ -1069,7 +1077,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
             raise SystemExit(128 + (caught.signal or signal.SIGINT)) from None
         ckpt.wait_until_finished()
         bar.close()
-        _report(config, setup, loop, wandb_log, t_start=t_start, t_loop=t_loop)
+        _report(config, setup, loop, wandb_log, t_start=t_start, t_loop=t_loop, verbose=verbose)
     return loop.state
 
 
@@ -1160,8 +1168,17 @@ def _end_epoch(config, setup: _Setup, loop: _Loop, io: _LoopIO, features_fn) -> 
         _save(loop, io.ckpt, setup, force=True)
 
 
-def _report(config, setup: _Setup, loop: _Loop, wandb_log, *, t_start: float, t_loop: float):
-    """Plots, `summary.txt` (also printed), TensorBoard's results and W&B's summary."""
+def _report(
+    config,
+    setup: _Setup,
+    loop: _Loop,
+    wandb_log,
+    *,
+    t_start: float,
+    t_loop: float,
+    verbose: bool = True,
+):
+    """Plots, `summary.txt` (printed when `verbose`), TensorBoard's results and W&B's summary."""
     if not setup.is_primary:
         return
     workdir = setup.workdir
@@ -1190,7 +1207,8 @@ def _report(config, setup: _Setup, loop: _Loop, wandb_log, *, t_start: float, t_
         wall_time_s=t_end - t_start,
         steps_per_sec=trained / max(t_end - t_loop, 1e-9) if trained else None,
     )
-    print(text, flush=True)
+    if verbose:
+        print(text, flush=True)
     reporting.log_results_tensorboard(
         workdir, config, loop.final_scalars, plot_paths, loop.step, summary=text
     )

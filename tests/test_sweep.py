@@ -4,6 +4,7 @@ tests/test_synthetic_grid.py."""
 
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ import pytest
 from configs import synthetic
 from hncl_jax import checkpointing, geometry, models, reporting, sweep, train, validation
 from hncl_jax.data import augment
+from tests.conftest import tiny_synthetic
 
 
 def tiny_config(**overrides):
@@ -31,11 +33,14 @@ def tiny_config(**overrides):
     return sweep.apply_assignments(c, overrides)
 
 
-def fake_train(calls):
-    """A stand-in for train_and_evaluate that records its calls and writes one eval row."""
+def fake_train(calls, verbose_flags=None):
+    """A stand-in for train_and_evaluate that records its calls and writes one eval row
+    (and, given a list, the `verbose` each call was made with)."""
 
-    def train_fn(config, workdir):
+    def train_fn(config, workdir, **kwargs):
         calls.append((config.loss.name, config.loss.beta, workdir))
+        if verbose_flags is not None:
+            verbose_flags.append(kwargs.get("verbose", "not passed"))
         writer = reporting.MetricWriter(workdir)
         writer.write_scalars(1, {"epoch": config.num_epochs, "train/epoch_loss": config.loss.beta})
         writer.close()
@@ -119,6 +124,56 @@ def test_run_grid_skips_finished_runs_and_retrains_changed_ones(tmp_path):
     sweep.run_grid(tiny_config(num_epochs=5), grid, str(tmp_path), train_fn=fake_train(calls))
     assert len(calls) == 8
     assert calls[4][2] == calls[0][2]
+
+
+def test_the_trainer_runs_quiet_in_a_sweep_unless_asked(tmp_path, monkeypatch, capsys):
+    calls, verbose = [], []
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train(calls, verbose))
+    grid = {"loss.beta": [0.0, 10.0]}
+    sweep.run_grid(tiny_config(), grid, str(tmp_path / "quiet"))
+    sweep.run_grid(tiny_config(), grid, str(tmp_path / "full"), train_output=True)
+    assert verbose == [False, False, True, True]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "[sweep] run 1/2: loss.beta=0"
+    assert re.fullmatch(
+        r"\[sweep\] run 1/2 done in \d+ s: loss.beta=0 \(epoch 3, train/epoch_loss 0\)", out[1]
+    )
+    # Any other train_fn is called as train_fn(config, workdir).
+    sweep.run_grid(tiny_config(), grid, str(tmp_path / "own"), train_fn=fake_train(calls))
+    assert len(calls) == 6
+    # The command line's --train_output.
+    sweep.main(["sweep", "--config=configs/synthetic.py:smoke", f"--root={tmp_path / 'cli'}"])
+    sweep.main(
+        ["sweep", "--config=configs/synthetic.py:smoke", f"--root={tmp_path / 'cli_full'}"]
+        + ["--train_output"]
+    )
+    assert verbose[-2:] == [False, True]
+
+
+def test_a_sweep_prints_one_line_as_each_run_starts_and_ends(tmp_path, capfd):
+    # Two runs that differ in their name only: the second compiles nothing new.
+    grid = {"name": ["quiet_a", "quiet_b"]}
+    rows = sweep.run_grid(tiny_synthetic(), grid, str(tmp_path))
+    out, err = capfd.readouterr()
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    assert len(lines) <= 3 * 2, "\n".join(lines)
+    assert lines[0] == "[sweep] run 1/2: name=quiet_a"
+    assert any(line.startswith("[sweep] run 1/2 done in ") for line in lines)
+    assert any(line.startswith("[sweep] run 2/2 done in ") for line in lines)
+    assert "ncm_acc" in lines[-1]  # the done line shows the run's result
+    # The trainer's outputs are written as ever, only not printed.
+    for r in rows:
+        summary = open(os.path.join(r["workdir"], reporting.SUMMARY_FILE)).read()
+        assert summary.startswith("hncl_jax run:") and summary.splitlines()[0] not in out
+        assert reporting.last_evaluation(reporting.read_metrics(r["workdir"]))["epoch"] == 4
+    # A rerun finds both runs finished: one line each.
+    sweep.run_grid(tiny_synthetic(), grid, str(tmp_path))
+    out, err = capfd.readouterr()
+    assert out.splitlines() == [
+        "[sweep] run 1/2 finished already: name=quiet_a",
+        "[sweep] run 2/2 finished already: name=quiet_b",
+    ]
+    assert err == ""
 
 
 @pytest.mark.slow
