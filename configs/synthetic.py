@@ -11,6 +11,7 @@ Gaussian-noise views of HN §5 instead of label positives, `smoke`; e.g.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from hncl_jax.configs import default
 
@@ -18,6 +19,9 @@ from hncl_jax.configs import default
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = default.get_config()
     c.dataset = "hn_synthetic"
+    # Unset: flat vectors for the MLP. The paper feeds a ResNet-50 the vectors reshaped to
+    # 32×32×3: --config.model=resnet18 --config.dataset_kwargs.image_shape="(32,32,3)".
+    c.dataset_kwargs.image_shape = config_dict.placeholder(tuple)
     c.model = "mlp"
     c.loss.name = "scl"
     c.loss.beta = 0.0

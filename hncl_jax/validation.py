@@ -305,6 +305,14 @@ def _validate_data_fields(config: ml_collections.ConfigDict) -> None:
         )
     if kwargs.get("max_examples") is not None:
         _positive("dataset_kwargs.max_examples", kwargs["max_examples"], integer=True)
+    if name == "clop_synthetic":
+        from hncl_jax.data import synthetic
+
+        options = {k: v for k, v in kwargs.items() if k in _dataset_options(name)}
+        try:
+            synthetic.check_clop_options(**options)
+        except ValueError as e:
+            raise ConfigError(f"config.dataset_kwargs.{e}") from None
     frac = kwargs.get("test_fraction")
     if frac is not None and not (_is_number(frac) and 0.0 < frac < 1.0):
         raise ConfigError(

@@ -81,6 +81,86 @@ class SyntheticTest(parameterized.TestCase):
             data.load_dataset("clop_synthetic", "train", seed=2).images, ds.images
         )
 
+    def test_clop_synthetic_directions(self):
+        for kind in synthetic.DIRECTIONS:
+            u = synthetic.clop_directions(seed=4, kind=kind)
+            self.assertEqual(u.shape, (3, 3))
+            np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, rtol=1e-6)
+            ds = data.load_dataset(
+                "clop_synthetic", "train", seed=4, directions=kind, radius=10.0, noise_std=0.0
+            )
+            # Noise-free points lie on their own line: the nearest line is their class's.
+            self.assertEqual(synthetic.nearest_line_accuracy(ds.images, ds.labels, u), 1.0)
+        for kind in ("orthogonal", "axes"):
+            u = synthetic.clop_directions(seed=4, kind=kind)
+            np.testing.assert_allclose(u @ u.T, np.eye(3), atol=1e-12)
+        np.testing.assert_array_equal(synthetic.clop_directions(kind="axes"), np.eye(3))
+        planar = synthetic.clop_directions(seed=9, kind="planar")
+        np.testing.assert_allclose(planar[:, 2], 0.0)
+        cos = planar @ planar.T
+        np.testing.assert_allclose(np.abs(cos[~np.eye(3, dtype=bool)]), 0.5, atol=1e-12)
+        np.testing.assert_array_equal(planar, synthetic.clop_directions(seed=1, kind="planar"))
+        self.assertFalse(
+            np.allclose(
+                synthetic.clop_directions(0, kind="orthogonal"),
+                synthetic.clop_directions(1, kind="orthogonal"),
+            )
+        )
+        # The default ("random", variance 0.05) is the generator of the earlier versions.
+        np.testing.assert_array_equal(
+            data.load_dataset("clop_synthetic", "train", seed=2).images,
+            data.load_dataset(
+                "clop_synthetic", "train", seed=2, directions="random", noise_variance=0.05
+            ).images,
+        )
+
+    def test_clop_synthetic_noise_as_variance_or_std(self):
+        kw = dict(seed=1, directions="axes", radius=1.0, num_points=3000)
+        by_var = data.load_dataset("clop_synthetic", "train", noise_variance=0.04, **kw)
+        by_std = data.load_dataset("clop_synthetic", "train", noise_std=0.2, **kw)
+        np.testing.assert_allclose(by_var.images, by_std.images, rtol=1e-6)
+        # Off-line residual of class 0 (line e_1): the other two coordinates, σ = 0.2.
+        x = by_std.images[by_std.labels == 0]
+        self.assertAlmostEqual(float(x[:, 1:].std()), 0.2, delta=0.01)
+        self.assertAlmostEqual(synthetic.clop_noise_std(), math.sqrt(0.05))
+        self.assertAlmostEqual(synthetic.clop_noise_std(noise_std=0.05), 0.05)
+
+    @parameterized.parameters(
+        (dict(noise_variance=0.05, noise_std=0.05), "both set"),
+        (dict(noise_std=-1.0), r"noise_std=-1.0 must be a number >= 0"),
+        (dict(noise_variance=float("nan")), "noise_variance=nan must be"),
+        (dict(radius=0.0), r"radius=0.0 must be a number > 0"),
+        (dict(directions="diagonal"), "directions='diagonal' must be one of"),
+        (dict(directions="orthogonal", dim=2), "needs dim >= num_classes"),
+        (dict(directions="planar", num_classes=7), "at most 6 classes"),
+        (dict(num_points=2), "num_points=2 must be >= num_classes=3"),
+    )
+    def test_clop_synthetic_bad_options(self, kw, match):
+        with self.assertRaisesRegex(ValueError, match):
+            data.load_dataset("clop_synthetic", "train", **kw)
+        with self.assertRaisesRegex(ValueError, match):
+            synthetic.check_clop_options(**kw)
+
+    def test_clop_synthetic_config_fields_are_validated(self):
+        from hncl_jax import validation
+        from hncl_jax.configs import clop_synthetic
+
+        c = clop_synthetic.get_config()
+        validation.validate_config(c)
+        for field, bad, match in (
+            ("radius", -3.0, "config.dataset_kwargs.radius=-3.0 must be a number > 0"),
+            ("directions", "diag", "config.dataset_kwargs.directions='diag' must be one of"),
+            ("noise_std", -0.1, "config.dataset_kwargs.noise_std=-0.1 must be"),
+        ):
+            bad_config = clop_synthetic.get_config()
+            bad_config.dataset_kwargs[field] = bad
+            with self.assertRaisesRegex(validation.ConfigError, match):
+                validation.validate_config(bad_config)
+        both = clop_synthetic.get_config()
+        both.dataset_kwargs.noise_variance, both.dataset_kwargs.noise_std = 0.05, 0.05
+        with self.assertRaisesRegex(validation.ConfigError, "config.dataset_kwargs.noise_var"):
+            validation.validate_config(both)
+
     def test_digits_stratified_split(self):
         train = data.load_dataset("digits", "train", seed=0)
         test = data.load_dataset("digits", "test", seed=0)

@@ -6,7 +6,7 @@
 | name | images | C | options (**kw) |
 | --- | --- | --- | --- |
 | hn_synthetic [HN §5] | (300, 3072) float32 | 3 | num_classes, per_class, dim, image_shape |
-| clop_synthetic [CLOP §5] | (500, 3) float32 | 3 | num_classes, num_points, dim, noise_variance |
+| clop_synthetic [CLOP §5] | (500, 3) float32 | 3 | `DATASET_OPTIONS` (`synthetic.clop_synthetic`) |
 | digits (scikit-learn) | (N, 8, 8, 1) uint8 | 10 | test_fraction |
 | fashion_mnist (TFDS or IDX files) | (N, 28, 28, 1) uint8 | 10 | source |
 | cifar10 / cifar100 (TFDS) | (N, 32, 32, 3) uint8 | 10 / 100 | — |
@@ -45,7 +45,15 @@ VECTOR_DATASETS = ("hn_synthetic", "clop_synthetic")
 # The per-data-set keyword options load_dataset passes on.
 DATASET_OPTIONS = {
     "hn_synthetic": ("num_classes", "per_class", "dim", "image_shape"),
-    "clop_synthetic": ("num_classes", "num_points", "dim", "noise_variance", "radius"),
+    "clop_synthetic": (
+        "num_classes",
+        "num_points",
+        "dim",
+        "noise_variance",
+        "noise_std",
+        "radius",
+        "directions",
+    ),
     "digits": ("test_fraction",),
     "fashion_mnist": ("source",),
     "cifar10": (),
