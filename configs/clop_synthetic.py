@@ -7,6 +7,7 @@ compare --config.clop.weight=0 and --config.loss.name=dcl|vicreg|barlow_twins.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from hncl_jax.configs import default
 
@@ -14,9 +15,15 @@ from hncl_jax.configs import default
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = default.get_config()
     c.dataset = "clop_synthetic"
-    # Points span t ∈ [−3, 3] along their lines (the paper leaves the extent open; with
-    # t ∈ [−1, 1] a third of the points sit inside the noise around the origin).
+    # The generator's free choices (the paper states none but the noise's "variance 0.05";
+    # REPRODUCTION.md's CLOP synthetic section explores them): points span t ∈ [−r, r]
+    # along their lines; `directions` is random | orthogonal | axes | planar
+    # (data.synthetic.clop_directions); the noise is set by its variance or by its
+    # standard deviation (at most one of the two; both unset: variance 0.05).
     c.dataset_kwargs.radius = 3.0
+    c.dataset_kwargs.directions = "random"
+    c.dataset_kwargs.noise_variance = config_dict.placeholder(float)
+    c.dataset_kwargs.noise_std = config_dict.placeholder(float)
     c.model = "mlp"
     c.embed_dim = 3  # CLOP's prototypes need d ≥ C = 3.
     c.normalization = "unit_sphere"
