@@ -808,7 +808,8 @@ def embeddings_grid_figure(
 
     cmap = colormaps["tab10" if classes.size <= 10 else "tab20"]
     nrows, ncols = len(rows), max(len(r) for r in rows)
-    fig = _figure(ncols=ncols, nrows=nrows, size=(2.6, 2.6))
+    # At least 5.5 inches wide: the title and the class legend fit beside one column.
+    fig = _figure(size=(max(2.6 * ncols, 5.5), 2.6 * nrows))
     t = np.linspace(0, 2 * np.pi, 100)
     handles = None
     for i, r in enumerate(rows):
@@ -846,7 +847,7 @@ def embeddings_grid_figure(
                 )
             if handles is None:
                 handles = ax.get_legend_handles_labels()
-    fig.legend(*handles, title="class", loc="outside right upper", markerscale=2.5)
+    fig.legend(*handles, title="class", loc="outside right center", markerscale=2.5)
     _title(fig, title)
     return fig
 
