@@ -7,7 +7,9 @@ Every figure between the markers `<!-- BEGIN generated:results -->` and
 `<!-- END generated:results -->` comes from a results file: `*.jsonl` lines of
 `python -m hncl_jax.benchmark --out=...` (`"kind": "benchmark"`) and, if present,
 `time_to_accuracy.jsonl` (`"kind": "time_to_accuracy"`: `config`, `command`, `wall_s`,
-`metrics`, `machine`, `jax`). Text outside the markers is not touched.
+`metrics`, `machine`, `jax`) and `precision.jsonl` (`"kind": "precision"`, written by
+`benchmarks/precision.py`: `config`, `dtype`, `command`, `wall_s`, `metrics`, `machine`,
+`versions`). Text outside the markers is not touched.
 
 Uses the standard library only.
 """
@@ -283,6 +285,125 @@ def _time_to_accuracy(records: list[dict[str, Any]]) -> list[str]:
     return ["### Time to accuracy", "", note, "", *_table(header, rows), ""]
 
 
+# The precision table's columns: (metric key, header).
+PRECISION_COLUMNS = (
+    ("train/epoch_loss", "loss"),
+    ("train/theorem_bound", "Theorem bound"),
+    ("train/loss_gap", "loss − bound"),
+    ("nc/train/z/zero_sum", "zero-sum"),
+    ("nc/train/z/unit_norm", "unit-norm"),
+    ("nc/train/z/equal_inner_product", "equal inner-product"),
+    ("nc/train/z/within_class_variance", "within-class variance"),
+    ("eval/test/z/ncm_acc", "test NCM (z)"),
+    ("eval/test/z/knn5_acc", "test kNN-5 (z)"),
+    ("eval/test/z/probe_top1", "test probe (z)"),
+    ("eval/test/h/probe_top1", "test probe (h)"),
+)
+
+
+def _sig6(x: Any) -> str:
+    return "—" if x is None else f"{float(x):.6g}"
+
+
+def _late_gap(late: dict[str, Any] | None) -> str:
+    """The median and largest |loss − bound| of the second half's evaluations, and their count."""
+    if not late:
+        return "—"
+    n = late["evaluations"]
+    return f"{_num(late['median_abs_gap'])} ({_num(late['max_abs_gap'])}), {n} eval{'s' * (n > 1)}"
+
+
+def _precision(records: list[dict[str, Any]]) -> list[str]:
+    """bfloat16 against float32: one row per run of benchmarks/precision.py.
+
+    The runs of one config and overrides are adjacent (groups in the order of their first
+    run, runs in run order within a group).
+    """
+    recs = [r for r in records if r.get("kind") == "precision"]
+    if not recs:
+        return []
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in recs:
+        groups.setdefault((r["config"], tuple(r.get("overrides", []))), []).append(r)
+    recs = [r for group in groups.values() for r in group]
+    rows = []
+    for r in recs:
+        metrics = r.get("metrics", {})
+        load = r.get("loadavg_1min", {})
+        extra = " ".join(r.get("overrides", []))
+        rows.append(
+            (
+                f"`{r['config']}`" + (f" `{extra}`" if extra else ""),
+                r["dtype"],
+                str(metrics.get("epoch", "—")),
+                # The loss and the bound to 6 digits: they agree to 3 at the minimum.
+                *(_sig6(metrics.get(key)) for key, _ in PRECISION_COLUMNS[:2]),
+                _num(metrics.get(PRECISION_COLUMNS[2][0])),
+                _late_gap(r.get("late_gap")),
+                *(_num(metrics.get(key)) for key, _ in PRECISION_COLUMNS[3:]),
+                _num(r["wall_s"], "s"),
+                _num(r.get("cpu_s"), "s"),
+                f"{_num(load.get('before'))} → {_num(load.get('after'))}" if load else "—",
+            )
+        )
+    header = (
+        "config",
+        "compute dtype",
+        "epoch",
+        *(h for _, h in PRECISION_COLUMNS[:3]),
+        "median (max) abs(loss − bound), 2nd half",
+        *(h for _, h in PRECISION_COLUMNS[3:]),
+        "wall time",
+        "CPU time",
+        "load (1 min, start → end)",
+    )
+    machines = sorted(
+        {
+            f"{r['machine'].get('device', '?')} ({r['machine'].get('processor', '?')}, "
+            f"{r['machine'].get('cpu_count', '?')} cores)"
+            for r in recs
+        }
+    )
+    vers = sorted(
+        {", ".join(f"{k} {v}" for k, v in sorted(r.get("versions", {}).items())) for r in recs}
+    )
+    dates = sorted(r.get("date", "") for r in recs)
+    return [
+        "### bfloat16 against float32",
+        "",
+        "Each config run twice by `benchmarks/precision.py`, with `--config.dtype=float32` and",
+        "`--config.dtype=bfloat16` and everything else equal (seed, data order, random keys).",
+        "The dtype is the encoder's compute dtype; parameters, BatchNorm statistics, the",
+        "normalization, the loss and the classifiers are float32 in both. The figures are",
+        "the final evaluation's: the epoch's mean training loss, the Theorem 2/3 minimum and",
+        "the gap to it (where the run reports them; the sampled estimator's loss moves with",
+        "the drawn negatives, so one evaluation's gap near the minimum is mostly that noise,",
+        "and the median and largest absolute gap over the evaluations of the run's second",
+        "half are the figures to compare), the NC metrics of z on the training set (0 at",
+        "Neural Collapse) and the test accuracies. The wall and CPU times (user + system of",
+        "the run's process; other work on the shared cores lengthens the wall time) are",
+        "those of a CPU and say nothing about bfloat16 on an accelerator, where it runs on",
+        "the matrix units: the numbers to read are the metrics.",
+        *(
+            [
+                "A config run with two seeds (`--config.seed` among the overrides) shows how far",
+                "two runs of one dtype move apart without any change of dtype.",
+            ]
+            if any(o.startswith("--config.seed=") for r in recs for o in r.get("overrides", []))
+            else []
+        ),
+        "",
+        f"Machine: {', '.join(machines)}; {'; '.join(vers)}; {dates[0]} to {dates[-1]}.",
+        "",
+        *_table(header, rows),
+        "",
+        "Command: `python benchmarks/precision.py --config=CONFIG [-- OVERRIDES]` with each",
+        "row's config and overrides; it runs `python -m hncl_jax.main --config=CONFIG",
+        "--config.dtype=DTYPE OVERRIDES` once per dtype.",
+        "",
+    ]
+
+
 def render(results_dir: pathlib.Path = RESULTS) -> str:
     """The generated part of BENCHMARKS.md (between the markers) for a results folder."""
     records = read_results(results_dir)
@@ -291,7 +412,7 @@ def render(results_dir: pathlib.Path = RESULTS) -> str:
     if bench:
         lines += ["Conditions:", "", *_conditions(bench), ""]
     lines += _allocator(bench) + _peer_steps(bench) + _epochs(bench) + _loss(bench)
-    lines += _time_to_accuracy(records)
+    lines += _time_to_accuracy(records) + _precision(records)
     if len(lines) == 4:
         lines += ["No results recorded yet.", ""]
     return "\n".join([*lines, END])

@@ -283,3 +283,166 @@ def test_make_doc_renders_results_and_time_to_accuracy(tmp_path):
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     with pytest.raises(ValueError, match="bad.jsonl:1"):
         make_doc.render(tmp_path)
+
+
+def _precision_record(dtype, gap, unit_norm, **extra):
+    metrics = {
+        "epoch": 400,
+        "step": 400,
+        "train/epoch_loss": 0.2014 + gap,
+        "train/theorem_bound": 0.2014,
+        "train/loss_gap": gap,
+        "nc/train/z/zero_sum": 1e-3,
+        "nc/train/z/unit_norm": unit_norm,
+        "nc/train/z/equal_inner_product": 2e-3,
+        "nc/train/z/within_class_variance": 3e-9,
+        "eval/test/z/ncm_acc": 1.0,
+    }
+    return {
+        "kind": "precision",
+        "config": "configs/synthetic.py",
+        "dtype": dtype,
+        "overrides": [],
+        "command": f"python -m hncl_jax.main --config=configs/synthetic.py --config.dtype={dtype}",
+        "wall_s": 61.0,
+        "cpu_s": 45.5,
+        "late_gap": {
+            "evaluations": 10,
+            "first_epoch": 220,
+            "median_abs_gap": 2 * abs(gap),
+            "max_abs_gap": 5 * abs(gap),
+        },
+        "metrics": metrics,
+        "machine": {"cpu_count": 2, "device": "cpu", "processor": "x86_64"},
+        "versions": {"jax": "0.0.1"},
+        "date": "2026-12-02T03:00Z",
+        "loadavg_1min": {"before": 1.0, "after": 2.0},
+        **extra,
+    }
+
+
+def test_make_doc_renders_the_precision_table(tmp_path):
+    make_doc = _make_doc()
+    digits = _precision_record(
+        "float32", 0.0, 0.0, config="configs/digits.py", overrides=["--config.num_epochs=2"]
+    )
+    digits["metrics"] = {"epoch": 2, "eval/test/z/ncm_acc": 0.95}  # no bound: "—"
+    del digits["cpu_s"]
+    digits["late_gap"] = None
+    # Run order: a pair's runs need not be adjacent; the table puts them together.
+    recs = [
+        _precision_record("float32", 1.5e-8, 2.5e-8),
+        digits,
+        _precision_record("bfloat16", 4.2e-5, 3.1e-3),
+    ]
+    (tmp_path / "precision.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    text = make_doc.render(tmp_path)
+    assert "### bfloat16 against float32" in text
+    table = [line for line in text.splitlines() if line.startswith("| `configs/")]
+    assert len(table) == 3
+    header = next(line for line in text.splitlines() if line.startswith("| config | compute"))
+    assert "loss − bound" in header and "unit-norm" in header and "within-class" in header
+    f32, bf16, digits = (line.split(" | ") for line in table)
+    assert f32[1] == "float32" and bf16[1] == "bfloat16"
+    assert "1.5e-08" in f32 and "2.5e-08" in f32 and "4.2e-05" in bf16 and "0.0031" in bf16
+    assert "`--config.num_epochs=2`" in digits[0] and "—" in digits and "0.95" in digits
+    assert "3e-08 (7.5e-08), 10 evals" in f32 and digits[4] == "—"
+    assert "61.0 s" in f32 and "45.5 s" in f32 and "—" in digits[-2]  # no cpu_s recorded
+    assert "jax 0.0.1" in text and "say nothing about bfloat16 on an accelerator" in text
+    assert "two seeds" not in text  # said only when a pair differs by --config.seed
+    seeded = dict(recs[0], overrides=["--config.seed=1"])
+    (tmp_path / "precision.jsonl").write_text(json.dumps(seeded) + "\n")
+    assert "two seeds" in make_doc.render(tmp_path)
+
+
+def test_benchmarks_md_holds_every_precision_run_in_pairs():
+    """The recorded study: both dtypes for each config and overrides, each one row."""
+    make_doc = _make_doc()
+    recs = [r for r in make_doc.read_results() if r.get("kind") == "precision"]
+    assert recs, "benchmarks/results/precision.jsonl holds no run"
+    pairs: dict[tuple, set] = {}
+    for r in recs:
+        pairs.setdefault((r["config"], tuple(r["overrides"])), set()).add(r["dtype"])
+    assert all(d == {"float32", "bfloat16"} for d in pairs.values()), pairs
+    configs = {c for c, _ in pairs}
+    assert {"configs/synthetic.py", "configs/digits.py", "configs/fashion_mnist.py"} <= configs
+    part = make_doc.generated_part((ROOT / "BENCHMARKS.md").read_text())
+    assert "### bfloat16 against float32" in part
+    rows = part.split("### bfloat16 against float32")[1].splitlines()
+    assert sum(line.startswith("| `configs/") for line in rows) == len(recs)
+
+
+def _precision_module():
+    spec = importlib.util.spec_from_file_location("precision", ROOT / "benchmarks" / "precision.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_precision_reads_the_final_evaluation_and_the_late_gap(tmp_path):
+    precision = _precision_module()
+    rows = [{"step": 1, "train/loss": 0.9}]  # a logged step, not an evaluation
+    for epoch, gap in [(10, 0.5), (20, -2e-6), (30, 1e-6), (40, 4e-6)]:
+        rows.append(
+            {
+                "step": epoch,
+                "epoch": epoch,
+                "train/epoch_loss": 0.2 + gap,
+                "train/theorem_bound": 0.2,
+                "train/loss_gap": gap,
+                "nc/train/z/unit_norm": 1e-6,
+                "nc/train/z/nc1": 3.0,  # not kept
+                "eval/test/z/ncm_acc": 1.0,
+                "eval/train/z/ncm_acc": 1.0,  # not kept
+            }
+        )
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    final = precision.final_metrics(str(tmp_path))
+    assert final == {
+        "epoch": 40,
+        "step": 40,
+        "train/epoch_loss": 0.2 + 4e-6,
+        "train/theorem_bound": 0.2,
+        "train/loss_gap": 4e-6,
+        "nc/train/z/unit_norm": 1e-6,
+        "eval/test/z/ncm_acc": 1.0,
+    }
+    late = precision.late_gap(str(tmp_path))  # epochs 30 and 40 are past half of 40
+    assert late == pytest.approx(
+        {"evaluations": 2, "first_epoch": 30, "median_abs_gap": 2.5e-6, "max_abs_gap": 4e-6}
+    )
+    assert precision.shown_command("configs/digits.py", "bfloat16", ["--config.x=(1, 2)"]) == (
+        "python -m hncl_jax.main --config=configs/digits.py --config.dtype=bfloat16 "
+        "'--config.x=(1, 2)'"
+    )
+    with pytest.raises(SystemExit, match="dtypes"):
+        precision.main(["--config=configs/digits.py", "--dtypes=float16"])
+    with pytest.raises(SystemExit, match="set by --dtypes"):
+        precision.main(["--config=configs/digits.py", "--", "--config.dtype=float32"])
+
+
+@pytest.mark.slow
+def test_precision_runs_a_config_in_both_dtypes(tmp_path):
+    precision = _precision_module()
+    out = tmp_path / "precision.jsonl"
+    tiny = [
+        "--config.model=tiny_mlp",
+        "--config.batch_size=60",
+        "--config.num_epochs=2",
+        "--config.linear_probe=off",
+        "--config.plots=False",
+    ]
+    argv = ["--config=configs/synthetic.py:smoke", f"--workdir={tmp_path / 'runs'}"]
+    assert precision.main([*argv, f"--out={out}", "--", *tiny]) == 0
+    f32, bf16 = (json.loads(line) for line in out.read_text().splitlines())
+    assert (f32["dtype"], bf16["dtype"]) == ("float32", "bfloat16")
+    for rec in (f32, bf16):
+        assert rec["kind"] == "precision" and rec["overrides"] == tiny
+        assert rec["wall_s"] > 0 and rec["cpu_s"] > 0 and rec["metrics"]["epoch"] == 2
+        assert "nc/train/z/unit_norm" in rec["metrics"] and "train/loss_gap" in rec["metrics"]
+        assert rec["late_gap"]["evaluations"] >= 1
+        saved = json.loads((tmp_path / "runs" / rec["dtype"] / "config.json").read_text())
+        assert saved["dtype"] == rec["dtype"]
+    # Everything but the dtype is equal, and the dtype changes the numbers.
+    assert f32["metrics"]["train/theorem_bound"] == bf16["metrics"]["train/theorem_bound"]
+    assert f32["metrics"]["train/epoch_loss"] != bf16["metrics"]["train/epoch_loss"]
