@@ -887,6 +887,7 @@ def main(argv: list[str]) -> None:
     """absl entry point (`python -m hncl_jax.benchmark ...`)."""
     if len(argv) > 1:
         raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+    runtime.quiet_logs()
     try:
         _run_parsed(sys.argv[1:])
     except BenchmarkError as e:

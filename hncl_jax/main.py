@@ -15,7 +15,6 @@ distributed runtime; on Cloud TPU/GPU clusters the coordinator is found automati
 elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).
 """
 
-import logging as pylogging
 import os
 import sys
 
@@ -43,15 +42,6 @@ config_flags.DEFINE_config_file(
 flags.mark_flags_as_required(["config"])
 
 
-def _quiet_logs() -> None:
-    absl_logger = pylogging.getLogger("absl")
-    absl_logger.setLevel(pylogging.INFO)
-    # Orbax logs every save step at INFO through absl; keep its warnings only.
-    absl_logger.addFilter(lambda r: r.levelno >= pylogging.WARNING or "orbax" not in r.pathname)
-    # JAX reports every platform it probes ("Unable to initialize backend 'tpu'") at INFO.
-    pylogging.getLogger("jax._src.xla_bridge").setLevel(pylogging.WARNING)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
@@ -62,7 +52,7 @@ def main(argv):
 
     if FLAGS.multihost:
         jax.distributed.initialize()
-    _quiet_logs()
+    runtime.quiet_logs()
     spec = cli.flag_value(sys.argv, "config") or ""
     workdir = FLAGS.workdir or cli.default_workdir(spec)
     if "name" in FLAGS.config and not FLAGS.config.name:

@@ -15,6 +15,7 @@ Set `HNCL_JAX_NO_REEXEC=1` to keep a process as started (e.g. under a debugger).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -90,3 +91,15 @@ def tune_process() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *argv[1:]], env)
+
+
+def quiet_logs() -> None:
+    """Keeps the command-line entry points' console to what a user needs.
+
+    JAX reports every platform it probes ("Unable to initialize backend 'tpu'") at INFO,
+    and Orbax logs every save step at INFO through absl; both are kept at warnings.
+    """
+    absl_logger = logging.getLogger("absl")
+    absl_logger.setLevel(logging.INFO)
+    absl_logger.addFilter(lambda r: r.levelno >= logging.WARNING or "orbax" not in r.pathname)
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)

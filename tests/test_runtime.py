@@ -60,3 +60,43 @@ def test_tune_process_reexecutes_once_with_the_same_arguments():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert out == ["start", "None []"]
+
+
+def test_benchmark_console_has_no_platform_probe_lines(tmp_path):
+    """`python -m hncl_jax.benchmark` on a CPU does not print JAX's probe of the TPU
+    backend ("Unable to initialize backend 'tpu'"), which absl would show at INFO."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    env["HNCL_JAX_NO_REEXEC"] = "1"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hncl_jax.benchmark",
+            "--mode=loss",
+            "--loss_n=16",
+            "--loss_k=4",
+            "--loss_cases=reweighted",
+            "--naive_max_n=0",
+            "--steps=1",
+            "--warmup=1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert '"mode": "loss"' in proc.stdout
+    assert "Unable to initialize backend" not in proc.stderr + proc.stdout
+
+
+def test_quiet_logs_keeps_warnings_and_drops_the_probe(caplog):
+    import logging
+
+    runtime.quiet_logs()
+    probe = logging.getLogger("jax._src.xla_bridge")
+    with caplog.at_level(logging.INFO):
+        probe.info("Unable to initialize backend 'tpu'")
+        probe.warning("a real warning")
+    assert [r.getMessage() for r in caplog.records if r.name == probe.name] == ["a real warning"]
