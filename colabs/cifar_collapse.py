@@ -79,15 +79,16 @@ USE_DRIVE = False
 WORKDIR = colab.workdir(use_drive=USE_DRIVE)
 
 import jax
-import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
+
+# %matplotlib inline
 
 colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %%
-from hncl_jax import geometry, reporting, sweep
+from hncl_jax import geometry, plots, reporting, sweep
 
 DATASET = os.environ.get("HNCL_DATASET", "cifar100")  # cifar100 | cifar10 | tinyimagenet | digits
 DATA_DIR = os.environ.get("TFDS_DATA_DIR")  # None: ~/tensorflow_datasets
@@ -209,35 +210,16 @@ def label(row):
     return base if beta in (0, 0.0) else f"H{base} {'ε' if 'loss.epsilon' in row else 'β'}={beta:g}"
 
 
+def family(row):
+    return "unsupervised" if row.get("loss.name") == "hucl" else "supervised"
+
+
 for name, rows in results.items():
-    families = {
-        "supervised": [r for r in rows if r.get("loss.name") != "hucl"],
-        "unsupervised": [r for r in rows if r.get("loss.name") == "hucl"],
-    }
-    families = {k: v for k, v in families.items() if v}
-    fig, axes = plt.subplots(
-        len(PANELS), len(families), figsize=(5.5 * len(families), 11), squeeze=False
-    )
-    for col, (fam, runs) in enumerate(families.items()):
-        for r in runs:
-            metrics = reporting.read_metrics(r["workdir"])
-            hist = [h for h in metrics if reporting.is_evaluation_row(h)]
-            for ax, key in zip(axes[:, col], PANELS, strict=False):
-                ax.plot(
-                    [h["epoch"] for h in hist],
-                    [h.get(key, np.nan) for h in hist],
-                    marker=".",
-                    label=label(r),
-                )
-        for ax, key in zip(axes[:, col], PANELS, strict=False):
-            ax.set_title(f"{fam}: {key}", fontsize=9)
-            ax.set_xlabel("epoch")
-            if key != ACC_KEY:
-                ax.set_yscale("log")
-        axes[0, col].legend(fontsize="small")
-    fig.suptitle(f"{DATASET}: {name}")
-    plt.tight_layout()
-    plt.show()
+    runs = {}
+    for r in rows:
+        hist = [h for h in reporting.read_metrics(r["workdir"]) if reporting.is_evaluation_row(h)]
+        runs.setdefault(family(r), {})[label(r)] = hist
+    display(plots.runs_figure(runs, PANELS, title=f"{DATASET}: {name}"))
 
 # %% [markdown]
 # ## Fig. 4: DC spectra of the final class means
@@ -253,18 +235,12 @@ for name, rows in results.items():
         EXPERIMENTS[name]["grid"],
         f"{WORKDIR}/hn_real/{DATASET}{'_quick' if QUICK else ''}/{name}",
     )
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-    for (assign, cfg, wd), r in zip(plan, rows, strict=False):
+    spectra = {}
+    for (_, cfg, wd), r in zip(plan, rows, strict=True):
         _, z, y = sweep.restore_representations(cfg, wd, "train")
         spectrum = np.asarray(geometry.dc_spectrum(z, y, int(y.max()) + 1))
-        ax = axes[1 if assign.get("loss.name") == "hucl" else 0]
-        ax.semilogy(np.arange(1, spectrum.size + 1), np.maximum(spectrum, 1e-12), label=label(r))
-    for ax, fam in zip(axes, ("supervised", "unsupervised"), strict=False):
-        ax.set_title(f"{name}: {fam}")
-        ax.set_xlabel("index")
-        ax.legend(fontsize="small")
-    axes[0].set_ylabel("singular value / largest")
-    plt.show()
+        spectra.setdefault(f"{name}: {family(r)}", {})[label(r)] = spectrum
+    display(plots.spectra_figure(spectra, title=f"{DATASET}: DC spectra of the train class means"))
 
 # %% [markdown]
 # ## Table 1: observed SCL/HSCL loss against the Theorem 2 minimum

@@ -77,15 +77,15 @@ USE_DRIVE = False
 WORKDIR = colab.workdir(use_drive=USE_DRIVE)
 
 import jax
-import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
+
+# %matplotlib inline
 
 colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %%
-from hncl_jax import data, evaluation, sweep
+from hncl_jax import data, evaluation, plots, sweep
 
 # %% [markdown]
 # ## 1. The synthetic experiment
@@ -136,14 +136,16 @@ display(
         )
     )
 )
-fig = plt.figure(figsize=(3.6 * len(LOSSES), 7))
-for j, name in enumerate(LOSSES):
-    for i, clop in enumerate((False, True)):
-        z, y = embeddings[(name, clop)]
-        ax = fig.add_subplot(2, len(LOSSES), i * len(LOSSES) + j + 1, projection="3d")
-        ax.scatter(z[:, 0], z[:, 1], z[:, 2], c=y, cmap="tab10", s=3, vmin=0, vmax=9)
-        ax.set_title(f"{name}{' + CLOP' if clop else ''}", fontsize=9)
-plt.show()
+fig = plots.embeddings_grid_figure(
+    [
+        [(f"{name}{' + CLOP' if clop else ''}", embeddings[(name, clop)][0]) for name in LOSSES]
+        for clop in (False, True)
+    ],
+    embeddings[(LOSSES[0], False)][1],  # the train labels, the same in every run
+    row_labels=["baseline", "with CLOP"],
+    title="CLOP §5: train embeddings after training",
+)
+display(fig)
 
 # %% [markdown]
 # ## 2. CIFAR-100 in the SimCLR framework
@@ -226,26 +228,18 @@ for name, rows in clop_results.items():
     xkey = next(
         k for k in SWEEPS[name][1] if k in ("batch_size", "optimizer.learning_rate", "clop.weight")
     )
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    groups = {}
-    for r in rows:
-        frac = r.get("label_fraction", SWEEPS[name][0].get("label_fraction", 1.0))
-        groups.setdefault((frac, r.get("clop.weight", 1.0) > 0), []).append(r)
-    for (frac, clop), rs in sorted(groups.items()):
-        rs = sorted(rs, key=lambda r: r[xkey])
-        for ax, key in zip(
-            axes, ("eval/test/h/probe_top1", "eval/test/h/probe_top5"), strict=False
-        ):
-            ax.plot(
-                [r[xkey] for r in rs],
-                [r.get(key, np.nan) for r in rs],
-                "o-" if clop else "s--",
-                label=f"{100 * frac:.0f} % labels, {'CLOP' if clop else 'baseline'}",
-            )
-    for ax, key in zip(axes, ("top-1", "top-5"), strict=False):
-        ax.set_xscale("log")
-        ax.set_xlabel(xkey)
-        ax.set_ylabel(key)
-        ax.legend(fontsize="small")
-    fig.suptitle(f"{DATASET}: {name}")
-    plt.show()
+    base_fraction = SWEEPS[name][0].get("label_fraction", 1.0)
+
+    def group(r, base_fraction=base_fraction):
+        frac, clop = r.get("label_fraction", base_fraction), r.get("clop.weight", 1.0) > 0
+        return f"{100 * frac:.0f} % labels, {'CLOP' if clop else 'baseline'}"
+
+    fig = plots.sweep_figure(
+        sorted(rows, key=lambda r: (r.get("label_fraction", 1.0), r.get("clop.weight", 1.0))),
+        xkey,
+        ["eval/test/h/probe_top1", "eval/test/h/probe_top5"],
+        group_by=group,
+        logx=True,
+        title=f"{DATASET}: {name}",
+    )
+    display(fig)

@@ -74,15 +74,16 @@ USE_DRIVE = False
 WORKDIR = colab.workdir(use_drive=USE_DRIVE)
 
 import jax
-import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
+
+# %matplotlib inline
 
 colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %%
-from hncl_jax import geometry, sweep
+from hncl_jax import geometry, plots, sweep
 
 DATASET = os.environ.get(
     "HNCL_DATASET", "cifar100"
@@ -171,15 +172,12 @@ display(
 
 # %%
 plan = sweep.plan_grid(warm, GRID, f"{ROOT_NC}/stage2")
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-for (assign, cfg, wd), r in zip(plan, rows, strict=False):
+spectra = {f"near-NC initialisation: {fam}": {} for fam in ("supervised", "unsupervised")}
+for (assign, cfg, wd), r in zip(plan, rows, strict=True):
     _, z, y = sweep.restore_representations(cfg, wd, "train")
-    spectrum = np.asarray(geometry.dc_spectrum(z, y, int(y.max()) + 1))
-    axes[int(assign["loss.name"] == "hucl")].semilogy(
-        np.arange(1, spectrum.size + 1), np.maximum(spectrum, 1e-12), marker=".", label=setting(r)
+    fam = "unsupervised" if assign["loss.name"] == "hucl" else "supervised"
+    spectra[f"near-NC initialisation: {fam}"][setting(r)] = np.asarray(
+        geometry.dc_spectrum(z, y, int(y.max()) + 1)
     )
-for ax, fam in zip(axes, ("supervised", "unsupervised"), strict=False):
-    ax.set_title(f"near-NC initialisation: {fam}")
-    ax.set_xlabel("index")
-    ax.legend(fontsize="small")
-plt.show()
+fig = plots.spectra_figure(spectra, title=f"{DATASET}: DC spectra of the train class means")
+display(fig)

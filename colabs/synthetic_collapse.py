@@ -73,15 +73,16 @@ USE_DRIVE = False
 WORKDIR = colab.workdir(use_drive=USE_DRIVE)
 
 import jax
-import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
+
+# %matplotlib inline
 
 colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %%
-from hncl_jax import sweep, synthetic_grid
+from hncl_jax import plots, sweep, synthetic_grid
 
 if QUICK:
     SIZE = dict(num_epochs=150, k=64, dim=256, per_class=50, hidden_sizes=(64,), eval_every=10)
@@ -136,50 +137,54 @@ def title(r):
     return f"{name}\nloss {r['final_loss']:.4f} (min {r['bound']:.4f})"
 
 
-t = np.linspace(0, 2 * np.pi, 200)
 order = {
     p: [i for i, r in enumerate(res.rows) if r["positives"] == p] for p in ("labels", "noise_views")
 }
-ncols = 1 + max(len(v) for v in order.values())
-fig, axes = plt.subplots(2, ncols, figsize=(2.4 * ncols, 5.4))
-for row, (p, idx) in enumerate(order.items()):
-    panels = [("initial", res.z_init)] + [(title(res.rows[i]), res.z[i]) for i in idx]
-    for ax, (name, z) in zip(axes[row], panels, strict=False):
-        ax.plot(np.cos(t), np.sin(t), color="0.8", lw=0.8)
-        ax.scatter(z[:, 0], z[:, 1], c=res.labels, cmap="tab10", s=4, vmin=0, vmax=9)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(name, fontsize=8)
-    axes[row][0].set_ylabel(p)
-fig.suptitle(
-    "HN Fig. 2: representations after training (top: label positives, bottom: noise views)"
+fig = plots.embeddings_grid_figure(
+    [
+        [("initial", res.z_init)] + [(title(res.rows[i]), res.z[i]) for i in idx]
+        for idx in order.values()
+    ],
+    res.labels,
+    row_labels=list(order),
+    title="HN Fig. 2: representations after training (top: label positives, bottom: noise views)",
 )
-plt.tight_layout()
-plt.show()
+display(fig)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-for ax, (p, idx) in zip(axes, order.items(), strict=False):
-    for i in idx:
-        (line,) = ax.plot(res.loss_curves[i], lw=1, label=title(res.rows[i]).split("\n")[0])
-    for b in sorted({res.rows[i]["bound"] for i in idx}):
-        ax.axhline(b, color="k", ls="--", lw=0.8)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_title(f"training loss ({p}); dashed: minima")
-    ax.legend(fontsize="x-small", ncol=2)
-plt.show()
+run_label = {i: title(r).split("\n")[0] for i, r in enumerate(res.rows)}
+epochs = np.arange(1, res.loss_curves.shape[1] + 1)
+fig = plots.epoch_curves_figure(
+    {
+        f"training loss ({p})": {run_label[i]: res.loss_curves[i] for i in idx}
+        for p, idx in order.items()
+    },
+    epochs,
+    ylabel="loss",
+    logy=True,
+    hlines={
+        f"training loss ({p})": sorted({res.rows[i]["bound"] for i in idx} - {None})
+        for p, idx in order.items()
+    },
+    hline_label="minimum (Theorems 2-3)",
+    title="training loss of every run; dashed: the minima",
+)
+display(fig)
 evals = np.arange(1, res.nc_curves["zero_sum"].shape[1] + 1) * SIZE["eval_every"]
-fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
-for ax, (m, curves) in zip(axes, res.nc_curves.items(), strict=False):
-    for i in order["labels"]:
-        ax.plot(evals, np.maximum(curves[i], 1e-8), label=title(res.rows[i]).split("\n")[0])
-    ax.set_yscale("log")
-    ax.set_title(m.replace("_", " ") + " (label positives)")
-    ax.set_xlabel("epoch")
-axes[0].legend(fontsize="x-small")
-plt.show()
+fig = plots.epoch_curves_figure(
+    {
+        m.replace("_", " ") + " (label positives)": {
+            run_label[i]: curves[i] for i in order["labels"]
+        }
+        for m, curves in res.nc_curves.items()
+    },
+    evals,
+    ylabel="value (0 at NC)",
+    logy=True,
+    ncols=4,
+    title="NC metrics of the train representations (label positives)",
+)
+display(fig)
 
 # %% [markdown]
 # ### Cross-check: one run of the grid against the trainer

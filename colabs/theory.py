@@ -78,9 +78,10 @@ WORKDIR = colab.workdir(use_drive=USE_DRIVE)
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
+
+# %matplotlib inline
 
 colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
@@ -89,28 +90,26 @@ print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full si
 # ## 1. Theorem 2: the SCL / HSCL minimum over the number of classes C
 
 # %%
-from hncl_jax import geometry, losses
+from hncl_jax import geometry, losses, plots
 
 Cs = np.arange(2, 201)
 print(f"InfoNCE, C = 3:   {geometry.scl_lower_bound(3, 256):.5f}   (paper §5.1: 0.2014)")
 print(f"InfoNCE, C = 100: {geometry.scl_lower_bound(100, 256):.5f}   (paper Table 1: 0.3105)")
-fig, ax = plt.subplots(figsize=(6, 4))
-ax.plot(Cs, [geometry.scl_lower_bound(int(c), 256) for c in Cs], label="InfoNCE (mean form, any k)")
+minima = {"InfoNCE (mean form, any k)": [geometry.scl_lower_bound(int(c), 256) for c in Cs]}
 for k in (1, 16, 256):
-    ax.plot(
-        Cs,
-        [geometry.scl_lower_bound(int(c), k, psi="infonce_sum") for c in Cs],
-        "--",
-        label=f"InfoNCE sum form, α = 1, k = {k}",
-    )
-ax.set_xscale("log")
-ax.set_yscale("log")
-ax.set_xlabel("C")
-ax.set_ylabel("minimum loss")
-ax.set_title("Theorem 2: ψ_k(−C/(C−1), …, −C/(C−1))")
-ax.legend(fontsize="small")
-ax.grid(alpha=0.3)
-plt.show()
+    minima[f"InfoNCE sum form, α = 1, k = {k}"] = [
+        geometry.scl_lower_bound(int(c), k, psi="infonce_sum") for c in Cs
+    ]
+fig = plots.curves_figure(
+    Cs,
+    minima,
+    xlabel="C (classes)",
+    ylabel="minimum loss",
+    panel_title="Theorem 2: ψ_k(−C/(C−1), …, −C/(C−1))",
+    logx=True,
+    logy=True,
+)
+display(fig)
 
 # %% [markdown]
 # ## 2. Theorem 3: the UCL minimum over k
@@ -129,17 +128,16 @@ print(
     f"k → ∞ limit {geometry.ucl_reweighted_limit(3):.5f}"
 )
 ks = np.unique(np.logspace(0, 3.3, 60).astype(int))
-fig, ax = plt.subplots(figsize=(6, 4))
-for C in (3, 10, 100):
-    (line,) = ax.plot(ks, [geometry.ucl_lower_bound(C, int(k)) for k in ks], label=f"C = {C}")
-    ax.axhline(geometry.ucl_reweighted_limit(C), color=line.get_color(), ls=":", lw=1)
-ax.set_xscale("log")
-ax.set_xlabel("k (negatives)")
-ax.set_ylabel("minimum UCL loss")
-ax.set_title("Theorem 3 (dotted: k → ∞ limit)")
-ax.legend()
-ax.grid(alpha=0.3)
-plt.show()
+fig = plots.curves_figure(
+    ks,
+    {f"C = {C}": [geometry.ucl_lower_bound(C, int(k)) for k in ks] for C in (3, 10, 100)},
+    limits={f"C = {C}": geometry.ucl_reweighted_limit(C) for C in (3, 10, 100)},
+    xlabel="k (negatives)",
+    ylabel="minimum UCL loss",
+    panel_title="Theorem 3 (dotted: k → ∞ limit)",
+    logx=True,
+)
+display(fig)
 
 # %% [markdown]
 # ## 3. The library's losses at Neural Collapse
@@ -272,28 +270,21 @@ marks = (
     if QUICK
     else [0, 5, 20, 50, 100, 200, 400, 1000, 2000, 4000]
 )
-fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-for ax, lr in zip(axes, (2.0, 2.1), strict=False):
-    x, done = x0, 0
-    for j, step in enumerate(marks):
+panels = {}
+for lr in (2.0, 2.1):
+    x, done, spectra = x0, 0, {}
+    for step in marks:
         x, done = gd(x, lr, step - done), step
-        sv = np.linalg.svd(np.asarray(x), compute_uv=False)
-        ax.plot(
-            np.arange(1, 31),
-            np.maximum(sv, 1e-16),
-            color=plt.cm.coolwarm(j / (len(marks) - 1)),
-            label=f"step {step}" if j in (0, len(marks) - 1) else None,
-        )
-    ax.set_yscale("log")
-    ax.set_xlabel("index")
-    ax.legend(fontsize="small")
-    ax.set_title(f"η = {lr}: effective rank {int(geometry.effective_rank(x))}")
+        spectra[f"step {step}"] = np.linalg.svd(np.asarray(x), compute_uv=False)
+    panels[f"η = {lr}: effective rank {int(geometry.effective_rank(x))}"] = spectra
     print(
         f"η = {lr}: effective rank after {marks[-1]} steps: "
         f"{int(geometry.effective_rank(x))} (k = 30)"
     )
-axes[0].set_ylabel("singular value of X (100 × 30)")
-plt.show()
+fig = plots.spectra_figure(
+    panels, ylabel="singular value of X (100 × 30)", gradient=True, floor=1e-16
+)
+display(fig)
 
 
 # %%
@@ -327,17 +318,16 @@ display(
         )
     )
 )
-fig, ax = plt.subplots(figsize=(6, 4))
-ax.plot(ks, printed, label="printed bound [CLOP Thm 1]")
-ax.plot(ks, root, "--", label="exact root of eq. 2")
-ax.plot(ks, threshold, ":", label="2(k−1)/(k−2)")
-ax.plot(list(found), list(found.values()), "ko", label="bisection (5 trials)")
-ax.set_xscale("log")
-ax.set_xlabel("k")
-ax.set_ylabel("learning rate")
-ax.legend()
-ax.grid(alpha=0.3)
-plt.show()
+fig = plots.curves_figure(
+    ks,
+    {"printed bound [CLOP Thm 1]": printed, "exact root of eq. 2": root, "2(k−1)/(k−2)": threshold},
+    points={"bisection (5 trials)": (list(found), list(found.values()))},
+    xlabel="k (vectors)",
+    ylabel="learning rate η",
+    panel_title="CLOP's learning-rate bound against k",
+    logx=True,
+)
+display(fig)
 
 # %% [markdown]
 # ## 6. Dimensional collapse of plain cosine minimisation [CLOP §3.2, Fig. 4]
@@ -356,11 +346,5 @@ print(
     f"‖mean‖ = {float(jnp.linalg.norm(x.mean(1))):.2e}; "
     f"pairwise cosines {cos.min():.3f} … {cos.max():.3f} (ETF: {-1 / (k - 1):.4f})"
 )
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-axes[0].semilogy(np.arange(1, k + 1), np.maximum(sv, 1e-16), "o-")
-axes[0].set_title("singular values")
-axes[1].hist(cos, bins=40)
-axes[1].axvline(-1 / (k - 1), color="k", ls="--", label="ETF −1/(k−1)")
-axes[1].set_title("pairwise cosine similarities")
-axes[1].legend()
-plt.show()
+fig = plots.cosine_spread_figure(sv, cos, reference=-1 / (k - 1), reference_label="ETF −1/(k−1)")
+display(fig)

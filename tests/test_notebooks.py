@@ -16,6 +16,8 @@ import tomllib
 
 import pytest
 
+from hncl_jax import plots
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLABS = os.path.join(ROOT, "colabs")
 NOTEBOOKS = ["theory", "synthetic_collapse", "cifar_collapse", "near_nc_warm_start", "clop"]
@@ -128,6 +130,18 @@ def test_install_cell_uses_the_recorded_repository_and_keeps_jax(name):
     assert "colab.check_accelerator(long_run=not QUICK)" in source
     assert "colab.workdir(use_drive=USE_DRIVE)" in source
     assert 'os.environ.get("HNCL_QUICK", "0") == "1"' in source
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_figures_come_from_the_library(name):
+    with open(os.path.join(COLABS, f"{name}.py"), encoding="utf-8") as fh:
+        source = fh.read()
+    # No figure drawn by hand: every figure is a hncl_jax.plots function's, displayed.
+    assert "pyplot" not in source and not re.search(r"\bplt\.", source)
+    assert not re.search(r"\.(subplots|add_subplot|plot|scatter|semilogy|hist)\(", source)
+    figures = re.findall(r"plots\.(\w+_figure)\(", source)
+    assert figures and all(f in plots.__all__ for f in figures)
+    assert "# %matplotlib inline" in source  # so display(fig) shows the image
 
 
 @pytest.mark.slow
