@@ -161,6 +161,17 @@ class SyntheticTest(parameterized.TestCase):
         with self.assertRaisesRegex(validation.ConfigError, "config.dataset_kwargs.noise_var"):
             validation.validate_config(both)
 
+    def test_clop_synthetic_earlier_default_is_reachable_by_config_fields(self):
+        from hncl_jax import train
+        from hncl_jax.configs import clop_synthetic
+
+        c = clop_synthetic.get_config()
+        c.dataset_kwargs.radius, c.dataset_kwargs.directions = 3.0, "random"
+        c.dataset_kwargs.noise_std = None  # back to the paper's words: variance 0.05
+        train_ds, _ = train.load_data(c)
+        earlier = synthetic.clop_synthetic("train", seed=c.seed, radius=3.0)
+        np.testing.assert_array_equal(train_ds.images, earlier.images)
+
     def test_digits_stratified_split(self):
         train = data.load_dataset("digits", "train", seed=0)
         test = data.load_dataset("digits", "test", seed=0)

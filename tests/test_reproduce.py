@@ -1,6 +1,7 @@
-"""The sweep's seed axis (mean ± std, error bars, validation before training) and the
-Fashion-MNIST reproduction: its plan, its verdicts, and REPRODUCTION.md against the
-committed results file."""
+"""The sweep's seed axis (mean ± std, error bars, validation before training), the
+Fashion-MNIST reproduction (its plan and verdicts), the other generated sections (their
+verdict rules), and every generated block of REPRODUCTION.md against its committed
+results file (rendered from the file; nothing is trained)."""
 
 import json
 import os
@@ -275,3 +276,162 @@ def test_tiny_reproduction_end_to_end(tmp_path, monkeypatch, fashion_mnist_files
     assert "| SCL | 2 |" in text and "| HSCL β = 10 | 2 |" in text
     paths = reproduce.plot(results, str(tmp_path))
     assert all(os.path.getsize(p) > 1000 for p in paths)
+
+
+# --------------------------------------------------------------------------- the other sections
+def _committed(section: str) -> dict:
+    with open(reproduce.section_results_path(section, "full", ROOT)) as fh:
+        return json.load(fh)
+
+
+@pytest.mark.parametrize("section", reproduce.SECTIONS)
+def test_every_generated_section_agrees_with_its_results_file(section):
+    """Each generated block of REPRODUCTION.md is what its committed results file gives
+    (regenerate with `python -m hncl_jax.reproduce <section> --write_doc`)."""
+    results = _committed(section)
+    doc = os.path.join(ROOT, reproduce.DOC)
+    assert reproduce.section_block(section, doc) == reproduce.render_section(section, results)
+
+
+@pytest.mark.parametrize("section", [s for s in reproduce.SECTIONS if s != "fashion_mnist"])
+def test_results_files_record_how_they_were_made(section):
+    results = _committed(section)
+    assert results["command"] == f"python -m hncl_jax.reproduce {section}"
+    assert results["section"] == section and results["size"] == "full"
+    assert {"jax", "python"} <= set(results["versions"])
+    assert {"cpu_count", "platform"} <= set(results["machine"])
+    assert results["seconds"] > 0 and results["cpu_seconds"] > 0
+    # The measured wall time reaches the document from the file: another value, another block.
+    block = reproduce.render_section(section, results)
+    assert reproduce._duration(results["seconds"]) in block
+    changed = {**results, "seconds": results["seconds"] * 7 + 1000}
+    assert reproduce.render_section(section, changed) != block
+
+
+def test_write_section_replaces_only_its_block(tmp_path):
+    doc = tmp_path / "DOC.md"
+    begin, end = reproduce.markers("clop_theory")
+    doc.write_text(f"# Title\n\n{begin}\nSTALE-BLOCK\n{end}\n\ntail\n")
+    results = _committed("clop_theory")
+    reproduce.write_section("clop_theory", results, str(doc))
+    reproduce.write_section("clop_theory", results, str(doc))  # idempotent
+    text = doc.read_text()
+    assert text.startswith("# Title\n\n") and text.endswith("\n\ntail\n") and "STALE" not in text
+    assert reproduce.section_block("clop_theory", str(doc)) == reproduce.render_section(
+        "clop_theory", results
+    )
+    with pytest.raises(ValueError, match="no generated theory section"):
+        reproduce.section_block("theory", str(doc))
+
+
+def test_value_verdicts_follow_the_printed_digits():
+    assert reproduce.value_verdict(0.201413, "0.2014") == "match"
+    assert reproduce.value_verdict(0.310555, "0.3105").startswith("match if truncated")
+    assert "0.3106" in reproduce.value_verdict(0.310555, "0.3105")
+    assert reproduce.value_verdict(0.393332, "0.3935").startswith("differs")
+    assert reproduce.value_verdict(0.3931, "0.3935", se=0.0003) == "match"
+
+
+def test_the_clop_bound_holds_but_is_not_tight():
+    bis = [
+        {"k": 3, "largest_safe_lr": 4.002, "printed_bound": 2.2},
+        {"k": 30, "largest_safe_lr": 2.0718, "printed_bound": 2.0333},
+    ]
+    assert reproduce.bound_verdict(bis) == (
+        "the bound holds but is not tight: 4.00 against the bound 2.20 at k = 3"
+    )
+    assert reproduce.bound_verdict(bis[1:]) == "the bound holds and is tight"
+    low = [{"k": 3, "largest_safe_lr": 2.0, "printed_bound": 2.2}]
+    assert reproduce.bound_verdict(low).startswith("violated")
+
+
+def test_near_nc_rows_several_times_the_paper_are_not_a_match():
+    hucl5 = {"setting": "HUCL β = 5", "zero_sum": 0.0307, "equal_inner_product": 0.0195}
+    verdict = reproduce.near_nc_row_verdict(hucl5)
+    assert verdict.startswith("differs (farther from NC)") and "×7.7" in verdict
+    assert "×9.8" in verdict
+    ucl = {"setting": "UCL", "zero_sum": 0.0053, "equal_inner_product": 0.0033}
+    assert reproduce.near_nc_row_verdict(ucl) == "match"
+    # The stay-at-NC rule sorts the paper's own rows as the paper does.
+    for name, (zs, _, eip) in reproduce.NEAR_NC_PAPER.items():
+        row = {"setting": name, "zero_sum": zs, "equal_inner_product": eip}
+        assert reproduce._stays(row) == (name not in ("HUCL β = 10", "HUCL β = 30")), name
+
+
+def test_near_nc_claims_never_say_match_for_rows_off_the_paper():
+    results = _committed("near_nc")
+    rows = [dict(r) for r in results["rows"]]
+    for r in rows:  # every row at the paper's values but HUCL β = 5, several times off
+        zs, un, eip = reproduce.NEAR_NC_PAPER[r["setting"]]
+        r.update(zero_sum=zs, unit_norm=un, equal_inner_product=eip)
+        if r["setting"] == "HUCL β = 5":
+            r.update(zero_sum=8 * zs, equal_inner_product=10 * eip)
+    text = reproduce.render_near_nc({**results, "rows": rows})
+    small = next(ln for ln in text.splitlines() if ln.startswith("| UCL and HUCL at small β"))
+    assert "| partly" in small and "not: HUCL β = 5" in small
+
+
+def _clop_runs(
+    without: float, with_: float, setting: dict, loss: str = "nt_xent", cap: float = 1.0
+) -> list:
+    return [
+        {
+            "loss": loss,
+            "clop_weight": w,
+            "seed": seed,
+            "setting": setting,
+            "knn_test": (with_ if w else without) / 100 + 0.001 * seed,
+            "cap_test": cap,
+        }
+        for w in (0.0, 1.0)
+        for seed in (0, 1)
+    ]
+
+
+def test_clop_setting_choice_and_gap_verdicts():
+    near = {"directions": "axes", "radius": 30.0, "noise_variance": None, "noise_std": 0.05}
+    far = {"directions": "random", "radius": 3.0, "noise_variance": 0.05, "noise_std": None}
+    runs = _clop_runs(70.0, 99.0, {**near, "label_fraction": 0.1})
+    runs += _clop_runs(88.0, 88.5, {**far, "label_fraction": 0.1})
+    runs += _clop_runs(68.9, 99.9, {**far, "label_fraction": 0.5})  # not the paper's labels
+    capped = {**near, "directions": "planar"}  # closest, but its data cannot hold 99.89
+    runs += _clop_runs(68.9, 99.6, {**capped, "label_fraction": 0.1}, cap=0.997)
+    groups = reproduce.clop_setting_groups(runs)
+    assert len(groups) == 4
+    assert reproduce.choose_clop_setting(groups) == {**near, "label_fraction": 0.1}
+    assert reproduce.choose_clop_setting(groups[3:]) == {**capped, "label_fraction": 0.1}
+    by = {json.dumps(g["setting"], sort_keys=True): g for g in groups}
+    g_near = by[json.dumps({**near, "label_fraction": 0.1}, sort_keys=True)]
+    g_far = by[json.dumps({**far, "label_fraction": 0.1}, sort_keys=True)]
+    assert g_near["gain"] == pytest.approx(29.0)
+    assert reproduce.clop_gap_verdict(g_near, "nt_xent").startswith("gap reproduced")
+    assert reproduce.clop_gap_verdict(g_far, "nt_xent").startswith("smaller gap")
+    assert reproduce.paper_distance(g_far) == pytest.approx(19.09 + 11.39, abs=0.2)
+
+
+def test_clop_synthetic_config_default_is_the_chosen_setting():
+    from hncl_jax.configs import clop_synthetic
+
+    chosen = _committed("clop_synthetic")["chosen"]
+    c = clop_synthetic.get_config()
+    assert {f: c.dataset_kwargs.get(f) for f in reproduce.GENERATOR_FIELDS} == {
+        f: chosen.get(f) for f in reproduce.GENERATOR_FIELDS
+    }
+    assert c.label_fraction == chosen["label_fraction"]
+
+
+@pytest.mark.slow
+def test_tiny_sections_end_to_end(tmp_path):
+    """Two sections at size tiny through the command line (one computes, one trains):
+    the results file, then the block, which --write_doc renders again from the file."""
+    doc = tmp_path / "DOC.md"
+    for section in ("theory", "clop_synthetic"):
+        out = tmp_path / f"{section}.json"
+        args = [section, "--size=tiny", f"--root={tmp_path / section}", f"--results={out}"]
+        assert reproduce.main([*args, f"--doc={doc}"]) == 0
+        results = json.loads(out.read_text())
+        assert results["size"] == "tiny" and results["seconds"] > 0
+        block = reproduce.section_block(section, str(doc))
+        assert block == reproduce.render_section(section, results)
+        assert reproduce.main([*args, f"--doc={doc}", "--write_doc"]) == 0
+        assert reproduce.section_block(section, str(doc)) == block
