@@ -162,12 +162,13 @@ class SyntheticTest(parameterized.TestCase):
             validation.validate_config(both)
 
     def test_clop_synthetic_earlier_default_is_reachable_by_config_fields(self):
-        from hncl_jax import train
-        from hncl_jax.configs import clop_synthetic
+        from hncl_jax import configs, train
 
-        c = clop_synthetic.get_config()
+        # --config=clop_synthetic:variance (the noise by the paper's words, variance 0.05)
+        # --config.dataset_kwargs.radius=3 --config.dataset_kwargs.directions=random
+        c = configs.load("clop_synthetic:variance")
+        self.assertIsNone(c.dataset_kwargs.noise_std)
         c.dataset_kwargs.radius, c.dataset_kwargs.directions = 3.0, "random"
-        c.dataset_kwargs.noise_std = None  # back to the paper's words: variance 0.05
         train_ds, _ = train.load_data(c)
         earlier = synthetic.clop_synthetic("train", seed=c.seed, radius=3.0)
         np.testing.assert_array_equal(train_ds.images, earlier.images)
