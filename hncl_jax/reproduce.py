@@ -740,14 +740,19 @@ def plot(results: Mapping[str, Any], out_dir: str) -> list[str]:
 
 def write_doc(results: Mapping[str, Any], doc_path: str = DOC) -> str:
     """Replaces the generated section of `doc_path` (appends it when absent)."""
-    section = render(results)
+    return replace_block(doc_path, BEGIN, END, render(results))
+
+
+def replace_block(doc_path: str, begin: str, end: str, block: str) -> str:
+    """Writes `block` (which starts with `begin` and ends with `end`) over the text
+    between those markers in `doc_path`, or appends it when the markers are absent."""
     text = open(doc_path).read() if os.path.exists(doc_path) else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section + tail
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
     else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
     with open(doc_path, "w") as fh:
         fh.write(text)
     return doc_path
@@ -2360,18 +2365,8 @@ def render_section(section: str, results: Mapping[str, Any]) -> str:
 
 def write_section(section: str, results: Mapping[str, Any], doc_path: str = DOC) -> str:
     """Replaces `section`'s generated block of `doc_path` (appends it when absent)."""
-    block = render_section(section, results)
     begin, end = markers(section)
-    text = open(doc_path).read() if os.path.exists(doc_path) else ""
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(doc_path, "w") as fh:
-        fh.write(text)
-    return doc_path
+    return replace_block(doc_path, begin, end, render_section(section, results))
 
 
 def section_block(section: str, doc_path: str = DOC) -> str:
