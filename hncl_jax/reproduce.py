@@ -321,7 +321,6 @@ def _run_record(study: str, assignments: Mapping[str, Any], workdir: str) -> dic
 
 def collect(dataset: str, root: str, size: str) -> dict[str, Any]:
     """Reads every finished run of the grid into one results dict (missing runs listed)."""
-    import jax
 
     runs, missing = [], []
     for study in STUDIES:
@@ -335,17 +334,13 @@ def collect(dataset: str, root: str, size: str) -> dict[str, Any]:
                     runs.append(_run_record(study, assignments, workdir))
                 else:
                     missing.append({"study": study, "assignments": assignments})
+    env = _environment()
     return {
         "dataset": dataset,
         "size": size,
         "size_settings": {k: v for k, v in SIZES[size].items()},
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "device": jax.devices()[0].device_kind,
-            "platform": jax.default_backend(),
-        },
-        "versions": {"jax": jax.__version__, "python": platform.python_version()},
+        "machine": env["machine"],
+        "versions": env["versions"],
         "theorem2_bound": geometry.scl_lower_bound(10, SIZES[size]["k"]),
         "command": f"python -m hncl_jax.reproduce {dataset} --size={size}",
         "written": time.strftime("%Y-%m-%d"),
