@@ -8,12 +8,8 @@ Prepare the data once (needs TensorFlow: `pip install .[prepare]`, or run on Col
 Sweep β with --config.loss.beta, the setting with --config.loss.name (scl/hscl/ucl/hucl).
 
 Compute dtype: bfloat16 (parameters, BatchNorm statistics, loss and metrics float32),
-chosen from BENCHMARKS.md "bfloat16 against float32": on the real-data sets measured
-there it moves a test accuracy by at most one image on digits and lowers none of the
-table's on Fashion-MNIST, and shifts the within-class variance (and on digits the loss gap) up a
-little; docs/architecture.md ("Numerical precision") gives the reasons. Compare NC
-metrics between runs of one dtype, and pass --config.dtype=float32 where their absolute
-values matter.
+chosen from the measurement that docs/architecture.md ("Numerical precision") describes;
+pass --config.dtype=float32 where the NC metrics' absolute values matter.
 """
 
 import ml_collections
