@@ -184,24 +184,8 @@ print(f"ucl reweighted (k → ∞): {rw:.5f}   limit: {geometry.ucl_reweighted_l
 # below the plain one, for every representation.
 
 # %%
-import itertools
-
-
-def exact_loss(z, y, k, beta, supervised):
-    # E over anchors i, positives j (same class, i included) and k i.i.d. negatives.
-    s = z @ z.T
-    per_anchor = []
-    for i in range(len(y)):
-        cand = np.flatnonzero(y != y[i]) if supervised else np.arange(len(y))
-        q = np.exp(beta * s[i, cand])
-        q /= q.sum()
-        tuples = np.array(list(itertools.product(range(len(cand)), repeat=k)))
-        prob = np.prod(q[tuples], axis=1)  # (T,)
-        t = s[i, cand][tuples][:, None, :] - s[i, y == y[i]][None, :, None]
-        psi = np.log1p(np.exp(t).mean(-1))  # InfoNCE, (T, P)
-        per_anchor.append((prob[:, None] * psi).sum(0).mean())
-    return float(np.mean(per_anchor))
-
+# The exact expectation over every k-tuple of negatives (the library's own enumeration).
+from hncl_jax.reproduce import exact_expected_loss as exact_loss
 
 rng = np.random.default_rng(0)
 y9 = np.repeat(np.arange(3), 3)
