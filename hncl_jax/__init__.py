@@ -39,7 +39,13 @@ The formulas and conventions are in docs/math.md, the layout in docs/architectur
 
 import importlib
 
+from hncl_jax import runtime as _runtime
+
 __version__ = "0.1.0"
+
+# XLA:CPU's flags must be in the environment before JAX starts its CPU backend, so they
+# are set here, on import (see hncl_jax.runtime.configure_xla; no JAX import needed).
+_runtime.configure_xla()
 
 # Public modules, reachable as attributes (`hncl_jax.losses`) without their own import.
 _MODULES = (

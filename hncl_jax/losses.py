@@ -26,6 +26,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -295,6 +296,106 @@ def _log_mean_negative(
     return log_neg, fallback, log_q_out
 
 
+def _fused_reweighted_applies(
+    hardening: str,
+    tau_plus: Any,
+    grad_through_weights: bool,
+    reduction: str,
+    diagnostics: bool,
+    temperature: Any,
+) -> bool:
+    """Whether `_fused_reweighted_loss` computes this reweighted loss (its common case)."""
+    if hardening not in ("exponential", "none") or grad_through_weights or diagnostics:
+        return False
+    tp = _utils.concrete_scalar(tau_plus, caller="contrastive_loss", arg="tau_plus")
+    tau = _utils.concrete_scalar(temperature, caller="contrastive_loss", arg="temperature")
+    return tp == 0 and tau is not None and reduction == "anchor_mean"
+
+
+def _fused_forward(z, candidates, positives, beta, inv_tau):
+    """The reweighted loss's row statistics, in a few passes over s = z zᵀ.
+
+    With exponential hardening q_i(m) ∝ exp(β s_im) on the candidates C_i, so
+    b_i = log Σ_C q_i(m) exp(s_im/τ) = LSE_C((β + 1/τ) s_im) − LSE_C(β s_im), both
+    shifted by the row maximum of s over C_i (β ≥ 0, τ > 0: no exponent exceeds 0).
+    Counts are float sums of `where(mask, 1, 0)`, which XLA fuses into one reduction each.
+    """
+    s = _similarities(z)
+    count = lambda mask: jnp.sum(jnp.where(mask, 1.0, 0.0), axis=-1)
+    has = count(candidates) > 0
+    s_max = jnp.max(jnp.where(candidates, s, -jnp.inf), axis=-1)
+    s_max = jnp.where(has, s_max, 0.0)
+    shifted = s - s_max[:, None]
+    # `where`, not a product with the mask: off C_i, s may exceed the row maximum and exp
+    # overflow (0 · inf would be NaN).
+    num = jnp.sum(jnp.where(candidates, jnp.exp((beta + inv_tau) * shifted), 0.0), axis=-1)
+    den = jnp.sum(jnp.where(candidates, jnp.exp(beta * shifted), 0.0), axis=-1)
+    num, den = jnp.where(has, num, 1.0), jnp.where(has, den, 1.0)
+    b = jnp.where(has, jnp.log(num) - jnp.log(den) + inv_tau * s_max, 0.0)
+    logits = b[:, None] - inv_tau * s
+    num_pos = count(positives)
+    valid = has & (num_pos > 0)
+    # Weight of anchor i's pairs in the loss: the mean over its positives, then over anchors.
+    w = jnp.where(valid, 1.0 / jnp.maximum(num_pos, 1.0), 0.0)
+    w = w / jnp.maximum(jnp.sum(jnp.where(valid, 1.0, 0.0)), 1.0)
+    loss = jnp.sum(w * jnp.sum(jnp.where(positives, jax.nn.softplus(logits), 0.0), axis=-1))
+    # ∂loss/∂b_i, for the backward pass.
+    db = w * jnp.sum(jnp.where(positives, jax.nn.sigmoid(logits), 0.0), axis=-1)
+    return loss, (s, s_max, num, b, w, db, valid)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _fused_reweighted_loss(z, candidates, positives, beta, inv_tau):
+    """The reweighted SCL/HSCL/UCL/HUCL loss of z, with its own gradient.
+
+    Equals softplus(b_i − s_ij/τ) reduced by `_reduce(..., "anchor_mean")` with b_i of
+    `_log_mean_negative` (exponential hardening, τ⁺ = 0, weights without gradient), up
+    to the order of float32 sums. Autodiff of that composition makes about 20 passes
+    over (N, N) matrices and two (N, N) × (N, d) products in the backward; here the
+    forward makes a handful of row reductions and the backward one elementwise pass and
+    one product:
+
+        ∂loss/∂s_ij = (1/τ) [db_i q̃_ij 1_C(i, j) − w_i σ(b_i − s_ij/τ) 1_P(i, j)],
+        ∂loss/∂z = (∂loss/∂s + (∂loss/∂s)ᵀ) z  (one product; the masks must be symmetric),
+
+    where q̃_ij = exp((β + 1/τ)(s_ij − max_C s_i·)) / num_i is the softmax of
+    log q_i + s_i·/τ over the candidates, w_i the anchor's pair weight and db_i =
+    ∂loss/∂b_i = Σ_P w_i σ(·). β ≥ 0 may be traced (it has no gradient: the weights
+    q_i carry none); 1/τ is a Python float.
+
+    Returns (loss, valid anchors (N,) bool).
+    """
+    loss, res = _fused_forward(z, candidates, positives, beta, inv_tau)
+    return loss, res[-1]
+
+
+def _fused_fwd(z, candidates, positives, beta, inv_tau):
+    loss, res = _fused_forward(z, candidates, positives, beta, inv_tau)
+    return (loss, res[-1]), (z, candidates, positives, beta, res)
+
+
+def _fused_bwd(inv_tau, saved, cotangents):
+    z, candidates, positives, beta, (s, s_max, num, b, w, db, _) = saved
+    g = cotangents[0]
+
+    def ds(rows):  # ∂loss/∂s_ij with the row statistics of i (rows=True) or of j
+        at = (lambda v: v[:, None]) if rows else (lambda v: v[None, :])
+        q_tilde = jnp.exp((beta + inv_tau) * (s - at(s_max))) / at(num)
+        sig = jax.nn.sigmoid(at(b) - inv_tau * s)
+        return jnp.where(candidates, at(db) * q_tilde, 0.0) - jnp.where(positives, at(w) * sig, 0.0)
+
+    # s = z zᵀ gives ∂loss/∂z = (D + Dᵀ) z. s and both masks are symmetric (built from
+    # label equalities), so Dᵀ_ij = D_ji is D's formula with the statistics of column j:
+    # no transposed copy of an (N, N) matrix, which XLA:CPU makes slowly.
+    d_sym = (g * inv_tau) * (ds(rows=True) + ds(rows=False))
+    dz = jnp.matmul(d_sym, z, precision=jax.lax.Precision.HIGHEST)
+    zero_mask = lambda m: np.zeros(m.shape, dtype=jax.dtypes.float0)
+    return dz, zero_mask(candidates), zero_mask(positives), jnp.zeros_like(beta)
+
+
+_fused_reweighted_loss.defvjp(_fused_fwd, _fused_bwd)
+
+
 # ----------------------------------------------------------------------------------------
 # SCL / HSCL / UCL / HUCL: the pieces of `contrastive_loss`.
 
@@ -479,9 +580,20 @@ def _contrastive_loss(
 
     if setting not in _HARD:
         hardening, beta, epsilon = "none", 0.0, 1.0
-    s = _similarities(z)
     positives = _positive_mask(positive_ids, self_positive)
     candidates = _candidate_mask(setting, labels, exclude_anchor)
+    if estimator == "reweighted" and _fused_reweighted_applies(
+        hardening, tau_plus, grad_through_weights, reduction, with_aux and diagnostics, temperature
+    ):
+        # Exponential hardening never falls back (every h = exp(β s) > 0).
+        inv_tau = 1.0 / float(temperature)
+        beta = 0.0 if hardening == "none" else beta
+        loss, valid = _fused_reweighted_loss(z, candidates, positives, beta, inv_tau)
+        if not with_aux:
+            return loss, None
+        num_dropped = (valid.shape[0] - jnp.sum(valid)).astype(jnp.int32)
+        return loss, {"num_dropped_anchors": num_dropped, "num_fallback": jnp.int32(0)}
+    s = _similarities(z)
     pair_loss, fallback, num_sir_fallback, idx, log_q = _estimated_pair_losses(
         key,
         s,

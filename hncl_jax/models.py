@@ -34,6 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hncl_jax import layers
+
 MODELS = ("resnet18", "resnet50", "small_cnn", "mlp", "tiny_cnn", "tiny_mlp")
 HEADS = ("default", "mlp", "linear", "identity")
 
@@ -46,6 +48,18 @@ _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 _dense_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 _RESNET_STAGES = {"resnet18": (2, 2, 2, 2), "resnet50": (3, 4, 6, 3)}
+
+
+def _conv_layer(dtype: Dtype) -> ModuleDef:
+    """Bias-free convolutions with torchvision's init; few-channel inputs (a 1- or
+    3-channel image) run as im2col on a CPU (`layers.conv_general_dilated`)."""
+    return functools.partial(
+        nn.Conv,
+        use_bias=False,
+        dtype=dtype,
+        kernel_init=_conv_init,
+        conv_general_dilated=layers.conv_general_dilated,
+    )
 
 
 class BasicBlock(nn.Module):
@@ -153,7 +167,7 @@ class ResNet(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
         if x.ndim != 4:
             raise ValueError(f"ResNet input must be NHWC images (B, H, W, C), got shape {x.shape}.")
-        conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=_conv_init)
+        conv = _conv_layer(self.dtype)
         norm = functools.partial(
             nn.BatchNorm,
             use_running_average=not train,
@@ -230,7 +244,7 @@ class SmallCNN(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
         if x.ndim != 4:
             raise ValueError(f"small_cnn input must be NHWC images (B, H, W, C), got {x.shape}.")
-        conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=_conv_init)
+        conv = _conv_layer(self.dtype)
         norm = functools.partial(
             nn.BatchNorm,
             use_running_average=not train,
@@ -253,12 +267,12 @@ _SMALL_CNN_WIDTHS = (1, 2, 4)
 
 
 def _max_pool_2x2(h: jnp.ndarray) -> jnp.ndarray:
-    """2×2 max-pool, stride 2. Even sizes use a reshape-max, whose gradient XLA:CPU
-    computes faster than `nn.max_pool`'s select-and-scatter; odd sizes pad ('SAME')."""
-    b, height, width, c = h.shape
-    if height % 2 or width % 2:
+    """2×2 max-pool, stride 2. Even sizes use `layers.max_pool_2x2`, whose gradient is
+    one elementwise pass (XLA:CPU runs `nn.max_pool`'s select-and-scatter and a
+    reshape-max's tie-splitting gradient far slower); odd sizes pad ('SAME')."""
+    if h.shape[1] % 2 or h.shape[2] % 2:
         return nn.max_pool(h, (2, 2), (2, 2), padding="SAME")
-    return h.reshape(b, height // 2, 2, width // 2, 2, c).max(axis=(2, 4))
+    return layers.max_pool_2x2(h)
 
 
 class TinyCNN(nn.Module):
@@ -274,7 +288,7 @@ class TinyCNN(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
         if x.ndim != 4:
             raise ValueError(f"tiny_cnn input must be NHWC images (B, H, W, C), got {x.shape}.")
-        conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=_conv_init)
+        conv = _conv_layer(self.dtype)
         norm = functools.partial(
             nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
         )

@@ -27,6 +27,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The package sets XLA:CPU's flags on import; JAX reads them when its backend starts, so
+# import it before anything (a test module, a fixture) runs a JAX computation.
+import hncl_jax  # noqa: E402, F401
 
 CACHE_OPT_OUT = "HNCL_TEST_COMPILATION_CACHE"
 _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"

@@ -678,6 +678,91 @@ class NumericalSafetyTest(parameterized.TestCase):
             step(jnp.asarray(_unit_ball(seed), jnp.float32), jax.random.key(seed))
 
 
+# ---- the fused reweighted kernel --------------------------------------------------------------
+
+
+class FusedReweightedTest(parameterized.TestCase):
+    """The reweighted loss's fused kernel (exponential or no hardening, τ⁺ = 0, detached
+    weights, anchor mean) against the generic composition of `_log_mean_negative` and
+    `_reduce`, which the diagnostics path still takes."""
+
+    @staticmethod
+    def _both(z, labels, **kw):
+        kw = dict(estimator="reweighted", **kw)
+        fused = jax.value_and_grad(lambda z: losses.contrastive_loss(z, labels, **kw))(z)
+        generic = jax.value_and_grad(
+            lambda z: losses.contrastive_loss_with_aux(z, labels, diagnostics=True, **kw)[0]
+        )(z)
+        return fused, generic
+
+    @parameterized.product(
+        setting=("scl", "hscl", "ucl", "hucl"),
+        beta=(0.0, 3.0, 1000.0),
+        temperature=(1.0, 0.3),
+        self_positive=(True, False),
+        exclude_anchor=(False, True),
+    )
+    def test_value_and_gradient_equal_the_generic_path(
+        self, setting, beta, temperature, self_positive, exclude_anchor
+    ):
+        rng = np.random.default_rng(7)
+        z = geometry.normalize(jnp.asarray(rng.normal(size=(24, 4)), jnp.float32), "unit_ball")
+        # Label 9 occurs once: without self-positives that anchor has no positive.
+        labels = jnp.asarray(np.r_[rng.integers(0, 3, 23), 9], jnp.int32)
+        kw = dict(
+            setting=setting,
+            beta=beta,
+            temperature=temperature,
+            self_positive=self_positive,
+            exclude_anchor=exclude_anchor,
+        )
+        (v_fused, g_fused), (v_generic, g_generic) = self._both(z, labels, **kw)
+        self.assertTrue(np.isfinite(float(v_fused)) and bool(jnp.all(jnp.isfinite(g_fused))))
+        np.testing.assert_allclose(v_fused, v_generic, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(g_fused, g_generic, rtol=1e-4, atol=1e-6)
+
+    def test_counts_and_empty_rows(self):
+        z = jnp.asarray(_unit_ball(3, n=6), jnp.float32)
+        one_class = jnp.zeros(6, jnp.int32)  # SCL: no anchor has a candidate
+        loss, aux = losses.contrastive_loss_with_aux(
+            z, one_class, setting="hscl", beta=2.0, estimator="reweighted"
+        )
+        self.assertEqual(float(loss), 0.0)
+        self.assertEqual(int(aux["num_dropped_anchors"]), 6)
+        self.assertEqual(int(aux["num_fallback"]), 0)
+        labels = jnp.asarray([0, 0, 1, 1, 2, 3], jnp.int32)  # 2 and 3: no other positive
+        loss, aux = losses.contrastive_loss_with_aux(
+            z, labels, setting="hscl", beta=2.0, estimator="reweighted", self_positive=False
+        )
+        _, generic = losses.contrastive_loss_with_aux(
+            z, labels, setting="hscl", beta=2.0, estimator="reweighted", self_positive=False,
+            diagnostics=True,
+        )  # fmt: skip
+        self.assertEqual(int(aux["num_dropped_anchors"]), int(generic["num_dropped_anchors"]))
+        self.assertEqual(int(aux["num_dropped_anchors"]), 2)
+
+    def test_traced_beta_under_vmap(self):
+        z = jnp.asarray(_unit_ball(5, n=6), jnp.float32)
+        betas = jnp.asarray([0.0, 2.0, 30.0])
+        fn = lambda b: losses.contrastive_loss(
+            z, LABELS, setting="hscl", beta=b, estimator="reweighted"
+        )
+        vmapped = jax.jit(jax.vmap(jax.value_and_grad(fn)))(betas)
+        for i, b in enumerate([0.0, 2.0, 30.0]):
+            np.testing.assert_allclose(vmapped[0][i], fn(b), rtol=1e-6)
+            self.assertEqual(float(vmapped[1][i]), 0.0)  # the weights carry no gradient
+
+    def test_the_fused_kernel_is_what_runs(self):
+        z = jnp.asarray(_unit_ball(6, n=6), jnp.float32)
+        fn = lambda z, **kw: losses.contrastive_loss(
+            z, LABELS, setting="hscl", beta=2.0, estimator="reweighted", **kw
+        )
+        self.assertIn("custom_vjp_call", str(jax.make_jaxpr(fn)(z)))
+        # τ⁺ debiasing, polynomial hardening and the pair mean take the generic path.
+        for kw in ({"tau_plus": 0.1}, {"hardening": "polynomial"}, {"reduction": "pair_mean"}):
+            self.assertNotIn("custom_vjp_call", str(jax.make_jaxpr(functools.partial(fn, **kw))(z)))
+
+
 # ---- SIR through the loss --------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ what is tested here.
 """
 
 import math
+from unittest import mock
 
 import chex
 import jax
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from hncl_jax import models
+from hncl_jax import layers, models
 
 TINY = {
     "resnet18": ((8, 8, 3), {"num_filters": 4}, 32),
@@ -244,7 +245,11 @@ class MacsTest(parameterized.TestCase):
 
     @parameterized.parameters(("resnet18", {"num_filters": 8}), ("tiny_cnn", {}))
     def test_conv_macs_close_to_xla_count(self, name, kw):
-        # XLA skips the zero padding of border pixels, so its count is a little lower.
+        # XLA skips the zero padding of border pixels, so its count is a little lower. The
+        # count is of lax's convolutions: the CPU's im2col lowering of few-channel layers
+        # (layers.conv_general_dilated) multiplies the padding too, and on a model as small
+        # as tiny_cnn XLA's count of the BatchNorm and ReLU work then tips it over ours.
+        self.enter_context(mock.patch.object(layers, "IM2COL_MAX_FEATURES", 0))
         shape = (16, 16, 3)
         model = models.create_model(name, embed_dim=EMBED, **kw)
         x = jnp.zeros((1, *shape))
