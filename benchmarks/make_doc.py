@@ -79,6 +79,16 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return out
 
 
+def _run(r: dict[str, Any]) -> str:
+    """The results file a row comes from (its date and machine kind), e.g. 2026-12-06-cpu."""
+    return r["_file"].removesuffix(".jsonl")
+
+
+def _model(r: dict[str, Any]) -> str:
+    """The model's name, with its non-default options (`--depth`)."""
+    return r["model"] + (f" (depth {r['depth']})" if r.get("depth") else "")
+
+
 def _short(cmd: str) -> str:
     """The command without the results-file plumbing, in backticks."""
     return "`" + cmd.replace("python -m hncl_jax.benchmark ", "") + "`"
@@ -141,6 +151,65 @@ def _allocator(records: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+XLA_DEFAULT_FLAG = "xla_cpu_experimental_ynn_fusion_type"
+
+
+def _library_flags(r: dict[str, Any]) -> bool:
+    """Whether a benchmark ran with the library's XLA:CPU flag (recorded in its machine)."""
+    return XLA_DEFAULT_FLAG in r.get("machine", {}).get("xla_flags", "")
+
+
+def _xla_defaults(records: list[dict[str, Any]]) -> list[str]:
+    """The library's XLA:CPU flags off and on: step runs of one command in one results
+    file, without (`HNCL_JAX_XLA_DEFAULTS=0`) and with the flag, in run order."""
+    rows = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("mode") == "step" and r.get("peer") == "torch":
+            groups.setdefault((r["_file"], r["command"]), []).append(r)
+    for (_, cmd), recs in groups.items():
+        on = [r for r in recs if _library_flags(r)]
+        off = [r for r in recs if r not in on]
+        if not off or not on:
+            continue
+        pairs = list(zip(off, on, strict=False))
+        rows.append(
+            (
+                _run(recs[0]),
+                _model(recs[0]),
+                " / ".join(_num(a["step_ms"]) for a, _ in pairs),
+                " / ".join(_num(b["step_ms"]) for _, b in pairs),
+                _ratio(statistics.median(b["step_ms"] / a["step_ms"] for a, b in pairs)),
+                " / ".join(_ratio(a.get("ratio_eager")) for a, _ in pairs),
+                " / ".join(_ratio(b.get("ratio_eager")) for _, b in pairs),
+                _short(cmd),
+            )
+        )
+    if not rows:
+        return []
+    header = (
+        "results",
+        "model",
+        "XLA's defaults (ms)",
+        "the library's (ms)",
+        "library / XLA",
+        "JAX / PyTorch eager, XLA's",
+        "JAX / PyTorch eager, the library's",
+        "command",
+    )
+    return [
+        "### XLA:CPU convolutions (`hncl_jax.runtime.configure_xla`)",
+        "",
+        "Train steps of the same command in turn with XLA's own defaults",
+        "(`HNCL_JAX_XLA_DEFAULTS=0`: every convolution through YNNPACK) and with the flag",
+        f"`--{XLA_DEFAULT_FLAG}=-individual_convolution` that `import hncl_jax` adds",
+        "(XLA's Eigen convolutions); each run also times PyTorch eager in the same process.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
 def _peer_steps(records: list[dict[str, Any]]) -> list[str]:
     rows = []
     for r in records:
@@ -148,7 +217,8 @@ def _peer_steps(records: list[dict[str, Any]]) -> list[str]:
             continue
         rows.append(
             (
-                r["model"],
+                _run(r),
+                _model(r),
                 f"{r['batch']} × {'×'.join(str(s) for s in r['image_shape'])}",
                 f"{r['params_jax']:,} / {r['params_torch']:,}",
                 _num(r["step_ms"]),
@@ -157,12 +227,14 @@ def _peer_steps(records: list[dict[str, Any]]) -> list[str]:
                 _ratio(r.get("ratio_eager")),
                 _ratio(r.get("ratio_compile")),
                 str(r.get("torch_threads", "—")),
+                "library's" if _library_flags(r) else "XLA's",
                 _short(r["command"]),
             )
         )
     if not rows:
         return []
     header = (
+        "results",
         "model",
         "batch",
         "parameters JAX / PyTorch",
@@ -172,6 +244,7 @@ def _peer_steps(records: list[dict[str, Any]]) -> list[str]:
         "JAX / eager",
         "JAX / compiled",
         "torch threads",
+        "XLA:CPU flags",
         "command",
     )
     return ["### (a) Train step against PyTorch", "", *_table(header, rows), ""]
@@ -184,7 +257,8 @@ def _epochs(records: list[dict[str, Any]]) -> list[str]:
             continue
         rows.append(
             (
-                r["model"],
+                _run(r),
+                _model(r),
                 f"{r['dataset_size']:,} × {'×'.join(str(s) for s in r['image_shape'])}",
                 str(r["batch"]),
                 _num(r["epoch_s"], "s"),
@@ -199,6 +273,7 @@ def _epochs(records: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     header = (
+        "results",
         "model",
         "dataset",
         "batch",
@@ -221,6 +296,7 @@ def _loss(records: list[dict[str, Any]]) -> list[str]:
         est = r["estimator"] + (f", per {r['draw']}" if r["estimator"] == "sampled" else "")
         rows.append(
             (
+                _run(r),
                 str(r["n"]),
                 str(r["k"]),
                 est.replace("_", " "),
@@ -235,6 +311,7 @@ def _loss(records: list[dict[str, Any]]) -> list[str]:
         return []
     cmds = sorted({_short(r["command"]) for r in records if r.get("mode") == "loss"})
     header = (
+        "results",
         "N",
         "k",
         "estimator",
@@ -411,7 +488,8 @@ def render(results_dir: pathlib.Path = RESULTS) -> str:
     lines = [BEGIN, "", "<!-- written by benchmarks/make_doc.py from benchmarks/results/ -->", ""]
     if bench:
         lines += ["Conditions:", "", *_conditions(bench), ""]
-    lines += _allocator(bench) + _peer_steps(bench) + _epochs(bench) + _loss(bench)
+    lines += _allocator(bench) + _xla_defaults(bench) + _peer_steps(bench)
+    lines += _epochs(bench) + _loss(bench)
     lines += _time_to_accuracy(records) + _precision(records)
     if len(lines) == 4:
         lines += ["No results recorded yet.", ""]

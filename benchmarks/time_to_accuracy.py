@@ -43,6 +43,32 @@ def final_metrics(workdir: str) -> dict[str, float]:
     }
 
 
+# The accuracy a config's docstring quotes, by config (default: the linear probe on h).
+QUOTED = {"configs/clop_fashion_mnist.py": "eval/test/z/knn5_acc"}
+
+
+def latest(records: list[dict], config: str) -> dict | None:
+    """The last recorded run of `config` as shipped (no overrides), or None."""
+    shipped = f"python -m hncl_jax.main --config={config}"
+    rows = [r for r in records if r.get("config") == config and r.get("command") == shipped]
+    return rows[-1] if rows else None
+
+
+def summary_line(record: dict) -> str:
+    """The sentence a config's docstring quotes from its latest time-to-accuracy run."""
+    key = QUOTED.get(record["config"], "eval/test/h/probe_top1")
+    what = {
+        "eval/test/h/probe_top1": "linear-probe top-1 (h)",
+        "eval/test/z/knn5_acc": "kNN-5 accuracy (z)",
+    }[key]
+    wall = record["wall_s"]
+    took = f"{wall:.0f} s" if wall < 120 else f"{wall / 60:.0f} min"
+    return (
+        f"Measured on a {record['machine']['cpu_count']}-core CPU (BENCHMARKS.md, \"Time to "
+        f"accuracy\"): {what} {record['metrics'][key]:.3f} in {took}."
+    )
+
+
 def elapsed_from_time_log(path: str) -> float:
     text = open(path).read()
     m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
@@ -106,6 +132,7 @@ def main(argv=None) -> int:
     with open(args.out, "a") as fh:
         fh.write(json.dumps(record, sort_keys=True) + "\n")
     print(json.dumps(record, indent=1, sort_keys=True))
+    print(f"The config's docstring quotes: {summary_line(record)}")
     return 0
 
 

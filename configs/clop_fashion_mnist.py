@@ -6,7 +6,8 @@ at CPU size): NT-Xent on two crop-and-flip views plus the CLOP term on the label
 d = 16 ≥ C = 10 for orthonormal prototypes, unit sphere, τ = 0.5, λ = 1. kNN and the
 linear probe are fitted on the labelled examples only. Arguments: `10pct` (default),
 `50pct`, `100pct`, `smoke`; `--config.clop.weight=0` gives the NT-Xent baseline.
-Wall time on a 2-core CPU: see BENCHMARKS.md ("Time to accuracy").
+Measured on a 2-core CPU (BENCHMARKS.md, "Time to accuracy"): kNN-5 accuracy (z) 0.835
+in 9 min.
 """
 
 import ml_collections

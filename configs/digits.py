@@ -4,8 +4,9 @@
 
 The small CNN, label positives, β = 2, one randomly shifted copy of each image per step
 (up to one pixel; no flips, which would change a digit). Reports nearest-class-mean, kNN
-and linear-probe accuracy on the held-out 20 %. Wall time on a 2-core CPU: see
-BENCHMARKS.md ("Time to accuracy").
+and linear-probe accuracy on the held-out 20 %.
+Measured on a 2-core CPU (BENCHMARKS.md, "Time to accuracy"): linear-probe top-1 (h)
+0.992 in 33 s.
 """
 
 import ml_collections

@@ -2,13 +2,16 @@
 
     python -m hncl_jax.main --config=configs/fashion_mnist.py --workdir=/tmp/hncl_fashion
 
-Label positives (supervised), hard negatives with β = 5, k = 256, d = C − 1 = 9 on the
-unit ball, one view of each image per step (a random shift of up to 2 pixels and a
-horizontal flip), Adam with a cosine schedule, 15 epochs.
+The small CNN with two convolutions per stage (width 32, depth 2: 287 k backbone
+parameters, 29 M multiply-adds per image), label positives (supervised), hard negatives
+with β = 5, k = 256, d = C − 1 = 9 on the unit ball, one view of each image per step (a
+random shift of up to 2 pixels and a horizontal flip), Adam with a cosine schedule, 15
+epochs.
 Reports nearest-class-mean, kNN and linear-probe accuracy on the 10,000 test images.
 The data come from TFDS when `fashion_mnist` is prepared there, else from the IDX files
 of `apt-get install dataset-fashion-mnist` (or `--config.data_dir=<folder>`).
-Wall time on a 2-core CPU: see BENCHMARKS.md ("Time to accuracy").
+Measured on a 2-core CPU (BENCHMARKS.md, "Time to accuracy"): linear-probe top-1 (h)
+0.931 in 23 min.
 """
 
 import ml_collections
@@ -20,6 +23,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = default.get_config()
     c.dataset = "fashion_mnist"
     c.model = "small_cnn"
+    c.model_kwargs.width = 32
+    c.model_kwargs.depth = 2
     c.augment = True
     c.views = "translate"
     c.view_kwargs.max_shift = 2

@@ -4,7 +4,8 @@
     hncl_jax.losses.contrastive_loss(z, labels, key, setting="hscl", beta=10.0)
 
 The modules load on first use (`import hncl_jax` itself imports neither JAX nor
-TensorFlow Datasets), from the bottom floor up:
+TensorFlow Datasets; it only adds the library's XLA:CPU flags to `XLA_FLAGS`, see
+`hncl_jax.runtime.configure_xla`), from the bottom floor up:
 
 * `geometry`: normalizations (unit ball, unit sphere), the simplex ETF, class means,
   Neural-Collapse metrics, the Dimensional-Collapse spectrum, the closed-form minima of
@@ -15,6 +16,8 @@ TensorFlow Datasets), from the bottom floor up:
   SimCLR-form loss.
 * `baselines`: NT-Xent, SupCon, SINCERE, DCL, DCLW, VICReg, Barlow Twins, CLOP's
   orthonormal prototypes and term.
+* `layers`: CPU-friendly lowerings the models use (im2col for few-channel convolutions,
+  a max-pool with a one-pass gradient).
 * `models`: ResNet-18/50 (CIFAR stem) with a projection head, MLPs, small CNNs.
 * `data`: the synthetic sets of both papers, digits, CIFAR-10/100 and Tiny-ImageNet
   (TFDS), on-device augmentation.
@@ -53,6 +56,7 @@ _MODULES = (
     "hardening",
     "losses",
     "baselines",
+    "layers",
     "models",
     "data",
     "evaluation",

@@ -78,6 +78,13 @@ _enum(
 )
 _enum("model", "resnet50", models.MODELS, "Encoder (models.MODELS).")
 _int("batch", 512, "Batch size (images per step; views double it).", lower_bound=1)
+_int(
+    "depth",
+    0,
+    "small_cnn: convolutions per stage (0: the model's default, 1; the Fashion-MNIST config "
+    "uses 2).",
+    lower_bound=0,
+)
 _enum("loss", "hscl", validation.LOSS_NAMES, "Loss (config.loss.name).")
 _int("k", 256, "Negatives per anchor of the sampled estimator.", lower_bound=1)
 flags.DEFINE_float(
@@ -200,6 +207,8 @@ def options_from_flags(fv: flags.FlagValues = _FLAGS) -> ml_collections.ConfigDi
         o.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
     if o.estimator is None:
         o.estimator = "reweighted" if peer and o.mode != "loss" else "sampled"
+    if o.depth and o.model != "small_cnn":
+        raise BenchmarkError(f"--depth is an option of small_cnn; got --model={o.model}.")
     if o.mode == "epoch" and o.dataset_size < o.batch:
         raise BenchmarkError(
             f"--dataset_size={o.dataset_size} is smaller than --batch={o.batch}: an epoch "
@@ -438,7 +447,9 @@ def _torch_side(o, state, images: np.ndarray, labels: np.ndarray, embed_dim: int
     steps, count, value = {}, None, None
     variants = ("eager", "compile") if o.torch_compile else ("eager",)
     for variant in variants:
-        twin = torch_peer.create_model(o.model, embed_dim=embed_dim, in_channels=o.channels)
+        twin = torch_peer.create_model(
+            o.model, embed_dim=embed_dim, in_channels=o.channels, **_model_options(o)
+        )
         torch_peer.load_flax(twin, state.params)
         count = torch_peer.num_params(twin)
         if variant == "eager":
@@ -456,6 +467,11 @@ def _torch_side(o, state, images: np.ndarray, labels: np.ndarray, embed_dim: int
         )
     _check_same_loss(f"{o.mode} {o.model}", jax_loss, value)
     return steps, count, value, (x, y)
+
+
+def _model_options(o: ml_collections.ConfigDict) -> dict[str, int]:
+    """The model options the flags set (`--depth`), as for `models.create_model`."""
+    return {"depth": o.depth} if o.depth else {}
 
 
 def _bench_inputs(o: ml_collections.ConfigDict, shape: tuple, num_classes: int):
@@ -535,6 +551,7 @@ def bench_train(o: ml_collections.ConfigDict, sink: _Sink) -> dict[str, Any]:
         embed_dim=embed_dim,
         steps_per_dispatch=o.steps_per_dispatch,
     )
+    c.model_kwargs.update(_model_options(o))
     shape = (o.image_size, o.image_size, o.channels)
     host_images, host_labels = _bench_inputs(o, shape, num_classes)
     n = len(host_labels)
@@ -572,6 +589,7 @@ def bench_train(o: ml_collections.ConfigDict, sink: _Sink) -> dict[str, Any]:
     record = {
         "mode": o.mode,
         "model": o.model,
+        **_model_options(o),
         "batch": o.batch,
         "image_shape": list(shape),
         "loss": o.loss,
@@ -601,7 +619,7 @@ def bench_train(o: ml_collections.ConfigDict, sink: _Sink) -> dict[str, Any]:
         return metrics["loss"]
 
     views = 2 if o.positives == "views" else 1
-    flops_per_image = 3 * models.model_flops(o.model, shape, embed_dim)
+    flops_per_image = 3 * models.model_flops(o.model, shape, embed_dim, **_model_options(o))
     if o.mode == "step":
         first, times = _time(one, warmup=o.warmup, steps=o.steps)
         if o.profile_dir:

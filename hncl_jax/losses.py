@@ -301,11 +301,10 @@ def _fused_reweighted_applies(
     tau_plus: Any,
     grad_through_weights: bool,
     reduction: str,
-    diagnostics: bool,
     temperature: Any,
 ) -> bool:
     """Whether `_fused_reweighted_loss` computes this reweighted loss (its common case)."""
-    if hardening not in ("exponential", "none") or grad_through_weights or diagnostics:
+    if hardening not in ("exponential", "none") or grad_through_weights:
         return False
     tp = _utils.concrete_scalar(tau_plus, caller="contrastive_loss", arg="tau_plus")
     tau = _utils.concrete_scalar(temperature, caller="contrastive_loss", arg="temperature")
@@ -583,7 +582,7 @@ def _contrastive_loss(
     positives = _positive_mask(positive_ids, self_positive)
     candidates = _candidate_mask(setting, labels, exclude_anchor)
     if estimator == "reweighted" and _fused_reweighted_applies(
-        hardening, tau_plus, grad_through_weights, reduction, with_aux and diagnostics, temperature
+        hardening, tau_plus, grad_through_weights, reduction, temperature
     ):
         # Exponential hardening never falls back (every h = exp(β s) > 0).
         inv_tau = 1.0 / float(temperature)
@@ -592,7 +591,14 @@ def _contrastive_loss(
         if not with_aux:
             return loss, None
         num_dropped = (valid.shape[0] - jnp.sum(valid)).astype(jnp.int32)
-        return loss, {"num_dropped_anchors": num_dropped, "num_fallback": jnp.int32(0)}
+        aux = {"num_dropped_anchors": num_dropped, "num_fallback": jnp.int32(0)}
+        if diagnostics:  # from q_i itself, without gradient (the loss needs no log q)
+            s = jax.lax.stop_gradient(_similarities(z))
+            log_q, _ = hard.tilted_log_probs(
+                s, candidates, hardening=hardening, beta=beta, epsilon=epsilon
+            )
+            aux.update(_negative_diagnostics(s, candidates, labels, valid, log_q, None))
+        return loss, aux
     s = _similarities(z)
     pair_loss, fallback, num_sir_fallback, idx, log_q = _estimated_pair_losses(
         key,

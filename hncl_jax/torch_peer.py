@@ -152,16 +152,17 @@ def _modules():
             return self.head(h.mean(dim=(2, 3)))
 
     class SmallCNN(Twin):
-        # models.SmallCNN: 3×3 conv + BN + ReLU of widths (w, 2w, 4w), 2×2 max-pools between.
-        def __init__(self, embed_dim, in_channels, width=32, head_hidden=128):
+        # models.SmallCNN: stages of `depth` 3×3 conv + BN + ReLU of widths (w, 2w, 4w),
+        # 2×2 max-pools between the stages.
+        def __init__(self, embed_dim, in_channels, width=32, depth=1, head_hidden=128):
             super().__init__()
             mults = (1, 2, 4)
             layers, c = [], in_channels
-            for i, mult in enumerate(mults):
+            for i, (mult, j) in enumerate((m, j) for m in mults for j in range(depth)):
                 conv = self.conv((f"conv_{i}",), c, mult * width, 3)
                 layers += [conv, self.bn((f"bn_{i}",), mult * width), nn.ReLU()]
                 c = mult * width
-                if i < len(mults) - 1:
+                if j == depth - 1 and mult != mults[-1]:
                     # ceil_mode pads the high side with -inf, as XLA's "SAME" max-pool.
                     layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
             self.body = nn.Sequential(*layers)

@@ -80,6 +80,7 @@ def test_an_unknown_loss_is_rejected_listing_the_names():
         (["--mode=loss", "--loss_n=12,x"], "integers"),
         (["--mode=loss", "--loss=nt_xent"], "settings"),
         (["--mode=step", "--loss=vicreg"], "positives=views"),
+        (["--mode=step", "--model=tiny_cnn", "--depth=2"], "option of small_cnn"),
     ],
 )
 def test_bad_combinations_fail_before_compiling(argv, match):
@@ -142,14 +143,14 @@ def test_torch_twins_compute_the_flax_models():
     from hncl_jax import models, torch_peer
 
     cases = {
-        "tiny_cnn": ((4, 9, 9, 3), {}),
-        "resnet18": ((2, 8, 8, 3), {"num_filters": 4, "head_hidden": 8}),
-        "small_cnn": ((2, 12, 12, 1), {"width": 4, "head_hidden": 8}),
+        "tiny_cnn": [((4, 9, 9, 3), {})],
+        "resnet18": [((2, 8, 8, 3), {"num_filters": 4, "head_hidden": 8})],
+        "small_cnn": [
+            ((2, 12, 12, 1), {"width": 4, "head_hidden": 8}),
+            ((2, 12, 12, 1), {"width": 4, "depth": 2, "head_hidden": 8}),
+        ],
     }
-    for name in torch_peer.MODELS:
-        if name not in models.MODELS:
-            continue
-        shape, kw = cases[name]
+    for name, (shape, kw) in ((n, case) for n in torch_peer.MODELS for case in cases[n]):
         x = np.random.default_rng(0).random(shape, np.float32)
         m = models.create_model(name, embed_dim=3, **kw)
         v = m.init(jax.random.key(0), x, train=False)
@@ -200,6 +201,30 @@ def test_torch_loss_matches_the_jax_loss_for_both_estimators():
 
 
 @pytest.mark.slow
+def test_depth_reaches_the_model_its_flops_and_the_torch_twin():
+    _torch()
+    import jax
+    import jax.numpy as jnp
+
+    from hncl_jax import models
+
+    argv = (
+        "--mode=step --model=small_cnn --depth=2 --batch=4 --num_classes=3 --image_size=8 "
+        "--channels=1 --steps=1 --warmup=0 --repeats=1 --peer=torch --torch_compile=false"
+    ).split()
+    (rec,) = benchmark.run(argv)
+    assert rec["depth"] == 2 and rec["params_jax"] == rec["params_torch"]
+    one = models.create_model("small_cnn", embed_dim=2)
+    two = models.create_model("small_cnn", embed_dim=2, depth=2)
+    x = jnp.zeros((1, 8, 8, 1))
+    count = lambda m: models.num_params(
+        jax.eval_shape(lambda: m.init(jax.random.key(0), x, train=False))
+    )
+    assert rec["params_jax"] == count(two) > count(one)
+    flops = 3 * models.model_flops("small_cnn", (8, 8, 1), 2, depth=2)
+    assert rec["tflops"] == pytest.approx(rec["images_per_sec"] * flops / 1e12)
+
+
 def test_peer_step_checks_the_loss_and_reports_ratios(capsys):
     _torch()
     (rec,) = benchmark.run(
@@ -240,11 +265,27 @@ def test_peer_step_with_torch_compile():
 
 
 # ----------------------------------------------------------------- BENCHMARKS.md
-def _make_doc():
-    spec = importlib.util.spec_from_file_location("make_doc", ROOT / "benchmarks" / "make_doc.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _make_doc():
+    return _script("make_doc")
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "clop_fashion_mnist", "digits"])
+def test_config_docstrings_quote_their_latest_time_to_accuracy(name):
+    """The CPU configs' docstrings state their measured time and accuracy, as written by
+    benchmarks/time_to_accuracy.py from the last recorded run of the shipped config."""
+    tta = _script("time_to_accuracy")
+    lines = (ROOT / "benchmarks" / "results" / "time_to_accuracy.jsonl").read_text()
+    record = tta.latest([json.loads(x) for x in lines.splitlines()], f"configs/{name}.py")
+    assert record is not None, f"no time-to-accuracy run of configs/{name}.py is recorded"
+    doc = importlib.import_module(f"hncl_jax.configs.{name}").__doc__
+    assert tta.summary_line(record) in " ".join(doc.split())
 
 
 def test_benchmarks_md_agrees_with_the_results_files():
@@ -446,3 +487,38 @@ def test_precision_runs_a_config_in_both_dtypes(tmp_path):
     # Everything but the dtype is equal, and the dtype changes the numbers.
     assert f32["metrics"]["train/theorem_bound"] == bf16["metrics"]["train/theorem_bound"]
     assert f32["metrics"]["train/epoch_loss"] != bf16["metrics"]["train/epoch_loss"]
+
+
+def test_make_doc_pairs_the_xla_flag_runs_of_one_command(tmp_path):
+    make_doc = _make_doc()
+    flag = f"--{make_doc.XLA_DEFAULT_FLAG}=-individual_convolution"
+
+    def rec(step_ms, ratio, flags, command="--mode=step --model=small_cnn --peer=torch"):
+        return {
+            "kind": "benchmark",
+            "mode": "step",
+            "peer": "torch",
+            "model": "small_cnn",
+            "batch": 256,
+            "image_shape": [28, 28, 1],
+            "params_jax": 10,
+            "params_torch": 10,
+            "step_ms": step_ms,
+            "torch_eager_ms": step_ms / ratio,
+            "ratio_eager": ratio,
+            "command": f"python -m hncl_jax.benchmark {command}",
+            "machine": {"xla_flags": flags, "cores": 2},
+            "date": "2026-12-06T17:00Z",
+        }
+
+    lines = [rec(180.0, 2.0, ""), rec(100.0, 1.1, flag), rec(170.0, 1.9, ""), rec(90.0, 1.0, flag)]
+    lines.append(rec(50.0, 0.9, flag, command="--mode=step --model=tiny_cnn --peer=torch"))
+    (tmp_path / "2026-12-06-cpu.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    text = make_doc.render(tmp_path)
+    section = text.split("### XLA:CPU convolutions")[1].split("###")[0]
+    # One row (the tiny_cnn command has no run without the flag): runs in pairs, in order.
+    (row,) = [ln for ln in section.splitlines() if ln.startswith("| 2026-12-06-cpu")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:7] == ["180 / 170", "100 / 90.0", "0.54×", "2.00× / 1.90×", "1.10× / 1.00×"]
+    table_a = text.split("### (a) Train step against PyTorch")[1]
+    assert table_a.count("library's") == 3 and table_a.count("XLA's") == 2

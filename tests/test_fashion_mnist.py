@@ -179,8 +179,15 @@ def test_image_views_are_refused_on_vectors():
 
 
 # --------------------------------------------------------------------------- the encoder
-def test_small_cnn_sizes_match_its_docstring():
-    m = models.create_model("small_cnn", embed_dim=9)
+@pytest.mark.parametrize(
+    "depth, params, mac_count, doc_text",
+    [
+        (1, 92_896, 7_468_672, "depth 1: 93 k backbone parameters and 7.5 M multiply-adds"),
+        (2, 286_880, 29_144_704, "depth 2: 287 k and 29 M"),
+    ],
+)
+def test_small_cnn_sizes_match_its_docstring(depth, params, mac_count, doc_text):
+    m = models.create_model("small_cnn", embed_dim=9, depth=depth)
     variables = m.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)), train=False)
     backbone = sum(
         x.size
@@ -188,19 +195,21 @@ def test_small_cnn_sizes_match_its_docstring():
         if name != "ProjectionHead_0"
         for x in jax.tree.leaves(tree)
     )
-    macs = models.model_macs("small_cnn", (28, 28, 1), 9)
-    assert backbone == 92_896 and macs == 7_468_672
-    doc = models.SmallCNN.__doc__
-    assert "93 k backbone parameters" in doc and "7.5 M multiply-adds" in doc
+    assert len(variables["params"]) == 3 * depth * 2 + 1  # conv_i, bn_i and the head
+    macs = models.model_macs("small_cnn", (28, 28, 1), 9, depth=depth)
+    assert backbone == params and macs == mac_count
+    doc = " ".join(models.SmallCNN.__doc__.split())
+    assert doc_text in doc
     resnet18 = models.model_macs("resnet18", (32, 32, 3), 9)
-    assert f"{resnet18 / macs:.0f}×" in doc
+    if depth == 1:
+        assert f"{resnet18 / macs:.0f}× fewer than ResNet-18" in doc
     # XLA's own count of the forward pass agrees with the analytic one (2 FLOPs a MAC;
     # XLA leaves out the padded border's products).
     x = jnp.zeros((1, 28, 28, 1))
     cost = jax.jit(lambda v, x: m.apply(v, x, train=False)).lower(variables, x).compile()
     flops = cost.cost_analysis()
     flops = flops[0]["flops"] if isinstance(flops, list) else flops["flops"]
-    assert 0.85 < flops / models.model_flops("small_cnn", (28, 28, 1), 9) < 1.0
+    assert 0.85 < flops / models.model_flops("small_cnn", (28, 28, 1), 9, depth=depth) < 1.0
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1), (32, 32, 3), (7, 7, 1)])

@@ -13,6 +13,7 @@ Stochastic comparisons use fixed keys (deterministic tests) and 3-standard-error
 import functools
 import itertools
 import math
+from unittest import mock
 
 import chex
 import jax
@@ -684,15 +685,18 @@ class NumericalSafetyTest(parameterized.TestCase):
 class FusedReweightedTest(parameterized.TestCase):
     """The reweighted loss's fused kernel (exponential or no hardening, τ⁺ = 0, detached
     weights, anchor mean) against the generic composition of `_log_mean_negative` and
-    `_reduce`, which the diagnostics path still takes."""
+    `_reduce` that every other case takes."""
 
-    @staticmethod
-    def _both(z, labels, **kw):
+    def _generic(self):
+        """Within the context, the loss takes the generic path whatever its arguments."""
+        return mock.patch.object(losses, "_fused_reweighted_applies", lambda *a: False)
+
+    def _both(self, z, labels, **kw):
         kw = dict(estimator="reweighted", **kw)
-        fused = jax.value_and_grad(lambda z: losses.contrastive_loss(z, labels, **kw))(z)
-        generic = jax.value_and_grad(
-            lambda z: losses.contrastive_loss_with_aux(z, labels, diagnostics=True, **kw)[0]
-        )(z)
+        fn = lambda z: losses.contrastive_loss(z, labels, **kw)
+        fused = jax.value_and_grad(fn)(z)
+        with self._generic():
+            generic = jax.value_and_grad(fn)(z)
         return fused, generic
 
     @parameterized.product(
@@ -734,12 +738,15 @@ class FusedReweightedTest(parameterized.TestCase):
         loss, aux = losses.contrastive_loss_with_aux(
             z, labels, setting="hscl", beta=2.0, estimator="reweighted", self_positive=False
         )
-        _, generic = losses.contrastive_loss_with_aux(
-            z, labels, setting="hscl", beta=2.0, estimator="reweighted", self_positive=False,
-            diagnostics=True,
-        )  # fmt: skip
-        self.assertEqual(int(aux["num_dropped_anchors"]), int(generic["num_dropped_anchors"]))
+        kw = dict(setting="hscl", beta=2.0, estimator="reweighted", self_positive=False)
+        fused = losses.contrastive_loss_with_aux(z, labels, diagnostics=True, **kw)[1]
+        with self._generic():
+            generic = losses.contrastive_loss_with_aux(z, labels, diagnostics=True, **kw)[1]
         self.assertEqual(int(aux["num_dropped_anchors"]), 2)
+        # The diagnostics (from q_i, without gradient) are those of the generic path.
+        self.assertEqual(sorted(fused), sorted(generic))
+        for name in generic:
+            np.testing.assert_allclose(fused[name], generic[name], rtol=1e-5, err_msg=name)
 
     def test_traced_beta_under_vmap(self):
         z = jnp.asarray(_unit_ball(5, n=6), jnp.float32)

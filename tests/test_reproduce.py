@@ -145,7 +145,13 @@ def test_the_cpu_grid_plan(tmp_path):
             len(sweep.plan_grid(b, {}, r, points=p, seeds=s))
             for b, p, r, s in reproduce.study_plan(study, "cpu", root)
         )
-    assert counts == {"hn_supervised": 15, "hn_unsupervised": 15, "hn_warm_start": 9, "clop": 18}
+    assert counts == {"hn_supervised": 15, "hn_unsupervised": 15, "hn_warm_start": 9, "clop": 48}
+    clop_base, clop_points, _, _ = reproduce.study_plan("clop", "cpu", root)[0]
+    nt_xent = [p for p in clop_points if p["loss.name"] == "nt_xent"]
+    assert {p["label_fraction"] for p in nt_xent} == {0.1, 0.5, 1.0}
+    batches = {p.get("batch_size", clop_base.batch_size) for p in nt_xent}
+    assert batches == {32, 64, 128, 256, 512}
+    assert all(sum(p.get("clop.weight") == w for p in clop_points) == 8 for w in (0.0, 1.0))
     warm = reproduce.study_plan("hn_warm_start", "cpu", root)
     for seed, (base, points, _, _) in enumerate(warm):
         assert base.seed == seed
