@@ -64,8 +64,8 @@ def summary_line(record: dict) -> str:
     wall = record["wall_s"]
     took = f"{wall:.0f} s" if wall < 120 else f"{wall / 60:.0f} min"
     return (
-        f"Measured on a {record['machine']['cpu_count']}-core CPU (BENCHMARKS.md, \"Time to "
-        f"accuracy\"): {what} {record['metrics'][key]:.3f} in {took}."
+        f'Measured on a {record["machine"]["cpu_count"]}-core CPU (BENCHMARKS.md, "Time to '
+        f'accuracy"): {what} {record["metrics"][key]:.3f} in {took}.'
     )
 
 
