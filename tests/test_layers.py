@@ -141,19 +141,24 @@ def test_max_pool_rejects_odd_sizes_with_the_fix(shape):
 
 def test_small_cnn_uses_both_and_pools_odd_sizes_with_padding():
     model = models.create_model("small_cnn", embed_dim=3, width=2)
-    for size in (8, 7):  # 7×7 → 4×4 → 2×2 ('SAME' pooling of odd sizes)
-        x = jax.random.normal(jax.random.key(6), (2, size, size, 1))
+
+    @jax.jit
+    def forward(x):
         variables = model.init(jax.random.key(7), x, train=False)
-        (h, f), _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        return model.apply(variables, x, train=True, mutable=["batch_stats"])[0]
+
+    for size in (8, 7):  # 7×7 → 4×4 → 2×2 ('SAME' pooling of odd sizes)
+        h, f = forward(jax.random.normal(jax.random.key(6), (2, size, size, 1)))
         assert h.shape == (2, 8) and f.shape == (2, 3)
-    hlo = (
-        jax.jit(
-            jax.grad(lambda p, x: model.apply({**variables, "params": p}, x, train=False)[1].sum())
-        )
-        .lower(variables["params"], jnp.ones((2, 8, 8, 1)))
-        .as_text()
+    x = jnp.ones((2, 8, 8, 1))
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(7), x, train=False))
+    grad = jax.jit(
+        jax.grad(lambda p, v, x: model.apply({**v, "params": p}, x, train=False)[1].sum())
     )
-    assert "select_and_scatter" not in hlo
+    hlo = grad.lower(variables["params"], variables, x).as_text()
+    # The pools' gradients come from their one-byte argmax (layers.max_pool_2x2), not from
+    # flax's select-and-scatter.
+    assert "xi8>" in hlo and "select_and_scatter" not in hlo
 
 
 def test_benchmarks_md_states_the_threshold_the_code_uses():

@@ -699,12 +699,18 @@ class FusedReweightedTest(parameterized.TestCase):
             generic = jax.value_and_grad(fn)(z)
         return fused, generic
 
-    @parameterized.product(
-        setting=("scl", "hscl", "ucl", "hucl"),
-        beta=(0.0, 3.0, 1000.0),
-        temperature=(1.0, 0.3),
-        self_positive=(True, False),
-        exclude_anchor=(False, True),
+    @parameterized.parameters(
+        # (setting, β, τ, self_positive, exclude_anchor): every setting, β from none to
+        # 1000 (exponents that overflow off the candidates), τ ≠ 1, both anchor options.
+        ("scl", 0.0, 1.0, True, False),
+        ("scl", 3.0, 0.3, False, False),
+        ("hscl", 3.0, 1.0, True, False),
+        ("hscl", 1000.0, 0.3, False, True),
+        ("hscl", 30.0, 1.0, False, False),
+        ("ucl", 0.0, 0.3, True, True),
+        ("ucl", 3.0, 1.0, False, True),
+        ("hucl", 3.0, 0.3, True, False),
+        ("hucl", 1000.0, 1.0, False, True),
     )
     def test_value_and_gradient_equal_the_generic_path(
         self, setting, beta, temperature, self_positive, exclude_anchor
