@@ -108,8 +108,14 @@ def conv_general_dilated(
 
     Example:
         >>> import flax.linen as nn
+        >>> import jax
+        >>> import jax.numpy as jnp
         >>> from hncl_jax import layers
-        >>> conv = nn.Conv(32, (3, 3), conv_general_dilated=layers.conv_general_dilated)
+        >>> conv = nn.Conv(4, (3, 3), conv_general_dilated=layers.conv_general_dilated)
+        >>> x = jnp.ones((1, 8, 8, 1))  # one channel: patches × kernel on a CPU
+        >>> variables = conv.init(jax.random.key(0), x)
+        >>> conv.apply(variables, x).shape
+        (1, 8, 8, 4)
     """
 
     def native(lhs, rhs):

@@ -28,6 +28,7 @@ REQUIRED = {
         "ucl_lower_bound",
     ),
     "hncl_jax.hardening": ("psi", "log_hardening", "tilted_probs", "sample_negatives"),
+    "hncl_jax.layers": ("conv_general_dilated", "max_pool_2x2"),
     "hncl_jax.losses": (
         "contrastive_loss",
         "contrastive_loss_with_aux",
