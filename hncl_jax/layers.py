@@ -21,7 +21,8 @@ gradients:
   evenly over tied maxima instead: the two differ only at exact ties, which after a
   ReLU are windows of zeros whose gradient the ReLU discards in either case.
 
-BENCHMARKS.md ("CPU train step") has the measured effect on whole train steps.
+BENCHMARKS.md ("Speed on a CPU", and the train-step tables under "Recorded results") has
+the measured effect on whole train steps.
 """
 
 from __future__ import annotations

@@ -254,9 +254,9 @@ class SmallCNN(nn.Module):
             dtype=self.dtype,
         )
         h = jnp.asarray(x, self.dtype)
-        for i, (mult, j) in enumerate(_small_cnn_layers(self.depth)):
+        for i, (mult, pool) in enumerate(small_cnn_layers(self.depth)):
             h = nn.relu(norm(name=f"bn_{i}")(conv(mult * self.width, (3, 3), name=f"conv_{i}")(h)))
-            if j == self.depth - 1 and mult != _SMALL_CNN_WIDTHS[-1]:
+            if pool:
                 h = _max_pool_2x2(h)
         h = jnp.mean(h, axis=(1, 2))
         f = ProjectionHead(self.embed_dim, self.head, self.head_hidden, self.dtype)(h, train)
@@ -267,9 +267,14 @@ class SmallCNN(nn.Module):
 _SMALL_CNN_WIDTHS = (1, 2, 4)
 
 
-def _small_cnn_layers(depth: int) -> list[tuple[int, int]]:
-    """(width multiple, index within its stage) of each of SmallCNN's convolutions."""
-    return [(mult, j) for mult in _SMALL_CNN_WIDTHS for j in range(depth)]
+def small_cnn_layers(depth: int) -> list[tuple[int, bool]]:
+    """(width multiple, whether a 2×2 max-pool follows) of each of SmallCNN's convolutions
+    in order: `depth` per stage, a pool after every stage but the last. The layout that
+    `SmallCNN`, `model_macs` and the PyTorch twin (`torch_peer`) all build from."""
+    last = _SMALL_CNN_WIDTHS[-1]
+    return [
+        (mult, j == depth - 1 and mult != last) for mult in _SMALL_CNN_WIDTHS for j in range(depth)
+    ]
 
 
 def _max_pool_2x2(h: jnp.ndarray) -> jnp.ndarray:
@@ -393,16 +398,16 @@ def create_model(
         allowed = {"width", "head_hidden"}
     else:
         allowed = {"hidden_sizes", "head_hidden"}
+    unknown = set(kw) - allowed
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)} for model {name!r}; allowed: {sorted(allowed)}."
+        )
     if "depth" in kw and (
         isinstance(kw["depth"], bool) or not isinstance(kw["depth"], int) or kw["depth"] < 1
     ):
         raise ValueError(
             f"small_cnn depth must be an int >= 1 (convolutions per stage), got {kw['depth']!r}."
-        )
-    unknown = set(kw) - allowed
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {sorted(unknown)} for model {name!r}; allowed: {sorted(allowed)}."
         )
     if name in _RESNET_STAGES:
         block = BasicBlock if name == "resnet18" else BottleneckBlock
@@ -482,10 +487,10 @@ def model_macs(
         head = "mlp" if head == "default" else head
         if name == "small_cnn":
             width, depth, total = kw.get("width", 32), kw.get("depth", 1), 0
-            for mult, j in _small_cnn_layers(depth):
+            for mult, pool in small_cnn_layers(depth):
                 m, h, w = _conv_macs(h, w, 3, c, mult * width, 1)
                 total, c = total + m, mult * width
-                if j == depth - 1 and mult != _SMALL_CNN_WIDTHS[-1]:
+                if pool:
                     h, w = -(-h // 2), -(-w // 2)
             return total + _head_macs(c, embed_dim, head, kw.get("head_hidden", 128))
         if name == "tiny_cnn":

@@ -552,6 +552,12 @@ def _clop_label(a: Mapping[str, Any]) -> str:
     return f"{name}, {a['label_fraction']:.0%} labels, batch {a['batch_size']}"
 
 
+def _model_options(size: Mapping[str, Any]) -> str:
+    """The size's model options as the table's heading states them, e.g. " (width 32, depth 1)"."""
+    options = ", ".join(f"{name} {size[name]}" for name in ("width", "depth") if size.get(name))
+    return f" ({options})" if options else ""
+
+
 def render(results: Mapping[str, Any], figure_dir: str = RESULTS_DIR) -> str:
     """The generated Fashion-MNIST section of REPRODUCTION.md (between the markers)."""
     s = results["size_settings"]
@@ -576,11 +582,7 @@ def render(results: Mapping[str, Any], figure_dir: str = RESULTS_DIR) -> str:
         f"Size `{results['size']}` (chosen so that the grid fits a 2-core CPU; the papers "
         "train ResNets for hundreds of epochs on CIFAR): "
         f"{s['max_examples'] or 'all'} training images (a seeded subset per seed) and as "
-        f"many test images, model `{s['model']}`"
-        + (f" (width {s['width']}" if s["width"] else "")
-        + (f", depth {s['depth']}" if s.get("depth") else "")
-        + (")" if s["width"] else "")
-        + f", {s['epochs']} "
+        f"many test images, model `{s['model']}`" + _model_options(s) + f", {s['epochs']} "
         f"epochs, batch {s['batch']}, k = {s['k']}, evaluation every {s['eval_every']} "
         f"epochs, linear probe {s['probe_epochs']} epochs at the end. Values are mean ± "
         f"std over {s['seeds']} seeds (sample std). NC metrics are of the training "

@@ -11,7 +11,7 @@ jaxlib knows that flag and the user has not set it: results are unchanged up to 
 order of float32 sums. JAX reads `XLA_FLAGS` once, when its CPU backend starts, so the
 package must be imported before any JAX computation runs; otherwise it warns and
 changes nothing. `HNCL_JAX_XLA_DEFAULTS=0` keeps XLA's own defaults. BENCHMARKS.md
-("CPU train step") has the measured effect.
+("XLA:CPU convolutions", under "Recorded results") has the measured effect.
 
 **Huge pages** (`tune_process`).
 

@@ -156,13 +156,14 @@ def _modules():
         # 2×2 max-pools between the stages.
         def __init__(self, embed_dim, in_channels, width=32, depth=1, head_hidden=128):
             super().__init__()
-            mults = (1, 2, 4)
+            from hncl_jax.models import small_cnn_layers
+
             layers, c = [], in_channels
-            for i, (mult, j) in enumerate((m, j) for m in mults for j in range(depth)):
+            for i, (mult, pool) in enumerate(small_cnn_layers(depth)):
                 conv = self.conv((f"conv_{i}",), c, mult * width, 3)
                 layers += [conv, self.bn((f"bn_{i}",), mult * width), nn.ReLU()]
                 c = mult * width
-                if j == depth - 1 and mult != mults[-1]:
+                if pool:
                     # ceil_mode pads the high side with -inf, as XLA's "SAME" max-pool.
                     layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
             self.body = nn.Sequential(*layers)
