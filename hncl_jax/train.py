@@ -560,10 +560,12 @@ def make_batch_fn(config: ml_collections.ConfigDict, *, batch_size: int, steps_p
 
 
 def make_mesh(devices=None) -> Mesh:
-    """The one-axis mesh "data" over `devices` (default: every device of every host)."""
-    if devices is None:
-        return jax.make_mesh((jax.device_count(),), ("data",))
-    return Mesh(np.array(devices), ("data",))
+    """The one-axis mesh "data" over `devices` (default: every device of every host).
+
+    Built with `Mesh` directly, whose axes are Auto: `jax.make_mesh` gives Explicit axes
+    from jax 0.8 on, and the step's `with_sharding_constraint` accepts only Auto ones.
+    """
+    return Mesh(np.array(jax.devices() if devices is None else devices), ("data",))
 
 
 @dataclasses.dataclass

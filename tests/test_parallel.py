@@ -102,3 +102,13 @@ def test_two_processes_through_jax_distributed_run_a_step(tmp_path):
     loss1, sum1 = json.loads(single.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(results[0]["loss"], loss1, rtol=1e-5)
     np.testing.assert_allclose(results[0]["param_checksum"], sum1, rtol=1e-5)
+
+
+def test_default_mesh_has_auto_axes():
+    """The mesh every user gets (no devices passed) must accept the step's sharding
+    constraints: `jax.make_mesh` gives Explicit axes from jax 0.8 on, which they refuse."""
+    from jax.sharding import AxisType
+
+    from hncl_jax import train
+
+    assert train.make_mesh().axis_types == (AxisType.Auto,)
