@@ -10,7 +10,7 @@ Jupyter with jupytext opens either file and keeps the pair in step). This script
 script into a notebook, runs it top to bottom in the "python3" kernel of this interpreter
 (the environment, HNCL_QUICK, HNCL_WORKDIR, ..., is passed on) and writes the result. The
 committed `.ipynb` files are the QUICK-size executions, so their figures show on the
-repository page; tests/test_notebooks.py executes them again and checks what they print.
+repository page; tests/project/test_notebooks.py executes them again and checks what they print.
 """
 
 from __future__ import annotations

@@ -624,7 +624,7 @@ def clop_lr_bound(k: int) -> float:
     η_max(k) = (2k³ - 5k² + 5k - 2) / (k³ - 3k² + 4k - 2) = 2 + O(1/k); η_max(30) = 2.0333,
     the closed form printed in [CLOP App. D] and used in its text ("2.03").
 
-    Two caveats, both checked in tests/test_geometry.py:
+    Two caveats, both checked in tests/library/test_geometry.py:
 
     * The printed closed form is not the root of the paper's own inequality (eq. 2 with
       ε = 0), whose denominator simplifies to k³ - 3k² + 3k - 2: the root is

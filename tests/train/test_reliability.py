@@ -1,7 +1,7 @@
 """Reliability of `train.train_and_evaluate`: crashes, preemption, damaged files, NaNs.
 
 The fault tests run the trainer in real subprocesses (this file doubles as the driver:
-`python tests/test_reliability.py '<json spec>'`) and kill them at chosen points:
+`python tests/train/test_reliability.py '<json spec>'`) and kill them at chosen points:
 
 * `kill_step:N`  SIGKILL right after the dispatch that reaches step N (mid-epoch);
 * `kill_eval:N`  SIGKILL inside the evaluation at step N (before its row is written);
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import warnings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ROOT not in sys.path:  # script mode (the driver)
     sys.path.insert(0, ROOT)
 

@@ -1,6 +1,6 @@
 """Tests of `hncl_jax.sweep`: grid naming and parsing, resumable `run_grid`, the restored
 representations of a finished run (read only). The vmapped synthetic grid is tested in
-tests/test_synthetic_grid.py."""
+tests/reproduce/test_synthetic_grid.py."""
 
 import json
 import os

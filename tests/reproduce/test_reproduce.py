@@ -14,7 +14,7 @@ import pytest
 from hncl_jax import reproduce, sweep
 from hncl_jax.configs import synthetic
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # --------------------------------------------------------------------------- seed axis

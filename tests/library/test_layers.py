@@ -164,6 +164,6 @@ def test_small_cnn_uses_both_and_pools_odd_sizes_with_padding():
 def test_benchmarks_md_states_the_threshold_the_code_uses():
     import pathlib
 
-    doc = (pathlib.Path(__file__).resolve().parent.parent / "BENCHMARKS.md").read_text()
+    doc = (pathlib.Path(__file__).resolve().parents[2] / "BENCHMARKS.md").read_text()
     assert f"at most {layers.IM2COL_MAX_FEATURES} values per output position" in doc
     assert f"up to\n  {layers.IM2COL_MAX_FEATURES // 9} channels" in doc

@@ -16,7 +16,7 @@ from absl import flags
 
 from hncl_jax import benchmark
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """One process of the two-process `jax.distributed` test (run by test_parallel.py).
 
-Usage: python tests/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_JSON
+Usage: python tests/train/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_JSON
 Each process owns one CPU device; the global mesh spans both, the batch is sharded
 over them, and every process prints the loss of the same global step.
 """
@@ -11,9 +11,9 @@ import sys
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tests.parallel_common import one_step  # noqa: E402
+from tests.train.parallel_common import one_step  # noqa: E402
 
 
 def main():

@@ -13,7 +13,7 @@ import pytest
 
 from hncl_jax import cli, data, validation
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _main(*args, cwd, env=None, timeout=300):

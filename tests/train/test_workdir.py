@@ -22,7 +22,7 @@ import pytest
 
 from hncl_jax import reporting, workdir
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
 SMALL = [
     "--config.num_epochs=2",

@@ -3,7 +3,7 @@
 Each run is a real `train.train_and_evaluate` on a few steps of the synthetic set. A spy
 records the keyword arguments the trainer's objective passes to the library loss, so
 each test checks that the config's value arrives; the losses' own behaviour for each
-option is tested numerically in tests/test_losses.py and tests/test_baselines.py.
+option is tested numerically in tests/library/test_losses.py and tests/library/test_baselines.py.
 """
 
 import chex

@@ -26,7 +26,7 @@ from configs import (
     tinyimagenet,
 )
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 FLOAT32 = {
     "default": default.get_config,

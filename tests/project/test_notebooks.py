@@ -18,7 +18,7 @@ import pytest
 
 from hncl_jax import plots
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLABS = os.path.join(ROOT, "colabs")
 NOTEBOOKS = ["theory", "synthetic_collapse", "cifar_collapse", "near_nc_warm_start", "clop"]
 # Lines each notebook must print at QUICK size: its results were computed and shown.

@@ -20,7 +20,7 @@ from ml_collections import config_flags
 from configs import default
 from hncl_jax import validation
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 E = re.escape
 
 # field -> (bad value, other fields the rule needs). Bools are type-checked (a value of

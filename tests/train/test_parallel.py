@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 EIGHT_DEVICES = """
 import json, jax
-from tests.parallel_common import one_step
+from tests.train.parallel_common import one_step
 assert jax.device_count() == 8, jax.devices()
 one = one_step(jax.devices()[:1])
 eight = one_step(jax.devices())
@@ -60,7 +60,7 @@ def test_two_processes_through_jax_distributed_run_a_step(tmp_path):
         subprocess.Popen(
             [
                 sys.executable,
-                os.path.join(ROOT, "tests", "distributed_worker.py"),
+                os.path.join(ROOT, "tests", "train", "distributed_worker.py"),
                 str(i),
                 "2",
                 port,
@@ -89,7 +89,7 @@ def test_two_processes_through_jax_distributed_run_a_step(tmp_path):
         [
             sys.executable,
             "-c",
-            "import json, jax; from tests.parallel_common import one_step; "
+            "import json, jax; from tests.train.parallel_common import one_step; "
             "print(json.dumps(one_step(jax.devices()[:1])))",
         ],
         cwd=ROOT,
