@@ -11,7 +11,8 @@ Everything here is either a pure `jax` function (jit-able; integer sizes such as
   entropy effective rank and per-class values, beside the paper's metrics.
 * `scl_lower_bound`, `ucl_lower_bound`, `ucl_reweighted_limit` — the minima of the
   supervised and unsupervised losses [HN Thm 2, Thm 3] (docs/math.md §11).
-* `clop_lr_bound`, `clop_gradient_descent` — the learning-rate bound of [CLOP Thm 1] and
+* `clop_lr_bound`, `clop_lr_bound_corrected`, `clop_gradient_descent` — the learning-rate
+  bound of [CLOP Thm 1] (as printed, and with its proof's algebra redone) and
   the experiment of [CLOP §3.1, Fig. 3] (docs/math.md §9).
 
 References:
@@ -619,24 +620,25 @@ def ucl_reweighted_limit(num_classes: int) -> float:
 
 
 def clop_lr_bound(k: int) -> float:
-    """Largest gradient-descent step that keeps the mean of k unit vectors from growing.
+    """Largest gradient-descent step that keeps the mean of k unit vectors from growing,
+    as [CLOP Thm 1] prints it.
 
     η_max(k) = (2k³ - 5k² + 5k - 2) / (k³ - 3k² + 4k - 2) = 2 + O(1/k); η_max(30) = 2.0333,
-    the closed form printed in [CLOP App. D] and used in its text ("2.03").
+    the closed form printed in [CLOP App. D] and used in its text ("2.03"). Kept for
+    comparison: `clop_lr_bound_corrected` is the bound the proof gives once its algebra
+    is redone, and it is tight.
 
-    Two caveats, both checked in tests/library/test_geometry.py:
+    Two slips in [CLOP App. D], both checked in tests/library/test_geometry.py:
 
-    * The printed closed form is not the root of the paper's own inequality (eq. 2 with
-      ε = 0), whose denominator simplifies to k³ - 3k² + 3k - 2: the root is
-      (k-1)(2k² - 3k + 2) / ((k-2)(k² - k + 1)), 2.0358 for k = 30 (22/7 vs 2.2 for
-      k = 3). The printed value satisfies eq. 2 strictly and lies below the root, so it
-      remains a safe (slightly more conservative) bound; it is kept as the paper states it.
-    * The bound is derived at one step from random (uniform on the sphere) vectors, so it
-      is conservative for the dynamics of `clop_gradient_descent`: linearizing that map
-      around its two fixed sets (zero-sum configurations, and all vectors equal) shows
-      that the mean direction grows relative to the others by |1 - η| / (1 + η/(k-1))
-      per step, so complete collapse sets in exactly above η* = 2(k-1)/(k-2) = 2 +
-      2/(k-2) (2.0714 for k = 30), about twice the O(1/k) margin of this bound.
+    * The expansion of E‖x_i⁽¹⁾‖² (eq. 5 with E‖μ⁽⁰⁾‖² = 1/k and E[x_iᵀμ⁽⁰⁾] = 1/k) is
+      (1 + η/(k-1))² + kη²/(k-1)² - 2η/(k-1) · (1 + η/(k-1)) = 1 + η²/(k-1): the linear
+      terms cancel. The paper simplifies it to 1 + η/(k-1) - 2η/k - 2η²/(k(k-1)) +
+      η²k/(k-1)², which is not equal to it, and Theorem 1 is the root of (1 - η)² ≤ that
+      expression.
+    * Even that root is misprinted: solving the printed inequality gives the denominator
+      k³ - 3k² + 3k - 2, i.e. (k-1)(2k² - 3k + 2) / ((k-2)(k² - k + 1)), 2.0358 for
+      k = 30 (22/7 vs 2.2 for k = 3). The printed value satisfies the inequality strictly
+      and lies below that root.
 
     Args:
       k: number of class embeddings, >= 2 (the paper assumes k > 2; η_max(2) = 2).
@@ -656,6 +658,42 @@ def clop_lr_bound(k: int) -> float:
     return (2 * k**3 - 5 * k**2 + 5 * k - 2) / (k**3 - 3 * k**2 + 4 * k - 2)
 
 
+def clop_lr_bound_corrected(k: int) -> float:
+    """[CLOP Thm 1] with the algebra of its proof redone: η_max(k) = 2(k-1)/(k-2).
+
+    The proof's own first line gives E‖x_i⁽¹⁾‖² = 1 + η²/(k-1) (see `clop_lr_bound`), so
+    with B² = 1 + η²/(k-1) its condition (1 - η)² ≤ B² (ε = 0) reads
+    η²(k-2)/(k-1) ≤ 2η, i.e. η ≤ 2(k-1)/(k-2) = 2 + 2/(k-2): 4.0 for k = 3, 2.25 for
+    k = 10, 2.0714 for k = 30.
+
+    This bound is tight for the experiment of [CLOP §3.1] (`clop_gradient_descent`):
+    the pre-normalization map multiplies the mean by 1 - η and every zero-sum direction
+    by 1 + η/(k-1), so the mean direction outgrows the others, and complete collapse sets
+    in, exactly when |1 - η| > 1 + η/(k-1), i.e. η > 2(k-1)/(k-2). The bisection of the
+    collapse threshold in REPRODUCTION.md (CLOP theory section) measures this value.
+
+    Args:
+      k: number of class embeddings, > 2 (for k = 2 the condition holds for every η and
+        the bound is infinite).
+
+    Returns:
+      η_max(k) as a Python float (`inf` for k = 2).
+
+    Raises:
+      ValueError: if k < 2.
+
+    References:
+      [CLOP Thm 1, App. D]; docs/math.md §9.
+    """
+    if k < 2:
+        raise ValueError(
+            f"clop_lr_bound_corrected: k={k!r} must be >= 2 (the number of class embeddings)."
+        )
+    if k == 2:
+        return float("inf")
+    return 2.0 * (k - 1) / (k - 2)
+
+
 def clop_gradient_descent(x: ArrayLike, lr: ArrayLike, steps: int | jax.Array) -> jax.Array:
     """Projected gradient descent on the total pairwise similarity of k unit vectors.
 
@@ -666,6 +704,12 @@ def clop_gradient_descent(x: ArrayLike, lr: ArrayLike, steps: int | jax.Array) -
     converge to a zero-sum configuration (rank k - 1: the last singular value vanishes,
     the "dimensional collapse" noted in [CLOP §3.1]); with lr = 2.1 they all become equal
     (complete collapse, rank 1).
+
+    The objective is the total pairwise similarity Σ_{i≠j} [XᵀX]_ij, minimized as the
+    text of [CLOP §3.1] says ("minimize the cosine similarity between each vector"); its
+    eq. 3 prints it with a minus sign, L_class(X) := -Σ_{i≠j} [XᵀX]_ij, whose descent
+    would pull the vectors together instead: a sign typo, and this function follows the
+    text.
 
     Args:
       x: (m, k) matrix whose columns are unit vectors, m >= k >= 2.

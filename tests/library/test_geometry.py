@@ -308,6 +308,11 @@ def _collapse_threshold(k):
     return 2 * (k - 1) / (k - 2)
 
 
+def _printed_sq_norm(eta, k):
+    """[CLOP App. D]'s simplification of E‖x_i⁽¹⁾‖² (the expression Thm 1 solves)."""
+    return 1 + eta / (k - 1) - 2 * eta / k - 2 * eta**2 / (k * (k - 1)) + eta**2 * k / (k - 1) ** 2
+
+
 class ClopTest(chex.TestCase):
     def test_lr_bound_values(self):
         self.assertEqual(geometry.clop_lr_bound(2), 2.0)
@@ -332,6 +337,35 @@ class ClopTest(chex.TestCase):
             self.assertAlmostEqual(gap(root), 0.0, places=10)
             self.assertLess(gap(eta), 0.0)
             self.assertLess(eta, root)
+
+    def test_expected_norm_after_one_step_is_one_plus_eta2_over_k_minus_1(self):
+        # [CLOP App. D] eq. 5 for k independent uniform unit vectors: the expectation is
+        # 1 + η²/(k-1), not the printed simplification. Monte Carlo over 20,000 draws,
+        # compared within 5 standard errors of the sample mean.
+        k, m, eta, n = 5, 7, 1.5, 20_000
+        x = jax.random.normal(jax.random.key(0), (n, m, k), dtype=jnp.float32)
+        x = np.asarray(x / jnp.linalg.norm(x, axis=1, keepdims=True), dtype=np.float64)
+        mu = x.mean(axis=2, keepdims=True)
+        x1 = (1 + eta / (k - 1)) * x - eta * k / (k - 1) * mu
+        sq = (x1[:, :, 0] ** 2).sum(axis=1)
+        se = sq.std() / np.sqrt(n)
+        exact = 1 + eta**2 / (k - 1)
+        self.assertLess(abs(sq.mean() - exact), 5 * se)
+        self.assertGreater(abs(_printed_sq_norm(eta, k) - exact), 50 * se)
+
+    def test_corrected_bound_solves_the_theorem_condition(self):
+        # (1 - η)² = 1 + η²/(k-1) at η = 2(k-1)/(k-2), the corrected bound, and that is
+        # the collapse threshold of the GD map; the printed bound lies below it.
+        self.assertEqual(geometry.clop_lr_bound_corrected(3), 4.0)
+        self.assertAlmostEqual(geometry.clop_lr_bound_corrected(30), 2.0714, places=4)
+        self.assertEqual(geometry.clop_lr_bound_corrected(2), float("inf"))
+        with self.assertRaisesRegex(ValueError, "k=1"):
+            geometry.clop_lr_bound_corrected(1)
+        for k in (3, 10, 30, 1000):
+            eta = geometry.clop_lr_bound_corrected(k)
+            self.assertAlmostEqual((1 - eta) ** 2, 1 + eta**2 / (k - 1), places=10)
+            self.assertAlmostEqual(eta, _collapse_threshold(k), places=12)
+            self.assertLess(geometry.clop_lr_bound(k), eta)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_one_step_matches_update_rule(self):
@@ -377,9 +411,10 @@ class ClopTest(chex.TestCase):
 
     @parameterized.parameters(10, 30)
     def test_collapse_threshold_is_above_the_bound(self, k):
-        # The observed threshold is 2(k-1)/(k-2) (2.25 for k = 10, 2.0714 for k = 30), not
-        # Thm 1's 2.0976 / 2.0333: the bound is safe but not tight. Check both sides.
-        threshold = _collapse_threshold(k)
+        # The observed threshold is the corrected bound 2(k-1)/(k-2) (2.25 for k = 10,
+        # 2.0714 for k = 30), not Thm 1's printed 2.0976 / 2.0333: the corrected bound is
+        # tight, the printed one safe but loose. Check both sides.
+        threshold = geometry.clop_lr_bound_corrected(k)
         below, above = threshold - 0.03, threshold + 0.03
         self.assertLess(geometry.clop_lr_bound(k), below)
         descend = jax.jit(geometry.clop_gradient_descent, static_argnames="steps")
