@@ -52,7 +52,7 @@ KEYS = re.compile(
 
 def final_metrics(workdir: str) -> dict[str, float]:
     """The kept keys of the run's last evaluation row, with its epoch and step."""
-    from hncl_jax import reporting
+    from hncl_jax.train import reporting
 
     last = reporting.last_evaluation(reporting.read_metrics(workdir))
     if not last:
@@ -70,7 +70,7 @@ def late_gap(workdir: str) -> dict[str, float] | None:
     so near the minimum one evaluation's gap is noise: the median over the second half's
     evaluations (epoch > last epoch / 2) is the figure to compare.
     """
-    from hncl_jax import reporting
+    from hncl_jax.train import reporting
 
     rows = [r for r in reporting.read_metrics(workdir) if reporting.is_evaluation_row(r)]
     if not rows or "train/loss_gap" not in rows[-1]:

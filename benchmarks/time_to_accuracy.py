@@ -31,7 +31,7 @@ KEYS = re.compile(r"^eval/test/.*(acc|probe_top1)$")
 
 
 def final_metrics(workdir: str) -> dict[str, float]:
-    from hncl_jax import reporting
+    from hncl_jax.train import reporting
 
     rows = [r for r in reporting.read_metrics(workdir) if "epoch" in r]
     if not rows:

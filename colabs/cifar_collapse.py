@@ -88,7 +88,8 @@ colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %%
-from hncl_jax import geometry, plots, reporting, sweep
+from hncl_jax import geometry, sweep
+from hncl_jax.train import plots, reporting
 
 DATASET = os.environ.get("HNCL_DATASET", "cifar100")  # cifar100 | cifar10 | tinyimagenet | digits
 DATA_DIR = os.environ.get("TFDS_DATA_DIR")  # None: ~/tensorflow_datasets

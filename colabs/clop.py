@@ -85,7 +85,8 @@ colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %%
-from hncl_jax import data, evaluation, plots, sweep
+from hncl_jax import data, evaluation, sweep
+from hncl_jax.train import plots
 
 # %% [markdown]
 # ## 1. The synthetic experiment

@@ -83,7 +83,8 @@ colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %%
-from hncl_jax import geometry, plots, sweep
+from hncl_jax import geometry, sweep
+from hncl_jax.train import plots
 
 DATASET = os.environ.get(
     "HNCL_DATASET", "cifar100"

@@ -82,7 +82,8 @@ colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %%
-from hncl_jax import plots, sweep, synthetic_grid
+from hncl_jax import sweep, synthetic_grid
+from hncl_jax.train import plots
 
 if QUICK:
     SIZE = dict(num_epochs=150, k=64, dim=256, per_class=50, hidden_sizes=(64,), eval_every=10)
@@ -193,8 +194,9 @@ display(fig)
 # the command-line trainer) gives the same final loss.
 
 # %%
-from hncl_jax import reporting, train
+from hncl_jax import train
 from hncl_jax.configs import synthetic
+from hncl_jax.train import reporting
 
 c = synthetic.get_config("hscl")
 c.loss.beta, c.loss.k, c.num_epochs = 10.0, SIZE["k"], SIZE["num_epochs"]

@@ -90,7 +90,8 @@ print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full si
 # ## 1. Theorem 2: the SCL / HSCL minimum over the number of classes C
 
 # %%
-from hncl_jax import geometry, losses, plots
+from hncl_jax import geometry, losses
+from hncl_jax.train import plots
 
 Cs = np.arange(2, 201)
 print(f"InfoNCE, C = 3:   {geometry.scl_lower_bound(3, 256):.5f}   (paper §5.1: 0.2014)")

@@ -23,18 +23,18 @@ TensorFlow Datasets; it only adds the library's XLA:CPU flags to `XLA_FLAGS`, se
   (TFDS), on-device augmentation.
 * `evaluation`: nearest class mean, kNN and linear probe on frozen features, the collapse
   report.
-* `checkpointing`: Orbax checkpoints (resume, fallback past a damaged step, warm start).
-* `reporting`: the metric writer (`metrics.jsonl`, TensorBoard), progress bar, plots,
-  summary.
-* `validation`: config, data and workdir checks run before anything compiles.
-* `train`: `train_and_evaluate(config, workdir)`, the library's one entry point, and the
-  pure train step.
+* `train`: the trainer, a package: `train.train_and_evaluate(config, workdir)`, the
+  library's one entry point, its factories and the pure train step; beside them
+  `train.validation` (config, data and workdir checks run before anything compiles),
+  `train.workdir` (the workdir's lock), `train.checkpointing` (Orbax checkpoints: resume,
+  fallback past a damaged step, warm start), `train.reporting` (the metric writer,
+  `metrics.jsonl` and TensorBoard, progress bar, summary), `train.plots` and `train.cli`.
 * `sweep`: resumable grids of runs (one workdir per grid point, tables, seed means).
 * `synthetic_grid`: the hard-negative paper's synthetic β grid, every run in one
   compiled program (`jax.vmap`), built from the trainer's own factories.
 * `configs`: the shipped experiment configs (`get_config(arg)`), e.g.
   `from hncl_jax.configs import digits; digits.get_config("smoke")`.
-* `cli`, `main`, `benchmark`: the command lines (`python -m hncl_jax.main`, ...).
+* `main`, `benchmark`: the command lines (`python -m hncl_jax.main`, ...).
 * `colab`: notebook set-up (installing without replacing a runtime's jax, GPU check).
 
 The formulas and conventions are in docs/math.md, the layout in docs/architecture.md.
@@ -60,14 +60,10 @@ _MODULES = (
     "models",
     "data",
     "evaluation",
-    "checkpointing",
-    "reporting",
-    "validation",
     "train",
     "sweep",
     "synthetic_grid",
     "configs",
-    "cli",
     "main",
     "benchmark",
     "colab",

@@ -50,8 +50,9 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from hncl_jax import geometry, losses, models, runtime, torch_peer, validation
+from hncl_jax import geometry, losses, models, runtime, torch_peer
 from hncl_jax import hardening as hard
+from hncl_jax.train import validation
 
 MODES = ("step", "epoch", "loss")
 # mode=loss: (estimator, draw) by case name.

@@ -11,8 +11,9 @@ same command resumes the run. Errors are one line; `--verbose` (or HNCL_VERBOSE=
 their traceback.
 
 Several hosts: run the same command on every host with `--multihost` (JAX's own
-distributed runtime; on Cloud TPU/GPU clusters the coordinator is found automatically,
-elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID).
+distributed runtime; under SLURM's `srun`, on Cloud TPU and with Open MPI the coordinator is
+found automatically, elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+JAX_PROCESS_ID), e.g. `srun -n 2 python -m hncl_jax.main --config=... --multihost`.
 """
 
 import os
@@ -21,7 +22,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hncl_jax import cli, runtime
+from hncl_jax import runtime
+from hncl_jax.train import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -51,7 +53,7 @@ def main(argv):
     from hncl_jax import train
 
     if FLAGS.multihost:
-        jax.distributed.initialize()
+        initialize_distributed()
     runtime.quiet_logs()
     spec = cli.flag_value(sys.argv, "config") or ""
     workdir = FLAGS.workdir or cli.default_workdir(spec)
@@ -67,6 +69,28 @@ def main(argv):
         workdir,
     )
     cli.run_main(lambda: train.train_and_evaluate(FLAGS.config, workdir))
+
+
+def initialize_distributed() -> None:
+    """`jax.distributed.initialize()` for `--multihost`, with CPU collectives (gloo).
+
+    Under SLURM (`srun`), on Cloud TPU and with Open MPI, JAX finds the coordinator, the
+    process count and this process's index by itself. Elsewhere set
+    JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and
+    JAX_PROCESS_ID on every process.
+    """
+    import jax
+
+    # CPU processes exchange their gradients through gloo (the default from jax 0.5 on).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs = {}
+    for name, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        if os.environ.get(name):
+            try:
+                kwargs[key] = int(os.environ[name])
+            except ValueError:
+                raise app.UsageError(f"{name}={os.environ[name]!r} must be an integer") from None
+    jax.distributed.initialize(**kwargs)
 
 
 def run() -> None:

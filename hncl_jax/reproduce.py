@@ -77,7 +77,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from hncl_jax import geometry, reporting, sweep
+from hncl_jax import geometry, sweep
+from hncl_jax.train import reporting
 
 DATASETS = ("fashion_mnist",)
 STUDIES = ("hn_supervised", "hn_unsupervised", "hn_warm_start", "clop")

@@ -43,8 +43,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hncl_jax import checkpointing, evaluation, plots, reporting, train, validation
+from hncl_jax import evaluation, train
 from hncl_jax.data import augment
+from hncl_jax.train import checkpointing, plots, reporting, validation
 
 RESULT_FILE = "sweep_result.json"
 TABLE_FILE = "results.csv"
@@ -385,7 +386,7 @@ def check_plan(plan: Sequence[tuple[dict[str, Any], ml_collections.ConfigDict, s
     Raises:
       validation.ConfigError: naming the run (its `--grid` values) and the field.
     """
-    from hncl_jax import validation
+    from hncl_jax.train import validation
 
     for assignments, config, _ in plan:
         try:

@@ -54,9 +54,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hncl_jax import evaluation, geometry, losses, train, validation
+from hncl_jax import evaluation, geometry, losses, train
 from hncl_jax.configs import synthetic
 from hncl_jax.data import augment
+from hncl_jax.train import validation
 
 POSITIVES = ("labels", "noise_views")
 SUPERVISED = ("scl", "hscl")

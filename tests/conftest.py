@@ -139,13 +139,13 @@ def fast_compile(monkeypatch):
 @pytest.fixture
 def no_compile(monkeypatch):
     """Makes building the train step or the feature extractor fail the test."""
-    from hncl_jax import train
+    from hncl_jax.train import loop
 
     def fail(*args, **kwargs):
         raise AssertionError("the trainer got as far as compiling")
 
-    monkeypatch.setattr(train, "make_step_fn", fail)
-    monkeypatch.setattr(train, "make_features_fn", fail)
+    monkeypatch.setattr(loop, "make_step_fn", fail)
+    monkeypatch.setattr(loop, "make_features_fn", fail)
 
 
 def assert_fails_before_compiling(config, workdir, error, match):

@@ -44,20 +44,11 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from hncl_jax import (
-    baselines,
-    checkpointing,
-    data,
-    evaluation,
-    geometry,
-    hardening,
-    losses,
-    models,
-    reporting,
-    validation,
-)
-from hncl_jax import workdir as workdir_lib
+from hncl_jax import baselines, data, evaluation, geometry, hardening, losses, models
 from hncl_jax.data import augment
+from hncl_jax.train import checkpointing, reporting, validation
+from hncl_jax.train import workdir as workdir_lib
+from hncl_jax.train.tables import OPTIMIZERS, SCHEDULES
 
 Array = jax.Array
 PyTree = Any
@@ -119,25 +110,6 @@ def itstime(step: int, every: int | None, total: int | None = None, *, window: i
 
 
 # --------------------------------------------------------------------------- optimizer
-# name → factory(peak learning rate, total steps, warmup steps) → optax schedule.
-SCHEDULES: dict[str, Callable[[float, int, int], optax.Schedule]] = {
-    "constant": lambda lr, total, warmup: optax.constant_schedule(lr),
-    "cosine": lambda lr, total, warmup: optax.cosine_decay_schedule(lr, total),
-    "warmup_cosine": lambda lr, total, warmup: optax.warmup_cosine_decay_schedule(
-        0.0, lr, max(warmup, 1), max(total, warmup + 1)
-    ),
-}
-# name → factory(schedule, config.optimizer) → optax.GradientTransformation.
-OPTIMIZERS: dict[str, Callable[[optax.Schedule, Any], optax.GradientTransformation]] = {
-    "adam": lambda lr, oc: optax.adam(lr),
-    "adamw": lambda lr, oc: optax.adamw(lr, weight_decay=oc.weight_decay),
-    "sgd": lambda lr, oc: optax.chain(
-        optax.add_decayed_weights(oc.weight_decay), optax.sgd(lr, momentum=oc.momentum)
-    ),
-    "lars": lambda lr, oc: optax.lars(lr, weight_decay=oc.weight_decay, momentum=oc.momentum),
-}
-
-
 def _lookup(table: dict, field: str, name: str):
     if name not in table:
         raise ValueError(
@@ -804,7 +776,7 @@ def train_and_evaluate(
 ) -> TrainState:
     """Trains and evaluates the model named by `config`; the library's one entry point.
 
-    The run holds the workdir's exclusive lock (`hncl_jax.workdir.lock_workdir`) from
+    The run holds the workdir's exclusive lock (`hncl_jax.train.workdir.lock_workdir`) from
     start to end: a second run on the same workdir fails at once.
 
     Args:

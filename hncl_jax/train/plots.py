@@ -9,7 +9,7 @@ Each `*_figure` function returns a `matplotlib.figure.Figure` (displayed inline 
 notebook; inspect or save it as you like); each `plot_*` function draws the same figure
 into a PNG file and returns its path. Figures use matplotlib's object API (no pyplot
 state, no global backend switch), so they are safe in notebooks and headless jobs.
-`hncl_jax.reporting.plot_all` draws every figure a workdir's outputs allow.
+`hncl_jax.train.reporting.plot_all` draws every figure a workdir's outputs allow.
 
 The figures of the notebooks compare runs or closed forms, with the same conventions:
 `runs_figure` (several workdirs' metrics against epochs), `epoch_curves_figure` (arrays

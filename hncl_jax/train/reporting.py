@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from hncl_jax import plots
-from hncl_jax.plots import (
+from hncl_jax.train import plots
+from hncl_jax.train.plots import (
     NC_PANELS,
     accuracy_figure,
     dc_spectrum_figure,

@@ -35,6 +35,7 @@ import ml_collections
 
 from hncl_jax import baselines, data, geometry, hardening, losses, models
 from hncl_jax.data import augment
+from hncl_jax.train import tables
 
 LOSS_NAMES = (*losses.SETTINGS, "simclr_form", *baselines.BASELINES)
 POSITIVES = ("labels", "views")
@@ -579,13 +580,10 @@ def _validate_outputs(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
-    # The names are those the trainer's factories dispatch on (imported on use: the
-    # trainer is a floor above and imports this module).
-    from hncl_jax import train
-
+    # The names are those the trainer's factories dispatch on (`tables`).
     oc = config.optimizer
-    _choice("optimizer.name", oc.name, tuple(train.OPTIMIZERS))
-    _choice("optimizer.schedule", oc.schedule, tuple(train.SCHEDULES))
+    _choice("optimizer.name", oc.name, tuple(tables.OPTIMIZERS))
+    _choice("optimizer.schedule", oc.schedule, tuple(tables.SCHEDULES))
     _positive("optimizer.learning_rate", oc.learning_rate)
     _positive("optimizer.weight_decay", oc.weight_decay, strict=False)
     _positive("optimizer.warmup_epochs", oc.warmup_epochs, strict=False)
@@ -954,7 +952,7 @@ def save_config_record(workdir: str, config: ml_collections.ConfigDict) -> str:
     place, so the two cannot disagree after a change allowed by
     `config.allow_config_change`.
     """
-    from hncl_jax import reporting
+    from hncl_jax.train import reporting
 
     path = reporting.save_config(json.loads(config.to_json_best_effort()), workdir)
     legacy = os.path.join(workdir, FINGERPRINT_FILE)

@@ -41,7 +41,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from hncl_jax import validation
+from hncl_jax.train import validation
 
 LOCK_FILE = ".hncl_lock"
 # (name, kind) of every output a run writes into its workdir; "dir" or "file".

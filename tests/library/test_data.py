@@ -142,8 +142,8 @@ class SyntheticTest(parameterized.TestCase):
             synthetic.check_clop_options(**kw)
 
     def test_clop_synthetic_config_fields_are_validated(self):
-        from hncl_jax import validation
         from hncl_jax.configs import clop_synthetic
+        from hncl_jax.train import validation
 
         c = clop_synthetic.get_config()
         validation.validate_config(c)

@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hncl_jax import data, models, reporting, train
+from hncl_jax import data, models, train
 from hncl_jax.data import augment, fashion_mnist
+from hncl_jax.train import reporting
 
 
 def write_idx(path, array, magic):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from hncl_jax import baselines, hardening, losses, reporting, train, validation
+from hncl_jax import baselines, hardening, losses, train
+from hncl_jax.train import loop, reporting, validation
 from tests.conftest import params_of, tiny_synthetic
 
 
@@ -71,7 +72,7 @@ def test_reweighted_options_reach_the_loss(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_beta_schedule_follows_the_step_without_recompiling(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "train_step", chex.assert_max_traces(train.train_step, n=1))
+    monkeypatch.setattr(loop, "train_step", chex.assert_max_traces(loop.train_step, n=1))
     c = tiny(
         **{
             "loss.name": "hscl",

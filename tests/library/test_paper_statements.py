@@ -135,7 +135,8 @@ def test_results_barely_change_for_k_from_32_to_512(tmp_path):
     """[HN §5] reports that k ∈ [32, 512] barely changes the results: HSCL β = 10 on the
     synthetic set (whole set as one batch, 30 epochs) ends at the same loss gap and NC
     metrics within a few 1e-3 for k = 32 and k = 512."""
-    from hncl_jax import reporting, train
+    from hncl_jax import train
+    from hncl_jax.train import reporting
     from tests.conftest import tiny_synthetic
 
     finals = {}

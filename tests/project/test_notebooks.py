@@ -16,7 +16,7 @@ import tomllib
 
 import pytest
 
-from hncl_jax import plots
+from hncl_jax.train import plots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLABS = os.path.join(ROOT, "colabs")
@@ -136,7 +136,7 @@ def test_install_cell_uses_the_recorded_repository_and_keeps_jax(name):
 def test_figures_come_from_the_library(name):
     with open(os.path.join(COLABS, f"{name}.py"), encoding="utf-8") as fh:
         source = fh.read()
-    # No figure drawn by hand: every figure is a hncl_jax.plots function's, displayed.
+    # No figure drawn by hand: every figure is a hncl_jax.train.plots function's, displayed.
     assert "pyplot" not in source and not re.search(r"\bplt\.", source)
     assert not re.search(r"\.(subplots|add_subplot|plot|scatter|semilogy|hist)\(", source)
     figures = re.findall(r"plots\.(\w+_figure)\(", source)

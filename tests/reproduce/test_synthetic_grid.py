@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hncl_jax import data, geometry, models, reporting, synthetic_grid, train
+from hncl_jax import data, geometry, models, synthetic_grid, train
+from hncl_jax.train import reporting
 
 
 def grid_config(

@@ -1,4 +1,4 @@
-"""Tests for hncl_jax.checkpointing: round trip, retention, damaged and unfinished saves."""
+"""Tests for hncl_jax.train.checkpointing: round trip, retention, damaged and unfinished saves."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from hncl_jax import checkpointing
-from hncl_jax.checkpointing import Checkpointer, load_for_warm_start, resolve_checkpoint_path
+from hncl_jax.train import checkpointing
+from hncl_jax.train.checkpointing import Checkpointer, load_for_warm_start, resolve_checkpoint_path
 
 
 def _state(scale: float = 1.0, width: int = 4) -> dict:

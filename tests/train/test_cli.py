@@ -1,7 +1,7 @@
 """The command line: config names, default workdir, and errors as one or two lines.
 
 The subprocess tests run `python -m hncl_jax.main` as a user would and capture what it
-prints; the others call `hncl_jax.cli` directly.
+prints; the others call `hncl_jax.train.cli` directly.
 """
 
 import logging
@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from hncl_jax import cli, data, validation
+from hncl_jax import data
+from hncl_jax.train import cli, validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -18,7 +18,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from configs import default
-from hncl_jax import validation
+from hncl_jax.train import validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 E = re.escape

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from hncl_jax import reporting
+from hncl_jax.train import reporting
 
 GOOD = [{"step": s, "train/loss": 1.0 / s} for s in (2, 4, 6, 8)]
 

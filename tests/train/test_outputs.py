@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from configs import default, synthetic
-from hncl_jax import plots, reporting, train, validation
+from hncl_jax import train
+from hncl_jax.train import plots, reporting, validation
 
 STEPS_PER_EPOCH = 10
 CONFIG = {

@@ -37,8 +37,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from hncl_jax import models, reporting, train  # noqa: E402
+from hncl_jax import models, train  # noqa: E402
 from hncl_jax.data import augment  # noqa: E402
+from hncl_jax.train import reporting, validation  # noqa: E402
 from tests.conftest import make_tiny_config  # noqa: E402  (the driver; tests take the fixture)
 
 # Keys whose values depend on wall-clock time, not on the computation.
@@ -330,7 +331,7 @@ def _stepper(c, steps_per_dispatch: int):
     num_classes = train_ds.num_classes
     steps_per_epoch = len(train_ds.labels) // c.batch_size
     model = models.create_model(
-        c.model, embed_dim=train._embed_dim(c, num_classes), **dict(c.model_kwargs)
+        c.model, embed_dim=validation.embed_dim(c, num_classes), **dict(c.model_kwargs)
     )
     sample = augment.preprocess(jnp.asarray(train_ds.images[:2]))
     state = train.create_train_state(c, model, sample, num_classes, steps_per_epoch)

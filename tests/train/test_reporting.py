@@ -1,4 +1,4 @@
-"""Tests for hncl_jax.reporting: metric writer, resume truncation, config, plots, summary."""
+"""Tests for hncl_jax.train.reporting: metric writer, resume truncation, config, plots, summary."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hncl_jax import geometry, reporting
+from hncl_jax import geometry
+from hncl_jax.train import reporting
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from hncl_jax import checkpointing, geometry, models, reporting, sweep, train, validation
+from hncl_jax import geometry, models, sweep, train
 from hncl_jax.data import augment
+from hncl_jax.train import checkpointing, reporting, validation
 from tests.conftest import tiny_synthetic
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from configs import default, digits
-from hncl_jax import checkpointing, reporting, train
+from hncl_jax import train
+from hncl_jax.train import checkpointing, loop, reporting
 from tests.conftest import assert_trees_equal, params_of, tiny_synthetic
 
 
@@ -101,7 +102,7 @@ def test_digits_reports_probe_and_knn(tmp_path):
 
 
 def test_default_config_is_valid():
-    from hncl_jax import validation
+    from hncl_jax.train import validation
 
     validation.validate_config(default.get_config())
 
@@ -161,7 +162,7 @@ def test_tinyimagenet_builder_through_the_trainer(tmp_path):
 def test_the_train_step_is_traced_once_per_run(tmp_path, monkeypatch):
     import chex
 
-    monkeypatch.setattr(train, "train_step", chex.assert_max_traces(train.train_step, n=1))
+    monkeypatch.setattr(loop, "train_step", chex.assert_max_traces(loop.train_step, n=1))
     c = tiny_synthetic(num_epochs=3, steps_per_dispatch=2)
     state = train.train_and_evaluate(c, str(tmp_path))
     assert int(state.step) == 3 * (len(train.load_data(c)[0].labels) // c.batch_size)
@@ -297,7 +298,7 @@ def test_an_error_in_the_evaluation_closes_every_resource(tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation failed")
 
-    monkeypatch.setattr(train, "run_evaluation", broken)
+    monkeypatch.setattr(loop, "run_evaluation", broken)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(RuntimeError, match="evaluation failed"):
         train.train_and_evaluate(tiny_synthetic(), str(tmp_path))

@@ -4,7 +4,7 @@ The cases go through `train.train_and_evaluate` with the train step's and the fe
 extractor's builders replaced by functions that fail the test: the error must come
 before anything is compiled, and before the workdir is created (or, for a workdir of
 another run, changed). A few checks that need no trainer (device count, the collapse
-warning, the shipped configs) call `hncl_jax.validation` directly.
+warning, the shipped configs) call `hncl_jax.train.validation` directly.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pytest
 
 from configs import cifar10 as cifar10_config
 from configs import tinyimagenet as tinyimagenet_config
-from hncl_jax import checkpointing, data, models, train, validation
+from hncl_jax import data, models, train
 from hncl_jax.data import augment
+from hncl_jax.train import checkpointing, validation
 from tests.conftest import assert_fails_before_compiling as fails_before_compiling
 from tests.conftest import make_tiny_config
 

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from hncl_jax import reporting, workdir
+from hncl_jax.train import reporting, workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
@@ -41,7 +41,7 @@ def _hold_lock(path) -> subprocess.Popen:
     """A child process that takes the lock of `path`, says so, and sleeps."""
     code = (
         "import sys, time\n"
-        "from hncl_jax import workdir\n"
+        "from hncl_jax.train import workdir\n"
         "with workdir.lock_workdir(sys.argv[1]):\n"
         "    print('locked', flush=True)\n"
         "    time.sleep(600)\n"
