@@ -8,8 +8,10 @@ The package's modules:
 
 * `loop`: the trainer (`train_and_evaluate`), its factories and its pure step.
 * `tables`: the optimizer and schedule names a config may use (`OPTIMIZERS`, `SCHEDULES`).
-* `validation`: the config, data and workdir checks run before anything compiles.
-* `workdir`: the workdir's exclusive lock and the check of its layout.
+* `validation`: the config rules, checked before anything is written or compiled.
+* `memory`: the memory estimate of one train step, checked before compiling.
+* `workdir`: the workdir's file names (one table), its exclusive lock, its layout check
+  and the run record (`config.json`, checked against the config of a resumed run).
 * `checkpointing`: Orbax checkpoints (resume, fallback past a damaged step, warm start).
 * `reporting`: the metric writer (`metrics.jsonl`, TensorBoard), progress bar, summary.
 * `plots`: the figures of a run and of a grid of runs (matplotlib's `Figure` API).
@@ -22,7 +24,6 @@ and load on first use, so `from hncl_jax.train import cli` imports no JAX.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 # Every name re-exported here → the module of this package that defines it.
 _EXPORTS = {
@@ -61,39 +62,6 @@ _EXPORTS = {
     ),
 }
 __all__ = sorted(_EXPORTS)
-
-if TYPE_CHECKING:
-    from hncl_jax.train.loop import (  # noqa: F401
-        KEY_STREAMS,
-        VIEW_STREAM,
-        Built,
-        TrainState,
-        build,
-        catch_signals,
-        create_learning_rate_fn,
-        create_model,
-        create_train_state,
-        epoch_permutation,
-        itstime,
-        load_data,
-        make_batch,
-        make_batch_fn,
-        make_features_fn,
-        make_mesh,
-        make_objective,
-        make_optimizer,
-        make_step_fn,
-        put_replicated,
-        rng_key,
-        run_evaluation,
-        theorem_bound,
-        train_and_evaluate,
-        train_step,
-        view_key,
-        view_options,
-    )
-    from hncl_jax.train.tables import OPTIMIZERS, SCHEDULES  # noqa: F401
-
 
 def __getattr__(name: str):
     # Loaded on first use: the submodules import JAX, Flax and Orbax, which `cli` (run

@@ -50,7 +50,9 @@ with one line: the path, the megabytes the state needs and the last good checkpo
 
 References:
   Orbax "Checkpointing with Orbax" (checkpointing 101) and the CheckpointManager API
-  guide; flax `examples/gemma/train.py` (STYLE point 8).
+  guide; flax `examples/gemma/train.py`, whose pattern this follows: one small module on
+  `CheckpointManager` with `StandardSave`/`StandardRestore` against an abstract target
+  from `jax.eval_shape`, absolute paths, `wait_until_finished()` before exit.
 """
 
 from __future__ import annotations
@@ -72,11 +74,12 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from hncl_jax.train.workdir import CHECKPOINTS_DIR
+
 PyTree = Any
 
 STATE_ITEM = "state"
 METADATA_ITEM = "metadata"
-CHECKPOINTS_SUBDIR = "checkpoints"
 CORRUPT_SUFFIX = ".corrupt"
 MANIFEST_FILE = "checksums.json"
 # The step-name format `ocp.CheckpointManager` uses by default (the bare step number, no
@@ -84,7 +87,6 @@ MANIFEST_FILE = "checksums.json"
 _STEP_NAME_FORMAT = ocp.path.step.standard_name_format()
 
 __all__ = [
-    "CHECKPOINTS_SUBDIR",
     "CheckpointCorruptError",
     "CheckpointDiskFullError",
     "Checkpointer",
@@ -598,14 +600,14 @@ def resolve_checkpoint_path(path: str | os.PathLike[str]) -> tuple[str, int]:
         )
     if _is_step_dir(p):
         return os.fspath(p.parent), int(p.name)
-    for candidate in (p, p / CHECKPOINTS_SUBDIR):
+    for candidate in (p, p / CHECKPOINTS_DIR):
         steps = _finalized_steps(os.fspath(candidate))
         if steps:
             return os.fspath(candidate), steps[-1]
     raise FileNotFoundError(
         f"resolve_checkpoint_path: no finalized checkpoint in {os.fspath(p)!r}: expected a "
         f"step directory (a number, holding {STATE_ITEM}/), a directory of such step "
-        f"directories, or a workdir holding {CHECKPOINTS_SUBDIR}/. Unfinished saves "
+        f"directories, or a workdir holding {CHECKPOINTS_DIR}/. Unfinished saves "
         "(*.orbax-checkpoint-tmp) and damaged ones (*.corrupt) do not count."
     )
 

@@ -46,7 +46,7 @@ from jax.sharding import PartitionSpec as P
 
 from hncl_jax import baselines, data, evaluation, geometry, hardening, losses, models
 from hncl_jax.data import augment
-from hncl_jax.train import checkpointing, reporting, validation
+from hncl_jax.train import checkpointing, memory, reporting, validation
 from hncl_jax.train import workdir as workdir_lib
 from hncl_jax.train.tables import OPTIMIZERS, SCHEDULES
 
@@ -838,14 +838,14 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
     metrics whose checkpoints are gone.
     """
     num_devices = jax.device_count()
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt_dir = os.path.join(workdir, workdir_lib.CHECKPOINTS_DIR)
     # An odd workdir (a file named checkpoints, unreadable metrics) is an error before
     # any of it is read as "absent" and the run restarts over its outputs.
     workdir_lib.check_layout(workdir)
     has_checkpoint = _has_checkpoint(ckpt_dir)
     validation.validate_config(config, num_devices=num_devices, resuming=has_checkpoint)
     fingerprint = validation.config_fingerprint(config)
-    validation.check_workdir(
+    workdir_lib.check_workdir(
         workdir,
         fingerprint,
         config.allow_config_change,
@@ -900,7 +900,7 @@ def _check_model(config, setup: _Setup, built: Built):
     """
     sample_x = augment.preprocess(jnp.asarray(setup.train_ds.images[:2]))
     abstract_state = jax.eval_shape(built.init_state, sample_x)
-    validation.check_memory(
+    memory.check_memory(
         config,
         batch_size=setup.batch_size,
         input_shape=setup.train_ds.images.shape[1:],
@@ -1003,7 +1003,7 @@ def _train_and_evaluate(
             reporting.MetricWriter(workdir, enabled=primary, resume_step=loop.start_step)
         )
         if primary:
-            validation.save_config_record(workdir, config)
+            workdir_lib.save_config_record(workdir, config)
             reporting.log_config_tensorboard(workdir, config, loop.start_step)
         # W&B mirrors every write_scalars call (validation checked it is importable).
         wandb_log = reporting.WandbLogger(
@@ -1219,11 +1219,12 @@ def _check_fresh_start(workdir: str, config, steps_per_epoch: int, total_steps: 
     last = max((r["step"] for r in rows), default=0)
     if last > first_save:
         raise workdir_lib.WorkdirError(
-            f"{os.path.join(workdir, reporting.METRICS_FILE)} holds {len(rows)} rows up to step "
-            f"{last}, but {os.path.join(workdir, 'checkpoints')} has no checkpoint: its "
-            f"checkpoints (the first is written at step {first_save}) were lost or moved. "
+            f"{os.path.join(workdir, workdir_lib.METRICS_FILE)} holds {len(rows)} rows up to "
+            f"step {last}, but {os.path.join(workdir, workdir_lib.CHECKPOINTS_DIR)} has no "
+            f"checkpoint: its checkpoints (the first is written at step {first_save}) were "
+            "lost or moved. "
             "Nothing was changed. Put them back to resume, or pass another --workdir (or move "
-            "metrics.jsonl away) to start afresh."
+            f"{workdir_lib.METRICS_FILE} away) to start afresh."
         )
 
 

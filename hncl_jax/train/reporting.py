@@ -1,15 +1,21 @@
-"""Run outputs: one metric writer, the saved config, a progress bar, plots and a summary.
+"""Run outputs: one metric writer, a progress bar, plots, W&B and a summary.
 
-Everything a run writes outside its checkpoints goes through this module, into the
-workdir:
+What a run writes outside its checkpoints and its config record goes through this
+module, into the workdir (the names are `workdir`'s table):
 
     <workdir>/metrics.jsonl     one JSON object per `write_scalars` call: {"step": s, ...}
     <workdir>/tensorboard/      the same scalars as TensorBoard events (tensorboardX)
-    <workdir>/config.json       the run's config, sorted and JSON-safe
+    <workdir>/spectra.npz       every evaluation's DC spectra
     <workdir>/plots/*.png       NC metrics over training, DC spectra, embeddings (d <= 3)
+    <workdir>/summary.txt       the run's plain-text summary
 
-Metric keys follow STYLE point 9: `train/...`, `eval/...`, `nc/...` (see
-`hncl_jax.evaluation` for the evaluation keys). Only process 0 writes (`enabled`).
+(`<workdir>/config.json`, the run's config sorted and JSON-safe, is the run record
+written by `workdir.save_config_record`.)
+
+Every metric goes through the one writer, and its key says its kind by a prefix:
+`train/...` (the step's loss, gradient norm, steps per second, learning rate),
+`eval/...` (classifiers on frozen features) and `nc/...` (the collapse metrics); see
+`hncl_jax.evaluation` for the evaluation keys. Only process 0 writes (`enabled`).
 
 A resumed run passes the restored step as `MetricWriter(resume_step=...)`: rows (and
 TensorBoard events) after that step, written before the interruption, are dropped, so
@@ -20,7 +26,7 @@ inside the functions: no global backend switch, safe in notebooks and headless j
 
 References:
   big_vision JSON-lines metric writer; flax `examples/gemma/train.py` (clu metric
-  writers); STYLE points 9 and 13.
+  writers).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import numpy as np
 from absl import logging
 
 from hncl_jax.train import plots
+from hncl_jax.train import workdir as workdir_lib
 from hncl_jax.train.plots import (
     NC_PANELS,
     accuracy_figure,
@@ -52,13 +59,6 @@ from hncl_jax.train.plots import (
     plot_nc_metrics,
 )
 
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.json"
-TENSORBOARD_DIR = "tensorboard"
-PLOTS_DIR = "plots"
-SPECTRA_FILE = "spectra.npz"  # every evaluation's DC spectra (`write_spectra`)
-WANDB_ID_FILE = "wandb_id.txt"  # the W&B run a resumed run continues (`WandbLogger`)
-SUMMARY_FILE = "summary.txt"  # the run's plain-text summary (`write_summary`)
 # The key every evaluation row of metrics.jsonl has and no train/* row has.
 EVALUATION_KEY = "epoch"
 
@@ -73,7 +73,6 @@ __all__ = [
     "flat_hparams",
     "is_evaluation_row",
     "last_evaluation",
-    "load_config_json",
     "log_config_tensorboard",
     "log_results_tensorboard",
     "loss_description",
@@ -90,7 +89,6 @@ __all__ = [
     "read_spectra",
     "run_name",
     "run_title",
-    "save_config",
     "summary_text",
     "write_spectra",
     "write_summary",
@@ -233,7 +231,7 @@ def read_metrics(workdir: str | os.PathLike[str]) -> list[dict[str, Any]]:
       list of dicts, each with an int "step" and float/int metrics (NaN and ±inf are
       read back as floats).
     """
-    path = os.path.join(os.fspath(workdir), METRICS_FILE)
+    path = os.path.join(os.fspath(workdir), workdir_lib.METRICS_FILE)
     if not os.path.exists(path):
         return []
     return _parse_lines(path)
@@ -278,7 +276,7 @@ class MetricWriter:
         resume_step: int | None = None,
     ):
         self.workdir = os.path.abspath(os.fspath(workdir))
-        self.path = os.path.join(self.workdir, METRICS_FILE)
+        self.path = os.path.join(self.workdir, workdir_lib.METRICS_FILE)
         self.enabled = bool(enabled)
         self._file = None
         self._tb = None
@@ -293,7 +291,7 @@ class MetricWriter:
         from tensorboardX import SummaryWriter
 
         self._tb = SummaryWriter(
-            logdir=os.path.join(self.workdir, TENSORBOARD_DIR),
+            logdir=os.path.join(self.workdir, workdir_lib.TENSORBOARD_DIR),
             purge_step=None if resume_step is None else int(resume_step) + 1,
             flush_secs=30,
         )
@@ -379,66 +377,6 @@ class MetricWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _json_safe(value: Any) -> Any:
-    if hasattr(value, "to_dict") and callable(value.to_dict):  # ml_collections.ConfigDict
-        value = value.to_dict()
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        return [_json_safe(v) for v in items]
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, np.generic | np.ndarray) or hasattr(value, "__array__"):
-        return _json_safe(np.asarray(value).tolist())
-    return str(value)
-
-
-def save_config(config: Any, workdir: str | os.PathLike[str]) -> str:
-    """Writes `<workdir>/config.json` (keys sorted, values made JSON-safe).
-
-    Tuples become lists, numpy values Python numbers, non-finite floats and unknown
-    objects their string form. The file is replaced atomically.
-
-    Args:
-      config: a dict or an `ml_collections.ConfigDict` (anything with `to_dict()`).
-      workdir: run directory (created if missing).
-
-    Returns:
-      The path written.
-    """
-    safe = _json_safe(config)
-    if not isinstance(safe, dict):
-        raise ValueError(
-            f"save_config: config must be a dict or ConfigDict; got {type(config).__name__}."
-        )
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(os.fspath(workdir), CONFIG_FILE)
-    with open(path + ".tmp", "w") as f:
-        json.dump(safe, f, sort_keys=True, indent=2)
-        f.write("\n")
-    os.replace(path + ".tmp", path)
-    return path
-
-
-def load_config_json(workdir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Reads the dict written by `save_config`.
-
-    Raises:
-      FileNotFoundError: if `<workdir>/config.json` does not exist.
-    """
-    path = os.path.join(os.fspath(workdir), CONFIG_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"load_config_json: {path} does not exist; is {os.fspath(workdir)!r} a run "
-            "directory written by train_and_evaluate?"
-        )
-    with open(path) as f:
-        return json.load(f)
 
 
 class ProgressBar:
@@ -527,7 +465,7 @@ def write_spectra(workdir: str | os.PathLike[str], records: Sequence[Mapping[str
         for name, values in record["spectra"].items():
             arrays[f"eval{i}/{name}"] = np.asarray(values, np.float64).ravel()
     os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(os.fspath(workdir), SPECTRA_FILE)
+    path = os.path.join(os.fspath(workdir), workdir_lib.SPECTRA_FILE)
     with open(path + ".tmp", "wb") as f:  # a file object: np.savez adds no suffix
         np.savez(f, **arrays)
     os.replace(path + ".tmp", path)
@@ -547,7 +485,7 @@ def read_spectra(
     Returns:
       list of `{"step": int, "epoch": int | float, "spectra": {name: array}}`.
     """
-    path = os.path.join(os.fspath(workdir), SPECTRA_FILE)
+    path = os.path.join(os.fspath(workdir), workdir_lib.SPECTRA_FILE)
     if not os.path.exists(path):
         return []
     try:
@@ -603,9 +541,9 @@ def plot_all(
     """
     history = read_metrics(workdir) if history is None else list(history)
     spectra = read_spectra(workdir) if spectra is None else spectra
-    if title is None and os.path.exists(os.path.join(os.fspath(workdir), CONFIG_FILE)):
-        title = run_title(load_config_json(workdir), workdir)
-    out = os.path.join(os.fspath(workdir), PLOTS_DIR)
+    if title is None and os.path.exists(os.path.join(os.fspath(workdir), workdir_lib.CONFIG_FILE)):
+        title = run_title(workdir_lib.load_config_json(workdir), workdir)
+    out = os.path.join(os.fspath(workdir), workdir_lib.PLOTS_DIR)
     kw = {"steps_per_epoch": steps_per_epoch, "title": title}
     paths = []
     if any("train/epoch_loss" in r or "train/loss" in r for r in history):
@@ -629,7 +567,7 @@ def plot_all(
 
 
 def _field(config: Any, dotted: str, default: Any = None) -> Any:
-    """`config.a.b` of a ConfigDict or of the dict `load_config_json` returns."""
+    """`config.a.b` of a ConfigDict or of the dict `workdir.load_config_json` returns."""
     value = config
     for part in dotted.split("."):
         try:
@@ -662,7 +600,7 @@ def loss_description(config: Any) -> str:
     """The loss and the parameters it reads, e.g. "hscl (ψ=infonce, exponential β=2, k=16)".
 
     Args:
-      config: a ConfigDict or the dict of `load_config_json`.
+      config: a ConfigDict or the dict of `workdir.load_config_json`.
 
     Returns:
       One line; fields the loss ignores (β of a baseline, k of SimCLR-form) are left out.
@@ -733,7 +671,7 @@ def summary_text(
     Args:
       final_metrics: flat dict of the last evaluation (keys as in `evaluation`).
       workdir: run directory (its outputs are listed).
-      config: the run's config (a ConfigDict or the dict of `load_config_json`); names
+      config: the run's config (a ConfigDict or the dict of `workdir.load_config_json`); names
         the run, its loss and parameters, dataset, model and seed.
       step: the run's last step; total_steps: the steps of the whole run.
       steps_trained: steps this invocation trained (fewer than `step` after a resume).
@@ -793,12 +731,18 @@ def summary_text(
         lines.append("  (no final metrics)")
     outputs = [
         name
-        for name in (METRICS_FILE, SPECTRA_FILE, CONFIG_FILE, TENSORBOARD_DIR, "checkpoints")
+        for name in (
+            workdir_lib.METRICS_FILE,
+            workdir_lib.SPECTRA_FILE,
+            workdir_lib.CONFIG_FILE,
+            workdir_lib.TENSORBOARD_DIR,
+            workdir_lib.CHECKPOINTS_DIR,
+        )
         if os.path.exists(os.path.join(workdir, name))
     ]
-    plots_dir = os.path.join(workdir, PLOTS_DIR)
+    plots_dir = os.path.join(workdir, workdir_lib.PLOTS_DIR)
     if os.path.isdir(plots_dir):
-        outputs += [os.path.join(PLOTS_DIR, p) for p in sorted(os.listdir(plots_dir))]
+        outputs += [os.path.join(workdir_lib.PLOTS_DIR, p) for p in sorted(os.listdir(plots_dir))]
     if outputs:
         lines.append("  outputs: " + ", ".join(outputs))
     return "\n".join(lines)
@@ -813,7 +757,7 @@ def write_summary(
       The text written (without the final newline), which the trainer also prints.
     """
     text = summary_text(final_metrics, workdir, **kwargs)
-    path = os.path.join(os.fspath(workdir), SUMMARY_FILE)
+    path = os.path.join(os.fspath(workdir), workdir_lib.SUMMARY_FILE)
     with open(path + ".tmp", "w") as fh:
         fh.write(text + "\n")
     os.replace(path + ".tmp", path)
@@ -841,7 +785,7 @@ def flat_hparams(config: Any) -> dict[str, bool | int | float | str]:
             else:
                 out[name] = str(value)
 
-    walk(_json_safe(config), "")
+    walk(workdir_lib.json_safe(config), "")
     return out
 
 
@@ -851,7 +795,7 @@ def _tb_writer(workdir: str | os.PathLike[str], suffix: str):
     # Another writer (MetricWriter's) may open a file in the same second: the suffix
     # keeps the event file names apart.
     return SummaryWriter(
-        logdir=os.path.join(os.fspath(workdir), TENSORBOARD_DIR), filename_suffix=suffix
+        logdir=os.path.join(os.fspath(workdir), workdir_lib.TENSORBOARD_DIR), filename_suffix=suffix
     )
 
 
@@ -870,7 +814,7 @@ def log_config_tensorboard(workdir: str | os.PathLike[str], config: Any, step: i
     """
     with _tb_writer(workdir, ".config") as w:
         w.add_text("run", run_title(config, workdir), global_step=int(step))
-        text = json.dumps(_json_safe(config), sort_keys=True, indent=2)
+        text = json.dumps(workdir_lib.json_safe(config), sort_keys=True, indent=2)
         w.add_text("config", _markdown_code(text), global_step=int(step))
 
 
@@ -949,7 +893,7 @@ class WandbLogger:
         import wandb
 
         workdir = os.path.abspath(os.fspath(workdir))
-        id_path = os.path.join(workdir, WANDB_ID_FILE)
+        id_path = os.path.join(workdir, workdir_lib.WANDB_ID_FILE)
         if os.path.exists(id_path):
             with open(id_path) as f:
                 run_id = f.read().strip()
@@ -969,7 +913,7 @@ class WandbLogger:
             id=run_id,
             resume="allow",
             dir=workdir,
-            config=_json_safe(config),
+            config=workdir_lib.json_safe(config),
             notes=run_title(config, workdir),
         )
 

@@ -1,4 +1,4 @@
-"""Config, data and workdir checks, run before anything is written or compiled.
+"""The config rules: config and data checks, run before anything is written or compiled.
 
 Every error names the config field, the bad value and the fix, so that a mistyped
 `--config.loss.name=hscll` costs a second, not a compile and a crash an hour later.
@@ -6,14 +6,16 @@ Every error names the config field, the bad value and the fix, so that a mistype
 
 1. `validate_config(config, num_devices=...)`: every field the trainer reads (names,
    ranges, combinations), with no data loaded;
-2. `check_workdir(workdir, fingerprint, allow_change)`: the workdir does not hold a run
-   of a different config (read only);
+2. `workdir.check_workdir(workdir, fingerprint, allow_change)`: the workdir does not hold
+   a run of a different config (read only; `config_fingerprint` gives the fields that
+   define a run);
 3. the data is loaded (a dataset that is not prepared raises `DatasetNotPreparedError`
    with the commands that prepare it; a corrupt Tiny-ImageNet file is named);
 4. `validate_against_data(config, num_classes, ...)`: the fields that depend on the
    number of classes C and of training examples (embedding dimension, CLOP);
-5. the warm-start checkpoint (`config.init_from`) is compared leaf by leaf with the
-   model (`checkpointing.load_for_warm_start`).
+5. the step's memory estimate (`memory.check_memory`) and the warm-start checkpoint
+   (`config.init_from`), compared leaf by leaf with the model
+   (`checkpointing.load_for_warm_start`).
 
 Only then is the workdir created and the train step compiled.
 """
@@ -24,7 +26,6 @@ import difflib
 import functools
 import importlib.util
 import json
-import logging
 import math
 import os
 import warnings
@@ -62,12 +63,6 @@ MAX_SEED = 2**32 - 2
 BOOL_FIELDS = ("plots", "allow_config_change", "loss.exclude_anchor", "optimizer.scale_lr_by_batch")
 # Steps are int32 in the train state and in optax's schedules.
 MAX_STEPS = 2**31 - 1
-# The one record of a workdir's config: the full config of its last run (written by
-# `save_config_record`), whose fields but `RESUMABLE_FIELDS` define the run.
-CONFIG_FILE = "config.json"  # reporting.CONFIG_FILE
-# The record older runs wrote besides config.json: still read (and checked) where
-# present, removed when the config record is next written.
-FINGERPRINT_FILE = "run_fingerprint.json"
 # Fields a resumed run may change: run length, logging, evaluation and storage knobs.
 RESUMABLE_FIELDS = frozenset(
     {
@@ -457,6 +452,26 @@ def _flag(field: str, value: Any) -> None:
 
 
 def _validate_loss_options(config: ml_collections.ConfigDict) -> None:
+    """The loss's options beyond name, ψ and hardening, in the order they are checked."""
+    _validate_estimator_options(config)
+    _validate_eta(config)
+    _validate_beta_schedule(config)
+    _validate_simclr_options(config)
+    opt = functools.partial(loss_option, config)
+    _flag("loss.diagnostics", opt("diagnostics"))
+    _positive("loss.sigma", opt("sigma"))
+    for field in (
+        "vicreg_sim_weight",
+        "vicreg_var_weight",
+        "vicreg_cov_weight",
+        "barlow_off_diagonal_weight",
+    ):
+        _positive(f"loss.{field}", opt(field), strict=False)
+    _choice("loss.contrast_mode", opt("contrast_mode"), baselines.CONTRAST_MODES)
+
+
+def _validate_estimator_options(config: ml_collections.ConfigDict) -> None:
+    """Temperature, reduction, τ⁺ debiasing and gradients through the weights."""
     lc = config.loss
     name = lc.name
     opt = functools.partial(loss_option, config)
@@ -483,6 +498,13 @@ def _validate_loss_options(config: ml_collections.ConfigDict) -> None:
             f"{lc.estimator!r} has none (sampled draws carry no gradient); set "
             "--config.loss.estimator=reweighted or grad_through_weights=False."
         )
+
+
+def _validate_eta(config: ml_collections.ConfigDict) -> None:
+    """A hardening function η sampled by SIR (`config.loss.eta`) and its options."""
+    lc = config.loss
+    name = lc.name
+    opt = functools.partial(loss_option, config)
     eta = opt("eta")
     if not isinstance(eta, str):
         raise ConfigError(
@@ -510,6 +532,14 @@ def _validate_loss_options(config: ml_collections.ConfigDict) -> None:
                 "similarity, e.g. 0.5)."
             )
         _positive("loss.num_proposals", opt("num_proposals"), integer=True)
+
+
+def _validate_beta_schedule(config: ml_collections.ConfigDict) -> None:
+    """A β schedule, allowed only for a loss whose hardening reads β."""
+    lc = config.loss
+    name = lc.name
+    opt = functools.partial(loss_option, config)
+    eta = opt("eta")
     schedule = opt("beta_schedule")
     _choice("loss.beta_schedule", schedule, BETA_SCHEDULES)
     if schedule != "constant":
@@ -525,6 +555,12 @@ def _validate_loss_options(config: ml_collections.ConfigDict) -> None:
                 "use hscl, hucl or simclr_form with exponential hardening, or "
                 "beta_schedule='constant'."
             )
+
+
+def _validate_simclr_options(config: ml_collections.ConfigDict) -> None:
+    """simclr_form's Q and its supervised negatives."""
+    name = config.loss.name
+    opt = functools.partial(loss_option, config)
     _choice("loss.simclr_q", opt("simclr_q"), losses.Q_MODES)
     _flag("loss.supervised_negatives", opt("supervised_negatives"))
     if opt("supervised_negatives") and name != "simclr_form":
@@ -546,16 +582,6 @@ def _validate_loss_options(config: ml_collections.ConfigDict) -> None:
             f"config.loss.supervised_negatives=True needs every label, but "
             f"config.label_fraction={config.label_fraction}; set label_fraction=1."
         )
-    _flag("loss.diagnostics", opt("diagnostics"))
-    _positive("loss.sigma", opt("sigma"))
-    for field in (
-        "vicreg_sim_weight",
-        "vicreg_var_weight",
-        "vicreg_cov_weight",
-        "barlow_off_diagonal_weight",
-    ):
-        _positive(f"loss.{field}", opt(field), strict=False)
-    _choice("loss.contrast_mode", opt("contrast_mode"), baselines.CONTRAST_MODES)
 
 
 def _validate_outputs(config: ml_collections.ConfigDict) -> None:
@@ -707,272 +733,3 @@ def _check_against_size(config: ml_collections.ConfigDict, n: int, num_devices: 
             f"beyond the int32 step counter ({MAX_STEPS}); use at most config.num_epochs="
             f"{config.num_epochs} warmup epochs."
         )
-
-
-# Floats of activations (forward and backward) per input element of one example: an
-# order-of-magnitude figure per model family, for the memory estimate only.
-ACTIVATION_FACTORS = {"tiny_mlp": 4, "mlp": 8, "tiny_cnn": 64, "resnet18": 300, "resnet50": 1200}
-
-
-def estimate_step_memory(
-    config: ml_collections.ConfigDict,
-    *,
-    batch_size: int,
-    input_shape: Sequence[int],
-    num_params: int,
-    num_devices: int = 1,
-) -> dict[str, float]:
-    """An analytic estimate of one train step's memory per device, in bytes.
-
-    Counted in float32: the loss's (N, N) similarity buffers (about eight: similarities,
-    masks, tilted log-probabilities, the sampler's CDF, their gradients), its
-    negative buffers, O(N k) for the anchor-shared draws and O(N² k) for fresh draws per
-    pair or the triplet ψ, where N is the batch (two views per example with
-    `positives="views"`) and k = `loss.k`; the parameters with their gradients and
-    optimizer moments (4 copies); and the activations, `ACTIVATION_FACTORS[model]`
-    floats per input element per example. The loss and activations are divided over
-    the devices.
-
-    Args:
-      config: the run's config.
-      batch_size: the global batch actually used (after clamping to the data).
-      input_shape: the shape of one example.
-      num_params: the model's parameter count.
-      num_devices: devices the batch is split over.
-
-    Returns:
-      dict with "loss", "params", "activations" and "total" bytes.
-    """
-    lc = config.loss
-    n = batch_size * (2 if config.positives == "views" else 1)
-    k = int(lc.k)
-    loss = 8.0 * n * n
-    if lc.name in losses.SETTINGS and lc.estimator == "sampled":
-        if lc.draw == "pair" or lc.psi == "triplet":
-            loss += 3.0 * n * n * k
-        else:
-            loss += 4.0 * n * k
-    loss *= 4.0 / num_devices
-    elements = math.prod(int(d) for d in input_shape)
-    factor = ACTIVATION_FACTORS.get(config.model, 64)
-    activations = 4.0 * n * elements * factor / num_devices
-    params = 4.0 * 4 * num_params
-    return {
-        "loss": loss,
-        "params": params,
-        "activations": activations,
-        "total": loss + params + activations,
-    }
-
-
-def available_memory() -> tuple[float, str]:
-    """Bytes of memory of the first device and where the figure comes from.
-
-    The accelerator's `memory_stats()["bytes_limit"]` where JAX reports it (GPU, TPU);
-    otherwise the host's physical RAM (the CPU backend).
-    """
-    import jax
-
-    try:
-        stats = jax.local_devices()[0].memory_stats() or {}
-    except Exception:  # backends without memory statistics raise or return None
-        stats = {}
-    if stats.get("bytes_limit"):
-        return float(stats["bytes_limit"]), f"{jax.local_devices()[0].device_kind} memory"
-    pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    return float(pages * page), "host RAM"
-
-
-def check_memory(
-    config: ml_collections.ConfigDict,
-    *,
-    batch_size: int,
-    input_shape: Sequence[int],
-    num_params: int,
-    num_devices: int = 1,
-    limit: float | None = None,
-) -> dict[str, float]:
-    """Refuses a step whose estimated memory exceeds the device's, before compiling.
-
-    Args:
-      config, batch_size, input_shape, num_params, num_devices: as in
-        `estimate_step_memory`.
-      limit: bytes available (None: `available_memory()`).
-
-    Returns:
-      The estimate (`estimate_step_memory`).
-
-    Raises:
-      ConfigError: the estimate exceeds the limit; the message gives both and the
-        fields that drive it (batch size, loss.k, loss.draw).
-
-    Warns:
-      UserWarning: the estimate exceeds half the limit.
-    """
-    estimate = estimate_step_memory(
-        config,
-        batch_size=batch_size,
-        input_shape=input_shape,
-        num_params=num_params,
-        num_devices=num_devices,
-    )
-    where = "the given limit"
-    if limit is None:
-        limit, where = available_memory()
-    gb = 2.0**30
-    text = (
-        f"one train step needs about {estimate['total'] / gb:.3g} GB per device (loss "
-        f"{estimate['loss'] / gb:.3g} GB with batch {batch_size} and config.loss.k="
-        f"{config.loss.k}, activations {estimate['activations'] / gb:.3g} GB, parameters and "
-        f"optimizer {estimate['params'] / gb:.3g} GB), {where} is {limit / gb:.3g} GB"
-    )
-    if estimate["total"] > limit:
-        raise ConfigError(
-            f"{text}: it cannot fit. Lower --config.loss.k or --config.batch_size (or use "
-            "--config.loss.draw=anchor, O(N k) instead of O(N² k) memory)."
-        )
-    if estimate["total"] > 0.5 * limit:
-        warnings.warn(f"{text}: close to the limit; the step may run out of memory.", stacklevel=2)
-    return estimate
-
-
-def check_workdir(
-    workdir: str,
-    fingerprint: dict,
-    allow_change: bool,
-    *,
-    has_checkpoint: bool = False,
-    checkpoint_fingerprint: dict | None = None,
-) -> None:
-    """Refuses a workdir that holds a run of a different config (unless allowed).
-
-    The run's config is recorded in `config.json` (`save_config_record`) and in every
-    checkpoint's metadata (`checkpoint_fingerprint`); an older workdir's
-    `run_fingerprint.json` is read too. Every record found must match, so deleting one
-    file does not let a changed config through. A workdir holding a checkpoint but no
-    record at all is refused too: nothing could tell whether its config is this one.
-    Reads only: a missing workdir passes.
-
-    Args:
-      workdir: the run directory.
-      fingerprint: the fields that define the run (`config_fingerprint`).
-      allow_change: log a warning instead of raising (`config.allow_config_change`).
-      has_checkpoint: the workdir holds a finalized checkpoint.
-      checkpoint_fingerprint: the fingerprint saved with its latest checkpoint, if any.
-
-    Raises:
-      ConfigError: the workdir is a file, a record is unreadable, a record holds a
-        different config (the message lists every differing field), or the workdir
-        holds a checkpoint without any record of its config.
-    """
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise ConfigError(f"workdir {workdir} is a file, not a folder; pass another --workdir.")
-    records = [
-        (path, record)
-        for path, record in (
-            (os.path.join(workdir, CONFIG_FILE), _read_record(workdir, CONFIG_FILE)),
-            (os.path.join(workdir, FINGERPRINT_FILE), _read_record(workdir, FINGERPRINT_FILE)),
-        )
-        if record is not None
-    ]
-    if checkpoint_fingerprint is not None:
-        records.append(("its latest checkpoint", checkpoint_fingerprint))
-    if not records and has_checkpoint:
-        msg = (
-            f"workdir {workdir} holds checkpoints but no record of their config "
-            f"({CONFIG_FILE} and the checkpoints' own record are both missing), so a "
-            "changed config cannot be ruled out. Use a new --workdir, or pass "
-            "--config.allow_config_change=True to continue it with the current config."
-        )
-        if not allow_change:
-            raise ConfigError(msg)
-        logging.warning("%s (allowed by config.allow_config_change)", msg)
-        return
-    for where, old in records:
-        _compare_fingerprints(workdir, where, old, fingerprint, allow_change)
-
-
-def _read_record(workdir: str, name: str) -> dict | None:
-    """The run-defining fields recorded in `<workdir>/<name>` (None: no such file)."""
-    path = os.path.join(workdir, name)
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as fh:
-            record = json.load(fh)
-        if not isinstance(record, dict):
-            raise ValueError(f"a JSON {type(record).__name__}, not an object")
-    except (OSError, ValueError) as e:
-        raise ConfigError(
-            f"{path} (the config of the run in workdir {workdir}) cannot be read ({e}); "
-            "restore it, use a new --workdir, or delete the file to continue this run "
-            "with the current config."
-        ) from e
-    return fingerprint_of(record) if name == CONFIG_FILE else record
-
-
-def _compare_fingerprints(
-    workdir: str, where: str, old: dict, fingerprint: dict, allow_change: bool
-) -> None:
-    if old == fingerprint:
-        return
-    if not isinstance(old, dict):
-        old = {"<record>": old}
-    old, new = _flatten(old), _flatten(fingerprint)
-    diffs = sorted(
-        f"{k}: {old.get(k, '<unset>')!r} → {new.get(k, '<unset>')!r}"
-        for k in set(old) | set(new)
-        if old.get(k, "<unset>") != new.get(k, "<unset>")
-    )
-    own_file = where.endswith((CONFIG_FILE, FINGERPRINT_FILE))
-    source = "" if own_file else f", recorded in {where}"
-    msg = (
-        f"workdir {workdir} holds a run of a different config ({'; '.join(diffs)}{source}). "
-        "Use a new --workdir, or pass --config.allow_config_change=True to continue it anyway."
-    )
-    if not allow_change:
-        raise ConfigError(msg)
-    logging.warning("%s (allowed by config.allow_config_change)", msg)
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{"loss": {"beta": 1}} -> {"loss.beta": 1}, so a difference names the exact field."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def save_config_record(workdir: str, config: ml_collections.ConfigDict) -> str:
-    """Writes the workdir's one config record, `config.json` (atomically); returns its path.
-
-    An older workdir's `run_fingerprint.json` is removed once the new record is in
-    place, so the two cannot disagree after a change allowed by
-    `config.allow_config_change`.
-    """
-    from hncl_jax.train import reporting
-
-    path = reporting.save_config(json.loads(config.to_json_best_effort()), workdir)
-    legacy = os.path.join(workdir, FINGERPRINT_FILE)
-    if os.path.exists(legacy):
-        os.remove(legacy)
-    return path
-
-
-def save_fingerprint(workdir: str, fingerprint: dict) -> None:
-    """Writes an older workdir's `run_fingerprint.json` (still read by `check_workdir`).
-
-    Runs record their config with `save_config_record`; this writes the record older
-    runs left, for tools and tests that recreate such a workdir.
-
-    Args:
-      workdir: the run directory (must exist).
-      fingerprint: JSON-serializable dict (`config_fingerprint`).
-    """
-    path = os.path.join(workdir, FINGERPRINT_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(fingerprint, fh, sort_keys=True, indent=1)
-    os.replace(tmp, path)

@@ -1,8 +1,19 @@
-"""One run per workdir: an exclusive lock held for the whole run, and a layout check.
+"""The workdir: the names of its files, its exclusive lock, its layout check, the run record.
 
-Two trainers writing one workdir destroy each other's work: Orbax deletes the other
-process's unfinished save at start-up, both append to `metrics.jsonl`, and retention
-forgets steps the other one wrote. `lock_workdir` makes the second one fail at once:
+Every file and folder a run writes into its workdir is named once, in the table below
+(`CHECKPOINTS_DIR`, `METRICS_FILE`, `CONFIG_FILE`, ...); the trainer, `checkpointing`
+and `reporting` take the names from here.
+
+**The run record.** `config.json` holds the full config of the workdir's last run
+(`save_config_record`); its fields but `validation.RESUMABLE_FIELDS` define the run, and
+`check_workdir` refuses a workdir that holds a run of a different config. Older runs
+wrote `run_fingerprint.json` instead: still read (and checked) where present, removed
+when the config record is next written.
+
+**The lock.** Two trainers writing one workdir destroy each other's work: Orbax deletes
+the other process's unfinished save at start-up, both append to `metrics.jsonl`, and
+retention forgets steps the other one wrote. `lock_workdir` makes the second one fail at
+once:
 
     with workdir.lock_workdir("/tmp/run"):   # raises WorkdirLockedError if held
         ...                                  # the run
@@ -21,9 +32,9 @@ In a multi-host run only process 0 takes the lock (the workdir is one shared fol
 the other processes wait for its outcome and fail with the same message if it was
 refused.
 
-`check_layout` refuses a workdir whose known outputs have the wrong kind or cannot be
-read (a regular file named `checkpoints`, an unreadable `metrics.jsonl`) before any
-of them is read as "absent", truncated or rewritten.
+**The layout.** `check_layout` refuses a workdir whose known outputs have the wrong kind
+or cannot be read (a regular file named `checkpoints`, an unreadable `metrics.jsonl`)
+before any of them is read as "absent", truncated or rewritten.
 """
 
 from __future__ import annotations
@@ -32,30 +43,67 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging as pylogging
+import math
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 from absl import logging
 
 from hncl_jax.train import validation
 
-LOCK_FILE = ".hncl_lock"
-# (name, kind) of every output a run writes into its workdir; "dir" or "file".
+# --------------------------------------------------------------------------- file names
+# Every file and folder a run writes into its workdir.
+CHECKPOINTS_DIR = "checkpoints"  # Orbax checkpoints, one folder per step (`checkpointing`)
+TENSORBOARD_DIR = "tensorboard"  # TensorBoard events (`reporting.MetricWriter`)
+PLOTS_DIR = "plots"  # the run's figures (`reporting.plot_all`)
+METRICS_FILE = "metrics.jsonl"  # one JSON object per `MetricWriter.write_scalars` call
+CONFIG_FILE = "config.json"  # the run record: the full config of the last run
+FINGERPRINT_FILE = "run_fingerprint.json"  # older runs' record (still read, then removed)
+SPECTRA_FILE = "spectra.npz"  # every evaluation's DC spectra (`reporting.write_spectra`)
+SUMMARY_FILE = "summary.txt"  # the run's plain-text summary (`reporting.write_summary`)
+WANDB_ID_FILE = "wandb_id.txt"  # the W&B run a resumed run continues (`WandbLogger`)
+LOCK_FILE = ".hncl_lock"  # who holds the workdir's lock (`lock_workdir`)
+# (name, kind) of the outputs `check_layout` checks; "dir" or "file".
 OUTPUTS = (
-    ("checkpoints", "dir"),
-    ("tensorboard", "dir"),
-    ("plots", "dir"),
-    ("metrics.jsonl", "file"),
-    ("config.json", "file"),
-    ("run_fingerprint.json", "file"),
-    ("summary.txt", "file"),
+    (CHECKPOINTS_DIR, "dir"),
+    (TENSORBOARD_DIR, "dir"),
+    (PLOTS_DIR, "dir"),
+    (METRICS_FILE, "file"),
+    (CONFIG_FILE, "file"),
+    (FINGERPRINT_FILE, "file"),
+    (SUMMARY_FILE, "file"),
 )
 
-__all__ = ["LOCK_FILE", "WorkdirError", "WorkdirLockedError", "check_layout", "lock_workdir"]
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "CONFIG_FILE",
+    "FINGERPRINT_FILE",
+    "LOCK_FILE",
+    "METRICS_FILE",
+    "OUTPUTS",
+    "PLOTS_DIR",
+    "SPECTRA_FILE",
+    "SUMMARY_FILE",
+    "TENSORBOARD_DIR",
+    "WANDB_ID_FILE",
+    "WorkdirError",
+    "WorkdirLockedError",
+    "check_layout",
+    "check_workdir",
+    "json_safe",
+    "load_config_json",
+    "lock_workdir",
+    "save_config",
+    "save_config_record",
+    "save_fingerprint",
+]
 
 
 class WorkdirError(validation.ConfigError):
@@ -255,3 +303,206 @@ def check_layout(workdir: str) -> None:
                     f"{path} cannot be read ({e}); nothing was changed. Restore or move it, "
                     "or pass another --workdir."
                 ) from e
+
+
+# --------------------------------------------------------------------------- run record
+def json_safe(value: Any) -> Any:
+    if hasattr(value, "to_dict") and callable(value.to_dict):  # ml_collections.ConfigDict
+        value = value.to_dict()
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [json_safe(v) for v in items]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, np.generic | np.ndarray) or hasattr(value, "__array__"):
+        return json_safe(np.asarray(value).tolist())
+    return str(value)
+
+
+def save_config(config: Any, workdir: str | os.PathLike[str]) -> str:
+    """Writes `<workdir>/config.json` (keys sorted, values made JSON-safe).
+
+    Tuples become lists, numpy values Python numbers, non-finite floats and unknown
+    objects their string form. The file is replaced atomically.
+
+    Args:
+      config: a dict or an `ml_collections.ConfigDict` (anything with `to_dict()`).
+      workdir: run directory (created if missing).
+
+    Returns:
+      The path written.
+    """
+    safe = json_safe(config)
+    if not isinstance(safe, dict):
+        raise ValueError(
+            f"save_config: config must be a dict or ConfigDict; got {type(config).__name__}."
+        )
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(os.fspath(workdir), CONFIG_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump(safe, f, sort_keys=True, indent=2)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def load_config_json(workdir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Reads the dict written by `save_config`.
+
+    Raises:
+      FileNotFoundError: if `<workdir>/config.json` does not exist.
+    """
+    path = os.path.join(os.fspath(workdir), CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"load_config_json: {path} does not exist; is {os.fspath(workdir)!r} a run "
+            "directory written by train_and_evaluate?"
+        )
+    with open(path) as f:
+        return json.load(f)
+
+
+def check_workdir(
+    workdir: str,
+    fingerprint: dict,
+    allow_change: bool,
+    *,
+    has_checkpoint: bool = False,
+    checkpoint_fingerprint: dict | None = None,
+) -> None:
+    """Refuses a workdir that holds a run of a different config (unless allowed).
+
+    The run's config is recorded in `config.json` (`save_config_record`) and in every
+    checkpoint's metadata (`checkpoint_fingerprint`); an older workdir's
+    `run_fingerprint.json` is read too. Every record found must match, so deleting one
+    file does not let a changed config through. A workdir holding a checkpoint but no
+    record at all is refused too: nothing could tell whether its config is this one.
+    Reads only: a missing workdir passes.
+
+    Args:
+      workdir: the run directory.
+      fingerprint: the fields that define the run (`config_fingerprint`).
+      allow_change: log a warning instead of raising (`config.allow_config_change`).
+      has_checkpoint: the workdir holds a finalized checkpoint.
+      checkpoint_fingerprint: the fingerprint saved with its latest checkpoint, if any.
+
+    Raises:
+      ConfigError: the workdir is a file, a record is unreadable, a record holds a
+        different config (the message lists every differing field), or the workdir
+        holds a checkpoint without any record of its config.
+    """
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise validation.ConfigError(
+            f"workdir {workdir} is a file, not a folder; pass another --workdir."
+        )
+    records = [
+        (path, record)
+        for path, record in (
+            (os.path.join(workdir, CONFIG_FILE), _read_record(workdir, CONFIG_FILE)),
+            (os.path.join(workdir, FINGERPRINT_FILE), _read_record(workdir, FINGERPRINT_FILE)),
+        )
+        if record is not None
+    ]
+    if checkpoint_fingerprint is not None:
+        records.append(("its latest checkpoint", checkpoint_fingerprint))
+    if not records and has_checkpoint:
+        msg = (
+            f"workdir {workdir} holds checkpoints but no record of their config "
+            f"({CONFIG_FILE} and the checkpoints' own record are both missing), so a "
+            "changed config cannot be ruled out. Use a new --workdir, or pass "
+            "--config.allow_config_change=True to continue it with the current config."
+        )
+        if not allow_change:
+            raise validation.ConfigError(msg)
+        pylogging.warning("%s (allowed by config.allow_config_change)", msg)
+        return
+    for where, old in records:
+        _compare_fingerprints(workdir, where, old, fingerprint, allow_change)
+
+
+def _read_record(workdir: str, name: str) -> dict | None:
+    """The run-defining fields recorded in `<workdir>/<name>` (None: no such file)."""
+    path = os.path.join(workdir, name)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, not an object")
+    except (OSError, ValueError) as e:
+        raise validation.ConfigError(
+            f"{path} (the config of the run in workdir {workdir}) cannot be read ({e}); "
+            "restore it, use a new --workdir, or delete the file to continue this run "
+            "with the current config."
+        ) from e
+    return validation.fingerprint_of(record) if name == CONFIG_FILE else record
+
+
+def _compare_fingerprints(
+    workdir: str, where: str, old: dict, fingerprint: dict, allow_change: bool
+) -> None:
+    if old == fingerprint:
+        return
+    if not isinstance(old, dict):
+        old = {"<record>": old}
+    old, new = _flatten(old), _flatten(fingerprint)
+    diffs = sorted(
+        f"{k}: {old.get(k, '<unset>')!r} → {new.get(k, '<unset>')!r}"
+        for k in set(old) | set(new)
+        if old.get(k, "<unset>") != new.get(k, "<unset>")
+    )
+    own_file = where.endswith((CONFIG_FILE, FINGERPRINT_FILE))
+    source = "" if own_file else f", recorded in {where}"
+    msg = (
+        f"workdir {workdir} holds a run of a different config ({'; '.join(diffs)}{source}). "
+        "Use a new --workdir, or pass --config.allow_config_change=True to continue it anyway."
+    )
+    if not allow_change:
+        raise validation.ConfigError(msg)
+    pylogging.warning("%s (allowed by config.allow_config_change)", msg)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"loss": {"beta": 1}} -> {"loss.beta": 1}, so a difference names the exact field."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def save_config_record(workdir: str, config: ml_collections.ConfigDict) -> str:
+    """Writes the workdir's one config record, `config.json` (atomically); returns its path.
+
+    An older workdir's `run_fingerprint.json` is removed once the new record is in
+    place, so the two cannot disagree after a change allowed by
+    `config.allow_config_change`.
+    """
+    path = save_config(json.loads(config.to_json_best_effort()), workdir)
+    legacy = os.path.join(workdir, FINGERPRINT_FILE)
+    if os.path.exists(legacy):
+        os.remove(legacy)
+    return path
+
+
+def save_fingerprint(workdir: str, fingerprint: dict) -> None:
+    """Writes an older workdir's `run_fingerprint.json` (still read by `check_workdir`).
+
+    Runs record their config with `save_config_record`; this writes the record older
+    runs left, for tools and tests that recreate such a workdir.
+
+    Args:
+      workdir: the run directory (must exist).
+      fingerprint: JSON-serializable dict (`config_fingerprint`).
+    """
+    path = os.path.join(workdir, FINGERPRINT_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(fingerprint, fh, sort_keys=True, indent=1)
+    os.replace(tmp, path)

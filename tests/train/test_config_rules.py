@@ -18,7 +18,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from configs import default
-from hncl_jax.train import validation
+from hncl_jax.train import memory, validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 E = re.escape
@@ -195,19 +195,19 @@ def test_bad_config_fails_before_compiling(
 
 def test_memory_estimate_warns_near_the_limit_and_scales_with_k(tiny_config):
     c = tiny_config()
-    small = validation.estimate_step_memory(c, batch_size=12, input_shape=(16,), num_params=100)
+    small = memory.estimate_step_memory(c, batch_size=12, input_shape=(16,), num_params=100)
     c.loss.k = 80
-    big = validation.estimate_step_memory(c, batch_size=12, input_shape=(16,), num_params=100)
+    big = memory.estimate_step_memory(c, batch_size=12, input_shape=(16,), num_params=100)
     assert big["loss"] - small["loss"] == pytest.approx(4 * 4 * 12 * (80 - 8))  # O(N k) floats
     c.loss.draw = "pair"
-    pair = validation.estimate_step_memory(c, batch_size=12, input_shape=(16,), num_params=100)
+    pair = memory.estimate_step_memory(c, batch_size=12, input_shape=(16,), num_params=100)
     assert pair["loss"] == pytest.approx(4 * (8 * 12**2 + 3 * 12**2 * 80))  # O(N² k)
     kw = dict(batch_size=12, input_shape=(16,), num_params=100)
     with pytest.warns(UserWarning, match="close to the limit"):
-        validation.check_memory(c, limit=1.5 * pair["total"], **kw)
+        memory.check_memory(c, limit=1.5 * pair["total"], **kw)
     with pytest.raises(validation.ConfigError, match="the given limit is"):
-        validation.check_memory(c, limit=0.5 * pair["total"], **kw)
-    limit, source = validation.available_memory()
+        memory.check_memory(c, limit=0.5 * pair["total"], **kw)
+    limit, source = memory.available_memory()
     assert limit > 2**20 and source
 
 

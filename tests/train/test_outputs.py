@@ -14,6 +14,7 @@ import pytest
 from configs import default, synthetic
 from hncl_jax import train
 from hncl_jax.train import plots, reporting, validation
+from hncl_jax.train import workdir as workdir_lib
 
 STEPS_PER_EPOCH = 10
 CONFIG = {
@@ -411,7 +412,7 @@ def test_spectra_round_trip_and_resume_truncation(tmp_path):
 
 def test_plot_all_reads_the_workdir(tmp_path):
     workdir = str(tmp_path)
-    reporting.save_config(CONFIG, workdir)
+    workdir_lib.save_config(CONFIG, workdir)
     with reporting.MetricWriter(workdir) as writer:
         for row in _history():
             writer.write_scalars(row["step"], {k: v for k, v in row.items() if k != "step"})
@@ -596,7 +597,7 @@ def test_wandb_logger_offline(tmp_path, monkeypatch):
     records = _wandb_records(workdir)
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run.display_name == "digits:smoke" and run.notes == TITLE
-    assert run.run_id == open(tmp_path / reporting.WANDB_ID_FILE).read().strip()
+    assert run.run_id == open(tmp_path / workdir_lib.WANDB_ID_FILE).read().strip()
     config_keys = {item.key for item in run.config.update}
     assert {"loss", "dataset", "seed"} <= config_keys
     history = _wandb_history(records)

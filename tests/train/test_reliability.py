@@ -40,6 +40,7 @@ import pytest  # noqa: E402
 from hncl_jax import models, train  # noqa: E402
 from hncl_jax.data import augment  # noqa: E402
 from hncl_jax.train import reporting, validation  # noqa: E402
+from hncl_jax.train import workdir as workdir_lib  # noqa: E402
 from tests.conftest import make_tiny_config  # noqa: E402  (the driver; tests take the fixture)
 
 # Keys whose values depend on wall-clock time, not on the computation.
@@ -391,7 +392,7 @@ def test_torn_metrics_line_loses_no_row_on_resume(tmp_path):
     for step in (2, 4):
         w.write_scalars(step, {"train/loss": 1.0 / step})
     w.close()
-    with open(tmp_path / reporting.METRICS_FILE, "a") as f:
+    with open(tmp_path / workdir_lib.METRICS_FILE, "a") as f:
         f.write('{"step": 6, "train/lo')  # a power cut in the middle of a write
     w = reporting.MetricWriter(str(tmp_path), resume_step=4)
     for step in (6, 8):

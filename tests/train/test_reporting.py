@@ -13,6 +13,7 @@ import pytest
 
 from hncl_jax import geometry
 from hncl_jax.train import reporting
+from hncl_jax.train import workdir as workdir_lib
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -62,7 +63,7 @@ def test_resume_truncates_later_rows(tmp_path):
         for step in (10, 20, 30, 40):
             writer.write_scalars(step, {"train/loss": 1.0 / step})
     # The process died after step 40, the last checkpoint is step 20; a partial line too.
-    with open(tmp_path / reporting.METRICS_FILE, "a") as f:
+    with open(tmp_path / workdir_lib.METRICS_FILE, "a") as f:
         f.write('{"step": 50, "train/lo')
     with reporting.MetricWriter(tmp_path, resume_step=20) as writer:
         assert [r["step"] for r in reporting.read_metrics(tmp_path)] == [10, 20]
@@ -99,17 +100,17 @@ def test_save_and_load_config(tmp_path):
     config = ml_collections.ConfigDict(
         {"b": (1, 2), "a": {"lr": np.float32(0.5), "beta": np.int64(3)}, "c": None, "d": "x"}
     )
-    path = reporting.save_config(config, tmp_path)
+    path = workdir_lib.save_config(config, tmp_path)
     text = open(path).read()
     assert text.index('"a"') < text.index('"b"')  # sorted keys
-    assert reporting.load_config_json(tmp_path) == {
+    assert workdir_lib.load_config_json(tmp_path) == {
         "a": {"beta": 3, "lr": 0.5},
         "b": [1, 2],
         "c": None,
         "d": "x",
     }
     with pytest.raises(FileNotFoundError, match="config.json"):
-        reporting.load_config_json(tmp_path / "missing")
+        workdir_lib.load_config_json(tmp_path / "missing")
 
 
 def test_progress_bar(monkeypatch):
@@ -203,6 +204,6 @@ def test_write_summary_writes_and_returns_the_text(tmp_path):
     assert text == reporting.summary_text(
         {"eval/test/z/ncm_acc": 0.75}, tmp_path, step=4, total_steps=4
     )
-    assert (tmp_path / reporting.SUMMARY_FILE).read_text() == text + "\n"
+    assert (tmp_path / workdir_lib.SUMMARY_FILE).read_text() == text + "\n"
     assert "0.75" in text
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())

@@ -15,6 +15,7 @@ from configs import synthetic
 from hncl_jax import geometry, models, sweep, train
 from hncl_jax.data import augment
 from hncl_jax.train import checkpointing, reporting, validation
+from hncl_jax.train import workdir as workdir_lib
 from tests.conftest import tiny_synthetic
 
 
@@ -164,7 +165,7 @@ def test_a_sweep_prints_one_line_as_each_run_starts_and_ends(tmp_path, capfd):
     assert "ncm_acc" in lines[-1]  # the done line shows the run's result
     # The trainer's outputs are written as ever, only not printed.
     for r in rows:
-        summary = open(os.path.join(r["workdir"], reporting.SUMMARY_FILE)).read()
+        summary = open(os.path.join(r["workdir"], workdir_lib.SUMMARY_FILE)).read()
         assert summary.startswith("hncl_jax run:") and summary.splitlines()[0] not in out
         assert reporting.last_evaluation(reporting.read_metrics(r["workdir"]))["epoch"] == 4
     # A rerun finds both runs finished: one line each.

@@ -22,6 +22,7 @@ from configs import tinyimagenet as tinyimagenet_config
 from hncl_jax import data, models, train
 from hncl_jax.data import augment
 from hncl_jax.train import checkpointing, validation
+from hncl_jax.train import workdir as workdir_lib
 from tests.conftest import assert_fails_before_compiling as fails_before_compiling
 from tests.conftest import make_tiny_config
 
@@ -277,7 +278,7 @@ def test_warm_start_of_another_architecture_names_the_leaves(tmp_path, no_compil
 def test_workdir_of_another_config_is_refused_unless_allowed(tmp_path, no_compile, caplog):
     w = tmp_path / "run"
     w.mkdir()
-    validation.save_fingerprint(str(w), validation.config_fingerprint(tiny_config()))
+    workdir_lib.save_fingerprint(str(w), validation.config_fingerprint(tiny_config()))
     c = tiny_config(**{"loss.beta": 5.0, "model_kwargs.hidden_sizes": (8,)})
     fails_before_compiling(
         c,
@@ -293,28 +294,28 @@ def test_workdir_of_another_config_is_refused_unless_allowed(tmp_path, no_compil
     )
     # Run-length and logging fields may change on resume.
     fp = validation.config_fingerprint(tiny_config(num_epochs=100, log_every_steps=7))
-    validation.check_workdir(str(w), fp, allow_change=False)
+    workdir_lib.check_workdir(str(w), fp, allow_change=False)
     with caplog.at_level(logging.WARNING):
-        validation.check_workdir(str(w), validation.config_fingerprint(c), allow_change=True)
+        workdir_lib.check_workdir(str(w), validation.config_fingerprint(c), allow_change=True)
     assert "allowed by config.allow_config_change" in caplog.text
 
 
 def test_config_json_is_the_one_record_and_replaces_the_old_fingerprint(tmp_path, caplog):
     w = tmp_path / "run"
     w.mkdir()
-    validation.save_fingerprint(str(w), validation.config_fingerprint(tiny_config()))
-    path = validation.save_config_record(str(w), tiny_config())
-    assert path == str(w / validation.CONFIG_FILE)
-    assert sorted(os.listdir(w)) == [validation.CONFIG_FILE]  # the old record is gone
+    workdir_lib.save_fingerprint(str(w), validation.config_fingerprint(tiny_config()))
+    path = workdir_lib.save_config_record(str(w), tiny_config())
+    assert path == str(w / workdir_lib.CONFIG_FILE)
+    assert sorted(os.listdir(w)) == [workdir_lib.CONFIG_FILE]  # the old record is gone
     fp = validation.config_fingerprint(tiny_config(num_epochs=100, log_every_steps=7))
-    validation.check_workdir(str(w), fp, allow_change=False, has_checkpoint=True)
+    workdir_lib.check_workdir(str(w), fp, allow_change=False, has_checkpoint=True)
     changed = validation.config_fingerprint(tiny_config(**{"loss.beta": 5.0}))
     with pytest.raises(validation.ConfigError, match=E("loss.beta: 10.0 → 5.0")):
-        validation.check_workdir(str(w), changed, allow_change=False, has_checkpoint=True)
+        workdir_lib.check_workdir(str(w), changed, allow_change=False, has_checkpoint=True)
     # Either record missing: the other (or the checkpoint's) still refuses the change.
-    os.remove(w / validation.CONFIG_FILE)
+    os.remove(w / workdir_lib.CONFIG_FILE)
     with pytest.raises(validation.ConfigError, match=E("recorded in its latest checkpoint")):
-        validation.check_workdir(
+        workdir_lib.check_workdir(
             str(w),
             changed,
             allow_change=False,
@@ -322,21 +323,21 @@ def test_config_json_is_the_one_record_and_replaces_the_old_fingerprint(tmp_path
             checkpoint_fingerprint=validation.config_fingerprint(tiny_config()),
         )
     with pytest.raises(validation.ConfigError, match="no record of their config"):
-        validation.check_workdir(str(w), changed, allow_change=False, has_checkpoint=True)
-    (w / validation.CONFIG_FILE).write_text("[1, 2]")
+        workdir_lib.check_workdir(str(w), changed, allow_change=False, has_checkpoint=True)
+    (w / workdir_lib.CONFIG_FILE).write_text("[1, 2]")
     with pytest.raises(validation.ConfigError, match="cannot be read"):
-        validation.check_workdir(str(w), changed, allow_change=True)
+        workdir_lib.check_workdir(str(w), changed, allow_change=True)
 
 
 def test_unreadable_fingerprint_and_file_workdir(tmp_path, no_compile):
     w = tmp_path / "run"
     w.mkdir()
-    (w / validation.FINGERPRINT_FILE).write_text("{half")
+    (w / workdir_lib.FINGERPRINT_FILE).write_text("{half")
     fails_before_compiling(
         tiny_config(),
         w,
         validation.ConfigError,
-        E(f"{w / validation.FINGERPRINT_FILE}") + ".*" + E("cannot be read"),
+        E(f"{w / workdir_lib.FINGERPRINT_FILE}") + ".*" + E("cannot be read"),
     )
     f = tmp_path / "file"
     f.write_text("")

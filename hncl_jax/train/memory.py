@@ -1,0 +1,146 @@
+"""The memory estimate of one train step, checked before anything compiles.
+
+`estimate_step_memory` counts the loss's buffers, the parameters with their optimizer
+state and the activations of one step per device; `check_memory` compares it with the
+device's memory (`available_memory`) and refuses a step that cannot fit, naming the
+fields that drive it. The trainer runs the check once the model's shapes are known
+(traced with `jax.eval_shape`, nothing compiled).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+
+import ml_collections
+
+from hncl_jax import losses
+from hncl_jax.train.validation import ConfigError
+
+# Floats of activations (forward and backward) per input element of one example: an
+# order-of-magnitude figure per model family, for the memory estimate only.
+ACTIVATION_FACTORS = {"tiny_mlp": 4, "mlp": 8, "tiny_cnn": 64, "resnet18": 300, "resnet50": 1200}
+
+
+def estimate_step_memory(
+    config: ml_collections.ConfigDict,
+    *,
+    batch_size: int,
+    input_shape: Sequence[int],
+    num_params: int,
+    num_devices: int = 1,
+) -> dict[str, float]:
+    """An analytic estimate of one train step's memory per device, in bytes.
+
+    Counted in float32: the loss's (N, N) similarity buffers (about eight: similarities,
+    masks, tilted log-probabilities, the sampler's CDF, their gradients), its
+    negative buffers, O(N k) for the anchor-shared draws and O(N² k) for fresh draws per
+    pair or the triplet ψ, where N is the batch (two views per example with
+    `positives="views"`) and k = `loss.k`; the parameters with their gradients and
+    optimizer moments (4 copies); and the activations, `ACTIVATION_FACTORS[model]`
+    floats per input element per example. The loss and activations are divided over
+    the devices.
+
+    Args:
+      config: the run's config.
+      batch_size: the global batch actually used (after clamping to the data).
+      input_shape: the shape of one example.
+      num_params: the model's parameter count.
+      num_devices: devices the batch is split over.
+
+    Returns:
+      dict with "loss", "params", "activations" and "total" bytes.
+    """
+    lc = config.loss
+    n = batch_size * (2 if config.positives == "views" else 1)
+    k = int(lc.k)
+    loss = 8.0 * n * n
+    if lc.name in losses.SETTINGS and lc.estimator == "sampled":
+        if lc.draw == "pair" or lc.psi == "triplet":
+            loss += 3.0 * n * n * k
+        else:
+            loss += 4.0 * n * k
+    loss *= 4.0 / num_devices
+    elements = math.prod(int(d) for d in input_shape)
+    factor = ACTIVATION_FACTORS.get(config.model, 64)
+    activations = 4.0 * n * elements * factor / num_devices
+    params = 4.0 * 4 * num_params
+    return {
+        "loss": loss,
+        "params": params,
+        "activations": activations,
+        "total": loss + params + activations,
+    }
+
+
+def available_memory() -> tuple[float, str]:
+    """Bytes of memory of the first device and where the figure comes from.
+
+    The accelerator's `memory_stats()["bytes_limit"]` where JAX reports it (GPU, TPU);
+    otherwise the host's physical RAM (the CPU backend).
+    """
+    import jax
+
+    try:
+        stats = jax.local_devices()[0].memory_stats() or {}
+    except Exception:  # backends without memory statistics raise or return None
+        stats = {}
+    if stats.get("bytes_limit"):
+        return float(stats["bytes_limit"]), f"{jax.local_devices()[0].device_kind} memory"
+    pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    return float(pages * page), "host RAM"
+
+
+def check_memory(
+    config: ml_collections.ConfigDict,
+    *,
+    batch_size: int,
+    input_shape: Sequence[int],
+    num_params: int,
+    num_devices: int = 1,
+    limit: float | None = None,
+) -> dict[str, float]:
+    """Refuses a step whose estimated memory exceeds the device's, before compiling.
+
+    Args:
+      config, batch_size, input_shape, num_params, num_devices: as in
+        `estimate_step_memory`.
+      limit: bytes available (None: `available_memory()`).
+
+    Returns:
+      The estimate (`estimate_step_memory`).
+
+    Raises:
+      ConfigError: the estimate exceeds the limit; the message gives both and the
+        fields that drive it (batch size, loss.k, loss.draw).
+
+    Warns:
+      UserWarning: the estimate exceeds half the limit.
+    """
+    estimate = estimate_step_memory(
+        config,
+        batch_size=batch_size,
+        input_shape=input_shape,
+        num_params=num_params,
+        num_devices=num_devices,
+    )
+    where = "the given limit"
+    if limit is None:
+        limit, where = available_memory()
+    gb = 2.0**30
+    text = (
+        f"one train step needs about {estimate['total'] / gb:.3g} GB per device (loss "
+        f"{estimate['loss'] / gb:.3g} GB with batch {batch_size} and config.loss.k="
+        f"{config.loss.k}, activations {estimate['activations'] / gb:.3g} GB, parameters and "
+        f"optimizer {estimate['params'] / gb:.3g} GB), {where} is {limit / gb:.3g} GB"
+    )
+    if estimate["total"] > limit:
+        raise ConfigError(
+            f"{text}: it cannot fit. Lower --config.loss.k or --config.batch_size (or use "
+            "--config.loss.draw=anchor, O(N k) instead of O(N² k) memory)."
+        )
+    if estimate["total"] > 0.5 * limit:
+        warnings.warn(f"{text}: close to the limit; the step may run out of memory.", stacklevel=2)
+    return estimate
