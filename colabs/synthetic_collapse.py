@@ -28,7 +28,7 @@
 # the whole set as one batch, 400 epochs; β ∈ {0, 10, 30, 50}; positives by **labels**
 # (same class, the anchor included) or by **Gaussian-noise views** (variance 0.01).
 #
-# All 16 runs are trained by `hncl_jax.synthetic_grid.train_grid` in **one compiled
+# All 16 runs are trained by `hncl_jax.reproduce.synthetic_grid.train_grid` in **one compiled
 # program** (`jax.vmap` over the runs, `lax.scan` over the steps) with the trainer's own
 # train step: each run equals `train_and_evaluate` with `configs/synthetic.py` (checked
 # at the end). Seconds on a GPU; QUICK shrinks the data and the network for a CPU.
@@ -82,7 +82,8 @@ colab.check_accelerator(long_run=not QUICK)
 print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %%
-from hncl_jax import sweep, synthetic_grid
+from hncl_jax import sweep
+from hncl_jax.reproduce import synthetic_grid
 from hncl_jax.train import plots
 
 if QUICK:

@@ -186,7 +186,7 @@ print(f"ucl reweighted (k → ∞): {rw:.5f}   limit: {geometry.ucl_reweighted_l
 
 # %%
 # The exact expectation over every k-tuple of negatives (the library's own enumeration).
-from hncl_jax.reproduce import exact_expected_loss as exact_loss
+from hncl_jax.reproduce.theory import exact_expected_loss as exact_loss
 
 rng = np.random.default_rng(0)
 y9 = np.repeat(np.arange(3), 3)

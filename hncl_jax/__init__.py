@@ -30,8 +30,10 @@ TensorFlow Datasets; it only adds the library's XLA:CPU flags to `XLA_FLAGS`, se
   fallback past a damaged step, warm start), `train.reporting` (the metric writer,
   `metrics.jsonl` and TensorBoard, progress bar, summary), `train.plots` and `train.cli`.
 * `sweep`: resumable grids of runs (one workdir per grid point, tables, seed means).
-* `synthetic_grid`: the hard-negative paper's synthetic β grid, every run in one
-  compiled program (`jax.vmap`), built from the trainer's own factories.
+* `reproduce`: every measured number of REPRODUCTION.md, one module per section
+  (`python -m hncl_jax.reproduce <section>`), and `reproduce.synthetic_grid`, the
+  hard-negative paper's synthetic β grid, every run in one compiled program
+  (`jax.vmap`), built from the trainer's own factories.
 * `configs`: the shipped experiment configs (`get_config(arg)`), e.g.
   `from hncl_jax.configs import digits; digits.get_config("smoke")`.
 * `main`, `benchmark`: the command lines (`python -m hncl_jax.main`, ...).
@@ -62,7 +64,7 @@ _MODULES = (
     "evaluation",
     "train",
     "sweep",
-    "synthetic_grid",
+    "reproduce",
     "configs",
     "main",
     "benchmark",

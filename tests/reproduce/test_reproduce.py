@@ -13,6 +13,15 @@ import pytest
 
 from hncl_jax import reproduce, sweep
 from hncl_jax.configs import synthetic
+from hncl_jax.reproduce import (
+    clop_synthetic,
+    clop_theory,
+    common,
+    fashion_mnist,
+    fashion_mnist_grid,
+    near_nc,
+)
+from hncl_jax.reproduce.__main__ import main as reproduce_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -140,36 +149,36 @@ def test_sweep_cli_seed_axis_writes_mean_std_and_plots(tmp_path):
 def test_the_cpu_grid_plan(tmp_path):
     root = str(tmp_path)
     counts = {}
-    for study in reproduce.STUDIES:
+    for study in fashion_mnist_grid.STUDIES:
         counts[study] = sum(
             len(sweep.plan_grid(b, {}, r, points=p, seeds=s))
-            for b, p, r, s in reproduce.study_plan(study, "cpu", root)
+            for b, p, r, s in fashion_mnist_grid.study_plan(study, "cpu", root)
         )
     assert counts == {"hn_supervised": 15, "hn_unsupervised": 15, "hn_warm_start": 9, "clop": 48}
-    clop_base, clop_points, _, _ = reproduce.study_plan("clop", "cpu", root)[0]
+    clop_base, clop_points, _, _ = fashion_mnist_grid.study_plan("clop", "cpu", root)[0]
     nt_xent = [p for p in clop_points if p["loss.name"] == "nt_xent"]
     assert {p["label_fraction"] for p in nt_xent} == {0.1, 0.5, 1.0}
     batches = {p.get("batch_size", clop_base.batch_size) for p in nt_xent}
     assert batches == {32, 64, 128, 256, 512}
     assert all(sum(p.get("clop.weight") == w for p in clop_points) == 8 for w in (0.0, 1.0))
-    warm = reproduce.study_plan("hn_warm_start", "cpu", root)
+    warm = fashion_mnist_grid.study_plan("hn_warm_start", "cpu", root)
     for seed, (base, points, _, _) in enumerate(warm):
         assert base.seed == seed
         assert base.init_from.endswith(f"hn_supervised/loss.name=hscl,loss.beta=10,seed={seed}")
         assert [p["loss.name"] for p in points] == ["scl", "hscl", "hucl"]
-    sup_base, _, _, _ = reproduce.study_plan("hn_supervised", "cpu", root)[0]
+    sup_base, _, _, _ = fashion_mnist_grid.study_plan("hn_supervised", "cpu", root)[0]
     assert sup_base.dataset == "fashion_mnist" and sup_base.model == "small_cnn"
-    unsup = reproduce.study_plan("hn_unsupervised", "cpu", root)[0][1]
+    unsup = fashion_mnist_grid.study_plan("hn_unsupervised", "cpu", root)[0][1]
     assert all(p["positives"] == "views" for p in unsup)
 
 
 def test_warm_start_without_its_source_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="hn_supervised study first"):
-        reproduce._wait_for_source(str(tmp_path / "nope"), sharded=False)
+        fashion_mnist_grid._wait_for_source(str(tmp_path / "nope"), sharded=False)
     with pytest.raises(ValueError, match="--shard"):
-        reproduce._check_args("fashion_mnist", "cpu", ["clop"], (2, 2))
+        fashion_mnist_grid.check_args("fashion_mnist", "cpu", ["clop"], (2, 2))
     with pytest.raises(ValueError, match="unknown --studies"):
-        reproduce._check_args("fashion_mnist", "cpu", ["fig9"], (0, 1))
+        fashion_mnist_grid.check_args("fashion_mnist", "cpu", ["fig9"], (0, 1))
 
 
 # --------------------------------------------------------------------------- the report
@@ -221,7 +230,7 @@ def _fake_results(probe_gain: float) -> dict:
     return {
         "dataset": "fashion_mnist",
         "size": "cpu",
-        "size_settings": reproduce.SIZES["cpu"],
+        "size_settings": fashion_mnist.SIZES["cpu"],
         "machine": {"cpu_count": 2, "processor": "x86_64", "device": "cpu", "platform": "cpu"},
         "versions": {"jax": "0.0", "python": "3.11"},
         "theorem2_bound": 0.2846,
@@ -233,11 +242,11 @@ def _fake_results(probe_gain: float) -> dict:
 
 
 def test_verdicts_follow_the_numbers():
-    up = reproduce.render(_fake_results(0.05))
+    up = fashion_mnist.render(_fake_results(0.05))
     assert "HSCL β = 10: higher (difference +0.05" in up
-    same = reproduce.render(_fake_results(0.0))
+    same = fashion_mnist.render(_fake_results(0.0))
     assert "HSCL β = 10: within noise (difference +0" in same
-    down = reproduce.render(_fake_results(-0.05))
+    down = fashion_mnist.render(_fake_results(-0.05))
     assert "HSCL β = 10: lower (difference -0.05" in down
     assert "higher beyond 2 s.e. in 1 of 1 pairs" in up
     assert "**1 runs of the grid are missing**" in up
@@ -249,21 +258,22 @@ def test_write_doc_replaces_only_its_section(tmp_path):
     doc = tmp_path / "DOC.md"
     doc.write_text("# Title\n\nhand-written text\n")
     results = _fake_results(0.05)
-    reproduce.write_doc(results, str(doc))
-    reproduce.write_doc(results, str(doc))  # idempotent
+    common.write_section(fashion_mnist, results, str(doc))
+    common.write_section(fashion_mnist, results, str(doc))  # idempotent
     text = doc.read_text()
-    assert text.startswith("# Title\n\nhand-written text\n") and text.count(reproduce.BEGIN) == 1
-    assert reproduce.generated_section(str(doc)) == reproduce.render(results)
+    begin, _ = common.markers("fashion_mnist")
+    assert text.startswith("# Title\n\nhand-written text\n") and text.count(begin) == 1
+    assert common.section_block("fashion_mnist", str(doc)) == fashion_mnist.render(results)
 
 
 def test_reproduction_md_agrees_with_the_committed_results():
     """REPRODUCTION.md's Fashion-MNIST section is what the committed results file gives:
     regenerate it with `python -m hncl_jax.reproduce fashion_mnist --write_doc`."""
-    path = os.path.join(ROOT, reproduce.results_path("fashion_mnist", "cpu"))
+    path = fashion_mnist.results_path("cpu", ROOT)
     with open(path) as fh:
         results = json.load(fh)
-    doc = os.path.join(ROOT, reproduce.DOC)
-    assert reproduce.generated_section(doc) == reproduce.render(results)
+    doc = os.path.join(ROOT, common.DOC)
+    assert common.section_block("fashion_mnist", doc) == fashion_mnist.render(results)
     for name in ("hn", "dc"):
         assert os.path.exists(os.path.join(ROOT, "results", f"fashion_mnist_cpu_{name}.png"))
     assert len(results["runs"]) >= 3 * 5  # at least the supervised study over 3 seeds
@@ -272,21 +282,22 @@ def test_reproduction_md_agrees_with_the_committed_results():
 @pytest.mark.slow
 def test_tiny_reproduction_end_to_end(tmp_path, monkeypatch, fashion_mnist_files):
     """The tiny grid's supervised study on the real files, then collect and render."""
-    monkeypatch.setattr(reproduce, "BETAS", (10.0,))
+    monkeypatch.setattr(fashion_mnist_grid, "BETAS", (10.0,))
     root = str(tmp_path / "runs")
-    rows = reproduce.run("fashion_mnist", root, size="tiny", studies=["hn_supervised"])
+    rows = fashion_mnist_grid.run("fashion_mnist", root, size="tiny", studies=["hn_supervised"])
     assert len(rows["hn_supervised"]) == 4  # SCL and HSCL β = 10, two seeds each
-    results = reproduce.collect("fashion_mnist", root, "tiny")
+    results = fashion_mnist_grid.collect("fashion_mnist", root, "tiny")
     assert len(results["runs"]) == 4 and results["missing"]
-    text = reproduce.render(results)
+    text = fashion_mnist.render(results)
     assert "| SCL | 2 |" in text and "| HSCL β = 10 | 2 |" in text
-    paths = reproduce.plot(results, str(tmp_path))
+    paths = fashion_mnist.figures(results, str(tmp_path))
     assert all(os.path.getsize(p) > 1000 for p in paths)
 
 
 # --------------------------------------------------------------------------- the other sections
 def _committed(section: str) -> dict:
-    with open(reproduce.section_results_path(section, "full", ROOT)) as fh:
+    module = reproduce.section(section)
+    with open(module.results_path(module.DEFAULT_SIZE, ROOT)) as fh:
         return json.load(fh)
 
 
@@ -295,8 +306,8 @@ def test_every_generated_section_agrees_with_its_results_file(section):
     """Each generated block of REPRODUCTION.md is what its committed results file gives
     (regenerate with `python -m hncl_jax.reproduce <section> --write_doc`)."""
     results = _committed(section)
-    doc = os.path.join(ROOT, reproduce.DOC)
-    assert reproduce.section_block(section, doc) == reproduce.render_section(section, results)
+    doc = os.path.join(ROOT, common.DOC)
+    assert common.section_block(section, doc) == reproduce.section(section).render(results)
 
 
 @pytest.mark.parametrize("section", [s for s in reproduce.SECTIONS if s != "fashion_mnist"])
@@ -308,34 +319,60 @@ def test_results_files_record_how_they_were_made(section):
     assert {"cpu_count", "platform"} <= set(results["machine"])
     assert results["seconds"] > 0 and results["cpu_seconds"] > 0
     # The measured wall time reaches the document from the file: another value, another block.
-    block = reproduce.render_section(section, results)
-    assert reproduce._duration(results["seconds"]) in block
+    render = reproduce.section(section).render
+    block = render(results)
+    assert common.duration(results["seconds"]) in block
     changed = {**results, "seconds": results["seconds"] * 7 + 1000}
-    assert reproduce.render_section(section, changed) != block
+    assert render(changed) != block
 
 
 def test_write_section_replaces_only_its_block(tmp_path):
     doc = tmp_path / "DOC.md"
-    begin, end = reproduce.markers("clop_theory")
+    begin, end = common.markers("clop_theory")
     doc.write_text(f"# Title\n\n{begin}\nSTALE-BLOCK\n{end}\n\ntail\n")
     results = _committed("clop_theory")
-    reproduce.write_section("clop_theory", results, str(doc))
-    reproduce.write_section("clop_theory", results, str(doc))  # idempotent
+    common.write_section(clop_theory, results, str(doc))
+    common.write_section(clop_theory, results, str(doc))  # idempotent
     text = doc.read_text()
     assert text.startswith("# Title\n\n") and text.endswith("\n\ntail\n") and "STALE" not in text
-    assert reproduce.section_block("clop_theory", str(doc)) == reproduce.render_section(
-        "clop_theory", results
-    )
+    assert common.section_block("clop_theory", str(doc)) == clop_theory.render(results)
     with pytest.raises(ValueError, match="no generated theory section"):
-        reproduce.section_block("theory", str(doc))
+        common.section_block("theory", str(doc))
+
+
+def test_every_section_module_has_the_section_names():
+    """Each registered section is a module with the names the command line uses, its
+    NAME its registry name; an unknown name is refused."""
+    for name in reproduce.SECTIONS:
+        m = reproduce.section(name)
+        assert m.NAME == name and m.DEFAULT_SIZE in m.SIZES
+        assert callable(m.compute) and callable(m.render)
+        assert m.results_path(m.DEFAULT_SIZE).startswith(os.path.join("results", name))
+    with pytest.raises(ValueError, match="unknown section 'fig9'"):
+        reproduce.section("fig9")
+
+
+def test_command_line_checks_size_and_section_options_before_computing(tmp_path, capsys):
+    doc, root = tmp_path / "DOC.md", tmp_path / "runs"
+    for args, message in (
+        (["theory", "--size=cpu"], "--size='cpu': theory has sizes ('full', 'tiny')."),
+        (["fashion_mnist", "--size=huge"], "fashion_mnist has sizes ('tiny', 'cpu', 'full')."),
+        (["fashion_mnist", "--shard=2"], "--shard='2' must look like i/n, e.g. 0/2"),
+        (["fashion_mnist", "--shard=2/2"], "--shard=2/2 must be i/n with 0 <= i < n."),
+        (["fashion_mnist", "--studies=fig9"], "unknown --studies ['fig9']"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            reproduce_main([*args, f"--root={root}", f"--doc={doc}"])
+        assert e.value.code == 2 and message in capsys.readouterr().err, args
+    assert not doc.exists() and not root.exists()
 
 
 def test_value_verdicts_follow_the_printed_digits():
-    assert reproduce.value_verdict(0.201413, "0.2014") == "match"
-    assert reproduce.value_verdict(0.310555, "0.3105").startswith("match if truncated")
-    assert "0.3106" in reproduce.value_verdict(0.310555, "0.3105")
-    assert reproduce.value_verdict(0.393332, "0.3935").startswith("differs")
-    assert reproduce.value_verdict(0.3931, "0.3935", se=0.0003) == "match"
+    assert common.value_verdict(0.201413, "0.2014") == "match"
+    assert common.value_verdict(0.310555, "0.3105").startswith("match if truncated")
+    assert "0.3106" in common.value_verdict(0.310555, "0.3105")
+    assert common.value_verdict(0.393332, "0.3935").startswith("differs")
+    assert common.value_verdict(0.3931, "0.3935", se=0.0003) == "match"
 
 
 def test_the_clop_bound_holds_but_is_not_tight():
@@ -343,36 +380,36 @@ def test_the_clop_bound_holds_but_is_not_tight():
         {"k": 3, "largest_safe_lr": 4.002, "printed_bound": 2.2},
         {"k": 30, "largest_safe_lr": 2.0718, "printed_bound": 2.0333},
     ]
-    assert reproduce.bound_verdict(bis) == (
+    assert clop_theory.bound_verdict(bis) == (
         "the bound holds but is not tight: 4.00 against the bound 2.20 at k = 3"
     )
-    assert reproduce.bound_verdict(bis[1:]) == "the bound holds and is tight"
+    assert clop_theory.bound_verdict(bis[1:]) == "the bound holds and is tight"
     low = [{"k": 3, "largest_safe_lr": 2.0, "printed_bound": 2.2}]
-    assert reproduce.bound_verdict(low).startswith("violated")
+    assert clop_theory.bound_verdict(low).startswith("violated")
 
 
 def test_near_nc_rows_several_times_the_paper_are_not_a_match():
     hucl5 = {"setting": "HUCL β = 5", "zero_sum": 0.0307, "equal_inner_product": 0.0195}
-    verdict = reproduce.near_nc_row_verdict(hucl5)
+    verdict = near_nc.row_verdict(hucl5)
     assert verdict.startswith("differs (farther from NC)") and "×7.7" in verdict
     assert "×9.8" in verdict
     ucl = {"setting": "UCL", "zero_sum": 0.0053, "equal_inner_product": 0.0033}
-    assert reproduce.near_nc_row_verdict(ucl) == "match"
+    assert near_nc.row_verdict(ucl) == "match"
     # The stay-at-NC rule sorts the paper's own rows as the paper does.
-    for name, (zs, _, eip) in reproduce.NEAR_NC_PAPER.items():
+    for name, (zs, _, eip) in near_nc.PAPER.items():
         row = {"setting": name, "zero_sum": zs, "equal_inner_product": eip}
-        assert reproduce._stays(row) == (name not in ("HUCL β = 10", "HUCL β = 30")), name
+        assert near_nc.stays(row) == (name not in ("HUCL β = 10", "HUCL β = 30")), name
 
 
 def test_near_nc_claims_never_say_match_for_rows_off_the_paper():
     results = _committed("near_nc")
     rows = [dict(r) for r in results["rows"]]
     for r in rows:  # every row at the paper's values but HUCL β = 5, several times off
-        zs, un, eip = reproduce.NEAR_NC_PAPER[r["setting"]]
+        zs, un, eip = near_nc.PAPER[r["setting"]]
         r.update(zero_sum=zs, unit_norm=un, equal_inner_product=eip)
         if r["setting"] == "HUCL β = 5":
             r.update(zero_sum=8 * zs, equal_inner_product=10 * eip)
-    text = reproduce.render_near_nc({**results, "rows": rows})
+    text = near_nc.render({**results, "rows": rows})
     small = next(ln for ln in text.splitlines() if ln.startswith("| UCL and HUCL at small β"))
     assert "| partly" in small and "not: HUCL β = 5" in small
 
@@ -402,26 +439,26 @@ def test_clop_setting_choice_and_gap_verdicts():
     runs += _clop_runs(68.9, 99.9, {**far, "label_fraction": 0.5})  # not the paper's labels
     capped = {**near, "directions": "planar"}  # closest, but its data cannot hold 99.89
     runs += _clop_runs(68.9, 99.6, {**capped, "label_fraction": 0.1}, cap=0.997)
-    groups = reproduce.clop_setting_groups(runs)
+    groups = clop_synthetic.setting_groups(runs)
     assert len(groups) == 4
-    assert reproduce.choose_clop_setting(groups) == {**near, "label_fraction": 0.1}
-    assert reproduce.choose_clop_setting(groups[3:]) == {**capped, "label_fraction": 0.1}
+    assert clop_synthetic.choose_setting(groups) == {**near, "label_fraction": 0.1}
+    assert clop_synthetic.choose_setting(groups[3:]) == {**capped, "label_fraction": 0.1}
     by = {json.dumps(g["setting"], sort_keys=True): g for g in groups}
     g_near = by[json.dumps({**near, "label_fraction": 0.1}, sort_keys=True)]
     g_far = by[json.dumps({**far, "label_fraction": 0.1}, sort_keys=True)]
     assert g_near["gain"] == pytest.approx(29.0)
-    assert reproduce.clop_gap_verdict(g_near, "nt_xent").startswith("gap reproduced")
-    assert reproduce.clop_gap_verdict(g_far, "nt_xent").startswith("smaller gap")
-    assert reproduce.paper_distance(g_far) == pytest.approx(19.09 + 11.39, abs=0.2)
+    assert clop_synthetic.gap_verdict(g_near, "nt_xent").startswith("gap reproduced")
+    assert clop_synthetic.gap_verdict(g_far, "nt_xent").startswith("smaller gap")
+    assert clop_synthetic.paper_distance(g_far) == pytest.approx(19.09 + 11.39, abs=0.2)
 
 
 def test_clop_synthetic_config_default_is_the_chosen_setting():
-    from hncl_jax.configs import clop_synthetic
+    from hncl_jax.configs import clop_synthetic as config
 
     chosen = _committed("clop_synthetic")["chosen"]
-    c = clop_synthetic.get_config()
-    assert {f: c.dataset_kwargs.get(f) for f in reproduce.GENERATOR_FIELDS} == {
-        f: chosen.get(f) for f in reproduce.GENERATOR_FIELDS
+    c = config.get_config()
+    assert {f: c.dataset_kwargs.get(f) for f in clop_synthetic.GENERATOR_FIELDS} == {
+        f: chosen.get(f) for f in clop_synthetic.GENERATOR_FIELDS
     }
     assert c.label_fraction == chosen["label_fraction"]
 
@@ -434,10 +471,10 @@ def test_tiny_sections_end_to_end(tmp_path):
     for section in ("theory", "clop_synthetic"):
         out = tmp_path / f"{section}.json"
         args = [section, "--size=tiny", f"--root={tmp_path / section}", f"--results={out}"]
-        assert reproduce.main([*args, f"--doc={doc}"]) == 0
+        assert reproduce_main([*args, f"--doc={doc}"]) == 0
         results = json.loads(out.read_text())
         assert results["size"] == "tiny" and results["seconds"] > 0
-        block = reproduce.section_block(section, str(doc))
-        assert block == reproduce.render_section(section, results)
-        assert reproduce.main([*args, f"--doc={doc}", "--write_doc"]) == 0
-        assert reproduce.section_block(section, str(doc)) == block
+        block = common.section_block(section, str(doc))
+        assert block == reproduce.section(section).render(results)
+        assert reproduce_main([*args, f"--doc={doc}", "--write_doc"]) == 0
+        assert common.section_block(section, str(doc)) == block

@@ -1,4 +1,4 @@
-"""Tests of `hncl_jax.synthetic_grid`: the runs, bounds and seeds of the vmapped synthetic
+"""Tests of `hncl_jax.reproduce.synthetic_grid`: the runs, bounds and seeds of the vmapped synthetic
 grid, its config checks, and its equality with the trainer's single runs."""
 
 import chex
@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hncl_jax import data, geometry, models, synthetic_grid, train
+from hncl_jax import data, geometry, models, train
+from hncl_jax.reproduce import synthetic_grid
 from hncl_jax.train import reporting
 
 

@@ -12,7 +12,7 @@ with β traced ("scl"/"ucl" run as "hscl"/"hucl" at β = 0, which the loss makes
 identical), the steps are scanned, and the groups of one seed are compiled into one
 program.
 
-    from hncl_jax import synthetic_grid
+    from hncl_jax.reproduce import synthetic_grid
 
     config = synthetic_grid.get_config()  # configs/synthetic.py plus config.grid
     config.grid.betas = (10.0, 30.0)

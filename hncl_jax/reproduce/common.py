@@ -1,0 +1,237 @@
+"""What the sections of REPRODUCTION.md share: the results files and the generated
+blocks, the machine record and the header of a section, the grid runner of the trained
+sections, and the verdict rule for a printed paper value.
+
+A section's generated block lies between `<!-- BEGIN generated:<name> -->` and
+`<!-- END generated:<name> -->` (`markers`); `write_section` writes a section module's
+`render(results)` over it, `section_block` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import jax
+import ml_collections
+
+from hncl_jax import sweep, train
+
+RESULTS_DIR = "results"
+DOC = "REPRODUCTION.md"
+# The file a trained run of `grid` records its CPU seconds in (the sweep records the wall).
+CPU_FILE = "reproduce_cpu_seconds.json"
+# The NC metrics the synthetic sections tabulate and judge (`nc/train/z/<name>`).
+NC_COLUMNS = ("zero_sum", "unit_norm", "equal_inner_product")
+
+
+# --------------------------------------------------------------------------- files
+def file_stem(name: str, size: str, unsuffixed: str | None) -> str:
+    """`<name>` at the section's `unsuffixed` size, `<name>_<size>` at any other: the
+    name of its results file and of its runs' folder."""
+    return name if size == unsuffixed else f"{name}_{size}"
+
+
+def results_path(
+    name: str, size: str, unsuffixed: str | None = "full", repo: str | None = None
+) -> str:
+    """`results/<stem>.json` (`file_stem`), under `repo` when given."""
+    path = os.path.join(RESULTS_DIR, f"{file_stem(name, size, unsuffixed)}.json")
+    return os.path.join(repo, path) if repo else path
+
+
+def default_root(name: str, size: str, unsuffixed: str | None = "full") -> str:
+    """`runs/reproduce/<stem>`: the parent folder of a section's runs."""
+    return os.path.join("runs", "reproduce", file_stem(name, size, unsuffixed))
+
+
+def write_results(results: Mapping[str, Any], path: str) -> str:
+    """Writes a section's results (sorted keys, one space of indent) to `path`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(results, fh, indent=1, sort_keys=True)
+    return path
+
+
+def read_results(path: str) -> dict[str, Any]:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def command(name: str, size: str, default_size: str = "full") -> str:
+    """The command line that computes a section at `size`, as its results record it."""
+    return f"python -m hncl_jax.reproduce {name}" + (
+        "" if size == default_size else f" --size={size}"
+    )
+
+
+# --------------------------------------------------------------------------- blocks
+def markers(name: str) -> tuple[str, str]:
+    """The BEGIN / END comments around a generated section of REPRODUCTION.md."""
+    return f"<!-- BEGIN generated:{name} -->", f"<!-- END generated:{name} -->"
+
+
+def block(name: str, body: str) -> str:
+    """`body` between the section's markers, one line each."""
+    begin, end = markers(name)
+    return begin + "\n" + body.strip("\n") + "\n" + end
+
+
+def replace_block(doc_path: str, begin: str, end: str, text_block: str) -> str:
+    """Writes `text_block` (which starts with `begin` and ends with `end`) over the text
+    between those markers in `doc_path`, or appends it when the markers are absent."""
+    text = open(doc_path).read() if os.path.exists(doc_path) else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + text_block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + text_block + "\n"
+    with open(doc_path, "w") as fh:
+        fh.write(text)
+    return doc_path
+
+
+def write_section(section: ModuleType, results: Mapping[str, Any], doc_path: str = DOC) -> str:
+    """Replaces the generated block of a section module (`section.render(results)`) in
+    `doc_path`; appends it when absent."""
+    begin, end = markers(section.NAME)
+    return replace_block(doc_path, begin, end, section.render(results))
+
+
+def section_block(name: str, doc_path: str = DOC) -> str:
+    """The generated block of section `name` currently in `doc_path` (markers included)."""
+    begin, end = markers(name)
+    text = open(doc_path).read()
+    if begin not in text or end not in text:
+        raise ValueError(f"{doc_path} has no generated {name} section ({begin} ... {end}).")
+    return begin + text.split(begin, 1)[1].split(end, 1)[0] + end
+
+
+# --------------------------------------------------------------------------- machine, header
+def environment() -> dict[str, Any]:
+    """The machine and versions a section was computed with, and the date."""
+    return {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "device": jax.devices()[0].device_kind,
+            "platform": jax.default_backend(),
+        },
+        "versions": {"jax": jax.__version__, "python": platform.python_version()},
+        "written": time.strftime("%Y-%m-%d"),
+    }
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def header(results: Mapping[str, Any], name: str, results_file: str) -> str:
+    """The 'Generated by ...' paragraph of a section: command, file, machine, time."""
+    m, v = results["machine"], results["versions"]
+    wall, cpu = results["seconds"], results.get("cpu_seconds")
+    cost = f"{duration(wall)} wall"
+    if cpu:
+        cost += f", {duration(cpu)} of CPU time"
+    shared = "; the machine was shared with other work, so wall time exceeds CPU time / cores"
+    return (
+        f"Generated by `python -m hncl_jax.reproduce {name} --write_doc` from "
+        f"`{results_file}`, which `{results['command']}` "
+        f"wrote; do not edit by hand. Machine: {m['cpu_count']} CPU cores ({m['processor']}, "
+        f"JAX {v['jax']}, {m['platform']}). Measured cost of the section: {cost}"
+        + (" (the sum over its runs, as each was trained" if results.get("trains") else " (")
+        + shared.lstrip("; " if not results.get("trains") else "")
+        + ")."
+    )
+
+
+# --------------------------------------------------------------------------- grid runner
+def enable_compilation_cache(root: str) -> None:
+    """A persistent compilation cache beside `root`: runs of one section differ in values,
+    not shapes, so every run after the first reuses the compiled programs."""
+    cache = os.path.join(os.path.dirname(os.path.abspath(root)), ".jax_cache")
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def timed_train(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """`train.train_and_evaluate` (quiet), recording the process CPU seconds it took in
+    `<workdir>/reproduce_cpu_seconds.json` (the sweep records the wall seconds)."""
+    start = time.process_time()
+    train.train_and_evaluate(config, workdir, verbose=False)
+    with open(os.path.join(workdir, CPU_FILE), "w") as fh:
+        json.dump({"cpu_seconds": time.process_time() - start}, fh)
+
+
+def grid(
+    base: ml_collections.ConfigDict,
+    root: str,
+    points: Sequence[Mapping[str, Any]],
+    seeds: int | None = None,
+) -> list[dict[str, Any]]:
+    """`sweep.run_grid` over `points` (resumable); each row with its seconds and CPU
+    seconds (recorded when the run trained) and its assignments."""
+    rows = sweep.run_grid(base, {}, root, points=points, seeds=seeds, train_fn=timed_train)
+    plan = sweep.plan_grid(base, {}, root, points=points, seeds=seeds)
+    out = []
+    for row, (assignments, _, workdir) in zip(rows, plan, strict=True):
+        record = read_results(os.path.join(workdir, sweep.RESULT_FILE))
+        cpu = None
+        if os.path.exists(os.path.join(workdir, CPU_FILE)):
+            cpu = read_results(os.path.join(workdir, CPU_FILE))["cpu_seconds"]
+        out.append(
+            {
+                **row,
+                "assignments": {k: sweep._json_value(v) for k, v in assignments.items()},
+                "seconds": record["seconds"],
+                "cpu_seconds": cpu,
+            }
+        )
+    return out
+
+
+def cost(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Total wall and CPU seconds of trained runs (as recorded when each trained)."""
+    return {
+        "seconds": float(sum(r.get("seconds") or 0.0 for r in rows)),
+        "cpu_seconds": float(sum(r.get("cpu_seconds") or 0.0 for r in rows)),
+    }
+
+
+# --------------------------------------------------------------------------- verdicts
+def _paper_digits(paper: str) -> int:
+    return len(paper.split(".")[1]) if "." in paper else 0
+
+
+def value_verdict(measured: float, paper: str, se: float | None = None) -> str:
+    """Rule for a printed paper value: "match" when the measured value rounds to it at
+    the paper's printed digits (or lies within 2 standard errors of it, for an estimate
+    with one); "match if truncated" when it truncates to it; else "differs"."""
+    digits = _paper_digits(paper)
+    target = float(paper)
+    if round(measured, digits) == round(target, digits) or (
+        se is not None and abs(measured - target) <= 2 * se
+    ):
+        return "match"
+    if math.floor(measured * 10**digits) / 10**digits == target:
+        return f"match if truncated (rounded to {digits} digits it is {measured:.{digits}f})"
+    return f"differs ({measured - target:+.2g})"
+
+
+def number(x: float | None, digits: int = 4) -> str:
+    """A table cell: `—` for None, scientific below the printed digits, else fixed."""
+    if x is None:
+        return "—"
+    if x != 0 and abs(x) < 10 ** (-digits + 1):
+        return f"{x:.1e}"
+    return f"{x:.{digits}f}"

@@ -1,0 +1,512 @@
+"""REPRODUCTION.md, section `fashion_mnist`: the real-image claims of both papers on
+Fashion-MNIST.
+
+    python -m hncl_jax.reproduce fashion_mnist                  # train (resumable), write results
+    python -m hncl_jax.reproduce fashion_mnist --write_doc      # regenerate REPRODUCTION.md
+
+The grid (every run from the shipped configs `configs/fashion_mnist.py` and
+`configs/clop_fashion_mnist.py`, at the size `--size` names, each row over `seeds`):
+
+* `hn_supervised` [HN Fig. 3 / Table 1]: SCL and HSCL β ∈ {2, 5, 10, 30}, label
+  positives: test NCM / kNN / linear-probe accuracy, the NC metrics against epochs, the
+  final loss against the Theorem 2 minimum for C = 10.
+* `hn_unsupervised` [HN Fig. 4 / §5.3]: UCL and HUCL β ∈ {2, 5, 10, 30}, view positives
+  (two crop-and-flip views): the same metrics and the DC spectrum.
+* `hn_warm_start` [HN Table 2]: from each seed's HSCL β = 10 model of `hn_supervised`
+  (near NC), the same number of epochs again under SCL, HSCL β = 10 and HUCL β = 30.
+* `clop` [CLOP Fig. 6 / Table 1]: NT-Xent with and without the CLOP term at 10 %, 50 %
+  and 100 % labels at batch 256 and at batches 32, 64, 128 and 512 with 10 % labels,
+  and SupCon with and without it: kNN-5 and linear-probe top-1, both fitted on the
+  labelled examples.
+
+The grid's sizes, runs and runner are in `fashion_mnist_grid`: runs go to
+`<root>/<study>/<run>` through `sweep.run_grid`, so rerunning the command skips finished
+runs and resumes the others; `--studies` picks some of the studies, and `--shard=i/n`
+trains every n-th run of each study (two processes on two cores). The results (final
+metrics, curves against epochs, seconds per run, machine and versions) are written to
+`results/fashion_mnist_<size>.json`; this module renders the section of REPRODUCTION.md
+(`render`) and its figures (`figures`) from that file alone (`--write_doc`), and a test
+checks that the committed section equals what the committed results give.
+
+References: Xiao, Rasul and Vollgraf, "Fashion-MNIST", arXiv:1708.07747; [HN] and
+[CLOP] as in `hncl_jax.reproduce`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from hncl_jax import sweep
+from hncl_jax.reproduce import common
+from hncl_jax.reproduce import fashion_mnist_grid as grid
+
+NAME = "fashion_mnist"
+SIZES = grid.SIZES  # "tiny" (tests), "cpu" (the committed results), "full" (a GPU)
+DEFAULT_SIZE = grid.DEFAULT_SIZE
+UNSUFFIXED_SIZE = None  # every size's files name it: results/fashion_mnist_<size>.json
+# Verdict rule: a difference between two settings counts when it exceeds 2 standard
+# errors over seeds (`compare`, `_verdict`); HN Table 2's near-NC CIFAR-100 model starts
+# at zero-sum 0.012, so a start above NEAR_NC_ZERO_SUM does not test the claim.
+NEAR_NC_ZERO_SUM = 0.1
+
+# The tables' columns: (heading, metric, digits).
+ACC = [
+    ("NCM (z)", "eval/test/z/ncm_acc", 3),
+    ("kNN-5 (z)", "eval/test/z/knn5_acc", 3),
+    ("probe (z)", "eval/test/z/probe_top1", 3),
+    ("probe (h)", "eval/test/h/probe_top1", 3),
+]
+NC = [
+    ("zero-sum", "nc/train/z/zero_sum", 3),
+    ("unit-norm", "nc/train/z/unit_norm", 3),
+    ("equal inner-product", "nc/train/z/equal_inner_product", 3),
+    ("within-class var.", "nc/train/z/within_class_variance", 3),
+    ("DC rank (of 9)", "nc/train/z/dc_rank", 1),
+]
+
+
+def results_path(size: str = DEFAULT_SIZE, repo: str | None = None) -> str:
+    """`results/fashion_mnist_<size>.json`, under `repo` when given."""
+    return common.results_path(NAME, size, UNSUFFIXED_SIZE, repo)
+
+
+def compare(a: Mapping[str, Any], b: Mapping[str, Any], key: str) -> tuple[float, float]:
+    """(mean of b − mean of a, its standard error) over seeds."""
+    se = math.sqrt(
+        a.get(f"{key}_std", 0.0) ** 2 / max(a["n"], 1)
+        + b.get(f"{key}_std", 0.0) ** 2 / max(b["n"], 1)
+    )
+    return b[key] - a[key], se
+
+
+def _verdict(diff: float, se: float, *, higher_is: str, lower_is: str) -> str:
+    if abs(diff) <= 2 * se:
+        return f"within noise (difference {diff:+.3g} ± {se:.2g} s.e.)"
+    word = higher_is if diff > 0 else lower_is
+    return f"{word} (difference {diff:+.3g} ± {se:.2g} s.e.)"
+
+
+# --------------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This section's options of `python -m hncl_jax.reproduce`."""
+    parser.add_argument(
+        "--studies",
+        default=",".join(grid.STUDIES),
+        help=f"fashion_mnist: comma-separated subset of {','.join(grid.STUDIES)}",
+    )
+    parser.add_argument(
+        "--shard", default="0/1", help="fashion_mnist: i/n: train every n-th run of each study"
+    )
+
+
+def options(args: argparse.Namespace, size: str) -> dict[str, Any]:
+    """`compute`'s options from the parsed command line; ValueError for a bad one."""
+    try:
+        shard = tuple(int(v) for v in args.shard.split("/"))
+        if len(shard) != 2:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--shard={args.shard!r} must look like i/n, e.g. 0/2") from None
+    studies = [s for s in args.studies.split(",") if s]
+    grid.check_args(NAME, size, studies, shard)
+    return {"studies": studies, "shard": shard}
+
+
+def compute(
+    root: str,
+    size: str = DEFAULT_SIZE,
+    *,
+    studies: Sequence[str] = grid.STUDIES,
+    shard: tuple[int, int] = (0, 1),
+) -> dict[str, Any]:
+    """Trains the studies' runs of this process's shard (resumable), then reads every
+    finished run of the grid into the results (`collect`)."""
+    grid.run(NAME, root, size=size, studies=studies, shard=shard)
+    results = grid.collect(NAME, root, size)
+    print(
+        f"[reproduce] {len(results['runs'])} runs finished, {len(results['missing'])} missing",
+        flush=True,
+    )
+    return results
+
+
+# --------------------------------------------------------------------------- tables
+def _label(a: Mapping[str, Any]) -> str:
+    name = a["loss.name"]
+    beta = a.get("loss.beta")
+    text = {"scl": "SCL", "ucl": "UCL", "nt_xent": "NT-Xent", "supcon": "SupCon"}.get(name)
+    if text is None:
+        text = f"{name.upper()} β = {beta:g}"
+    return text
+
+
+def _clop_label(a: Mapping[str, Any]) -> str:
+    return f"{_label(a)}, {a['label_fraction']:.0%} labels, batch {a['batch_size']}"
+
+
+def _groups(runs: Sequence[Mapping[str, Any]], study: str) -> list[dict[str, Any]]:
+    """Mean ± std over seeds of each setting of a study, in the order of the plan."""
+    rows = []
+    for r in runs:
+        if r["study"] != study:
+            continue
+        a = {k: v for k, v in r["assignments"].items() if k != "seed"}
+        if study == "clop":
+            a.setdefault("batch_size", r["batch_size"])
+        rows.append({"key": json.dumps(a, sort_keys=True), "seed": r["seed"], **r["final"]})
+    return sweep.aggregate(rows, keys=["key"])
+
+
+def _settings(groups: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(_label(json.loads(g["key"])), g) for g in groups]
+
+
+def _ms(g: Mapping[str, Any], key: str, digits: int = 3) -> str:
+    if key not in g:
+        return "—"
+    return sweep.format_mean_std(g[key], g.get(f"{key}_std"), digits)
+
+
+NOT_RUN = "Not run: no finished run of this study is in the results file."
+
+
+def _table(
+    groups: Sequence[tuple[str, Mapping[str, Any]]], columns: Sequence[tuple[str, str, int]]
+) -> str:
+    if not groups:
+        return NOT_RUN
+    head = "| setting | seeds | " + " | ".join(c[0] for c in columns) + " |"
+    lines = [head, "|" + " --- |" * (len(columns) + 2)]
+    for label, g in groups:
+        cells = [_ms(g, key, d) for _, key, d in columns]
+        lines.append(f"| {label} | {g['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _clop_table(groups: Sequence[Mapping[str, Any]]) -> str:
+    if not groups:
+        return NOT_RUN
+    lines = [
+        "| loss | labels | batch | CLOP λ | seeds | kNN-5 (z) | probe top-1 (z) "
+        "| probe top-1 (h) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for g in groups:
+        a = json.loads(g["key"])
+        lines.append(
+            f"| {_label(a)} | {a['label_fraction']:.0%} | {a['batch_size']} | "
+            f"{a['clop.weight']:g} | {g['n']} | {_ms(g, 'eval/test/z/knn5_acc')} | "
+            f"{_ms(g, 'eval/test/z/probe_top1')} | {_ms(g, 'eval/test/h/probe_top1')} |"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- verdicts
+def _against(base: Mapping[str, Any], groups, key: str, higher_is: str, lower_is: str) -> str:
+    """`name: verdict` of each group against `base` on `key`, where both have it."""
+    return "; ".join(
+        f"{name}: " + _verdict(*compare(base, g, key), higher_is=higher_is, lower_is=lower_is)
+        for name, g in groups
+        if key in g and key in base
+    )
+
+
+def _hn_claims(sup: list, unsup: list, bound: float) -> list[str]:
+    if not sup:
+        return ["| hardening raises accuracy, brings NC (Fig. 3) | not run |"]
+    scl, hscl = sup[0][1], sup[1:]
+    out = [
+        f"| HSCL has higher {label} than SCL [HN Fig. 3, Table 1] | "
+        f"{_against(scl, hscl, key, 'higher', 'lower')} |"
+        for label, key in (
+            ("linear-probe accuracy (z)", "eval/test/z/probe_top1"),
+            ("NCM accuracy (z)", "eval/test/z/ncm_acc"),
+        )
+    ]
+    out += [
+        f"| HSCL is closer to NC than SCL ({label}) [HN Fig. 3] | "
+        f"{_against(scl, hscl, key, 'farther from NC', 'closer to NC')} |"
+        for label, key in (
+            ("zero-sum", "nc/train/z/zero_sum"),
+            ("equal inner-product", "nc/train/z/equal_inner_product"),
+        )
+    ]
+    gaps = [(name, g) for name, g in sup if "train/loss_gap" in g]
+    if gaps:
+        above = all(
+            g["train/loss_gap"] - 2 * g.get("train/loss_gap_std", 0) >= -1e-6 for _, g in gaps
+        )
+        text = ", ".join(f"{n}: {_ms(g, 'train/loss_gap', 3)}" for n, g in gaps)
+        out.append(
+            f"| the final loss stays above the Thm 2 minimum {bound:.4f} [HN Thm 2] | "
+            f"{'holds' if above else 'violated'}: gap (final epoch loss − "
+            f"minimum) {text} |"
+        )
+    if unsup:
+        out.append(_dc_claim(unsup))
+    return out
+
+
+def _dc_claim(unsup: list) -> str:
+    ucl = unsup[0][1]
+    key = "nc/train/z/dc_rank"
+    parts = [
+        f"{n}: rank {_ms(g, key, 1)}"
+        + (
+            " ("
+            + _verdict(*compare(ucl, g, key), higher_is="higher", lower_is="lower than UCL")
+            + ")"
+            if key in g and key in ucl
+            else ""
+        )
+        for n, g in unsup
+    ]
+    claim = "HUCL at large β collapses dimensions (DC) [HN Fig. 4, §5.3]"
+    return f"| {claim} | " + "; ".join(parts) + " |"
+
+
+def _warm_claims(warm: list, start: Mapping[str, Any] | None) -> list[str]:
+    if not warm or start is None:
+        return ["| Table 2 claims | not run |"]
+    key = "nc/train/z/zero_sum"
+    parts = [
+        f"{n}: {_ms(g, key)} ("
+        + _verdict(*compare(start, g, key), higher_is="leaves NC", lower_is="closer to NC")
+        + ")"
+        for n, g in warm
+    ]
+    caveat = ""
+    if start[key] > NEAR_NC_ZERO_SUM:
+        caveat = (
+            " Not a test of the claim at this size: the starting model is far from NC "
+            "(the paper's starts at zero-sum 0.012)."
+        )
+    return [
+        f"| supervised settings stay at NC, HUCL at large β leaves it [HN Table 2]; zero-sum "
+        f"of the starting model {_ms(start, key)} | " + "; ".join(parts) + "." + caveat + " |"
+    ]
+
+
+def _clop_claims(clop_groups: list[dict[str, Any]]) -> list[str]:
+    by_key = {}
+    for g in clop_groups:
+        a = json.loads(g["key"])
+        w = a.pop("clop.weight")
+        by_key.setdefault(json.dumps(a, sort_keys=True), {})[w] = g
+    lines = []
+    for key in ("eval/test/z/knn5_acc", "eval/test/z/probe_top1"):
+        parts, wins, total = [], 0, 0
+        for a_text, pair in by_key.items():
+            if 0.0 in pair and 1.0 in pair and key in pair[0.0] and key in pair[1.0]:
+                diff, se = compare(pair[0.0], pair[1.0], key)
+                total += 1
+                wins += diff > 2 * se
+                parts.append(f"{_clop_label(json.loads(a_text))}: {diff:+.3f} ± {se:.3f}")
+        if not total:
+            lines.append(f"| the CLOP term raises {key.rsplit('/', 1)[1]} | not run |")
+            continue
+        lines.append(
+            f"| the CLOP term raises {key.rsplit('/', 1)[1]} [CLOP Fig. 6, Table 1] | "
+            f"higher beyond 2 s.e. in {wins} of {total} pairs; with − without: "
+            + "; ".join(parts)
+            + " |"
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------- render
+def _model_options(size: Mapping[str, Any]) -> str:
+    """The size's model options as the table's heading states them, e.g. " (width 32, depth 1)"."""
+    options = ", ".join(f"{name} {size[name]}" for name in ("width", "depth") if size.get(name))
+    return f" ({options})" if options else ""
+
+
+def _intro(results: Mapping[str, Any]) -> list[str]:
+    s = results["size_settings"]
+    runs = results["runs"]
+    minutes = sum(r["seconds"] for r in runs) / 60
+    m, v = results["machine"], results["versions"]
+    lines = [
+        "## Fashion-MNIST (real images, measured here)",
+        "",
+        f"Generated by `python -m hncl_jax.reproduce {results['dataset']} --write_doc` from "
+        f"`{results_path(results['size'])}`, which `{results['command']}` wrote; do not edit "
+        f"by hand. Machine: "
+        f"{m['cpu_count']} CPU cores ({m['processor']}, JAX {v['jax']}, {m['platform']}). "
+        f"Whole grid: {len(runs)} runs, {minutes:.0f} min of training and evaluation.",
+        "",
+        f"Size `{results['size']}` (chosen so that the grid fits a 2-core CPU; the papers "
+        "train ResNets for hundreds of epochs on CIFAR): "
+        f"{s['max_examples'] or 'all'} training images (a seeded subset per seed) and as "
+        f"many test images, model `{s['model']}`" + _model_options(s) + f", {s['epochs']} "
+        f"epochs, batch {s['batch']}, k = {s['k']}, evaluation every {s['eval_every']} "
+        f"epochs, linear probe {s['probe_epochs']} epochs at the end. Values are mean ± "
+        f"std over {s['seeds']} seeds (sample std). NC metrics are of the training "
+        "embeddings z, accuracies on the test images.",
+        "",
+    ]
+    if results["missing"]:
+        lines += [
+            f"**{len(results['missing'])} runs of the grid are missing** from the results "
+            "file; rows below use the runs that finished.",
+            "",
+        ]
+    return lines
+
+
+def render(results: Mapping[str, Any]) -> str:
+    """The generated Fashion-MNIST block of REPRODUCTION.md (markers included)."""
+    runs = results["runs"]
+    sup = _settings(_groups(runs, "hn_supervised"))
+    unsup = _settings(_groups(runs, "hn_unsupervised"))
+    warm = _settings(_groups(runs, "hn_warm_start"))
+    clop = _groups(runs, "clop")
+    start = next((g for n, g in sup if n == f"HSCL β = {grid.WARM_START_FROM:g}"), None)
+    figure = f"results/{results['dataset']}_{results['size']}"
+    begin, end = common.markers(NAME)
+    lines = [
+        begin,
+        *_intro(results),
+        "### HN Fig. 3 / Table 1: SCL and HSCL (label positives)",
+        "",
+        _table(
+            sup,
+            ACC + [("final loss", "train/epoch_loss", 4), ("gap to Thm 2", "train/loss_gap", 4)],
+        ),
+        "",
+        _table(sup, NC),
+        "",
+        f"![accuracy and NC against epochs]({figure}_hn.png)",
+        "",
+        "### HN Fig. 4 / §5.3: UCL and HUCL (view positives)",
+        "",
+        _table(unsup, ACC),
+        "",
+        _table(unsup, NC),
+        "",
+        f"![DC spectrum]({figure}_dc.png)",
+        "",
+        f"### HN Table 2: warm start from the near-NC HSCL β = {grid.WARM_START_FROM:g} model",
+        "",
+        _table(warm, NC[:3] + ACC[:1]),
+        "",
+        "### CLOP Fig. 6 / Table 1: with and without the CLOP term",
+        "",
+        _clop_table(clop),
+        "",
+        "### Verdicts (computed from the rows above: a difference counts when it exceeds "
+        "2 standard errors over seeds)",
+        "",
+        "| claim | Fashion-MNIST |",
+        "| --- | --- |",
+        *_hn_claims(sup, unsup, results["theorem2_bound"]),
+        *_warm_claims(warm, start),
+        *_clop_claims(clop),
+        "",
+        end,
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- figures
+MARKERS = "osD^v"
+
+
+def _curves(results: Mapping[str, Any], study: str, field: str) -> dict[str, list]:
+    """A study's per-run `field` (curve or spectrum) by setting label, in run order."""
+    by_setting: dict[str, list] = {}
+    for r in results["runs"]:
+        if r["study"] == study and (field == "curve" or r[field]):
+            by_setting.setdefault(_label(r["assignments"]), []).append(r[field])
+    return by_setting
+
+
+def _epoch_panel(ax, by_setting: Mapping[str, list], key: str) -> None:
+    """Mean ± std over seeds of `key` against the epoch, one line per setting."""
+    for i, (label, curves) in enumerate(by_setting.items()):
+        epochs = sorted({p["epoch"] for c in curves for p in c if key in p})
+        vals = [[p[key] for c in curves for p in c if p["epoch"] == e and key in p] for e in epochs]
+        mean = [float(np.mean(v)) for v in vals]
+        std = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in vals]
+        ax.errorbar(
+            epochs,
+            mean,
+            yerr=std,
+            marker=MARKERS[i % 5],
+            capsize=3,
+            alpha=0.85,
+            label=label,
+            linestyle=("-", "--", ":", "-.")[i % 4],
+        )
+
+
+def curves_figure(results: Mapping[str, Any]) -> Figure:
+    """Accuracy and NC against epochs (HN Fig. 3 style), supervised above, unsupervised
+    below, mean ± std over seeds."""
+    panels = [
+        ("eval/test/z/ncm_acc", "test NCM accuracy (z)"),
+        ("nc/train/z/zero_sum", "zero-sum"),
+        ("nc/train/z/equal_inner_product", "equal inner-product"),
+    ]
+    fig = Figure(figsize=(12, 6.5))
+    axes = fig.subplots(2, 3)
+    for row, study in enumerate(("hn_supervised", "hn_unsupervised")):
+        by_setting = _curves(results, study, "curve")
+        for ax, (key, title) in zip(axes[row], panels, strict=True):
+            _epoch_panel(ax, by_setting, key)
+            ax.set_title(f"{'supervised' if row == 0 else 'unsupervised'}: {title}", fontsize=9)
+            ax.set_xlabel("epoch")
+            if key.startswith("nc/"):
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        if by_setting:
+            axes[row][0].legend(fontsize=7)
+    fig.suptitle(f"Fashion-MNIST, size {results['size']} (mean ± std over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def spectrum_figure(results: Mapping[str, Any]) -> Figure:
+    """The DC spectra of the unsupervised runs (HN Fig. 4 style), mean ± std over seeds."""
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
+    by_setting = _curves(results, "hn_unsupervised", "dc_spectrum")
+    for i, (label, spectra) in enumerate(by_setting.items()):
+        arr = np.asarray(spectra, np.float64)
+        ax.errorbar(
+            np.arange(1, arr.shape[1] + 1),
+            arr.mean(0),
+            yerr=arr.std(0),
+            capsize=3,
+            marker=MARKERS[i % 5],
+            label=label,
+            alpha=0.85,
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("index of the singular value")
+    ax.set_ylabel("normalized singular value of z's covariance")
+    ax.set_title("DC spectrum of the training embeddings (unsupervised)", fontsize=9)
+    if by_setting:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def figures(results: Mapping[str, Any], out_dir: str) -> list[str]:
+    """Writes the section's figures (`curves_figure`, `spectrum_figure`) as
+    `<out_dir>/<dataset>_<size>_{hn,dc}.png`; returns their paths."""
+    stem = os.path.join(out_dir, f"{results['dataset']}_{results['size']}")
+    paths = []
+    for suffix, draw in (("_hn.png", curves_figure), ("_dc.png", spectrum_figure)):
+        paths.append(stem + suffix)
+        draw(results).savefig(paths[-1], dpi=90)
+    return paths
