@@ -1,26 +1,9 @@
-"""Hyper-parameter grids: resumable sweeps of the trainer, one workdir per run.
+"""A grid of runs: naming, planning, validating, training one after another, tables.
 
-* `run_grid(base_config, grid, root_workdir)` trains every combination of the grid's
-  field values with `train.train_and_evaluate`, each in its own sibling workdir named
-  from the values (`<root>/loss.name=hscl,loss.beta=10`). Rerunning skips the finished
-  runs and resumes the unfinished ones (through the trainer's own resume). Returns the
-  table of final metrics, one dict per run. The console shows one line as each run
-  starts and one as it ends (`train_output=True`, `--train_output`: the trainer's
-  progress bar and summary too).
-* `restore_representations(config, workdir)` reads a finished run's final model from its
-  checkpoint (nothing trained, nothing written) for plots of its representations.
-
-The synthetic grid of the hard-negative paper trained in one vmapped program is
-`hncl_jax.synthetic_grid`.
-
-Command line (one `--grid` per field, values comma separated; any `--config.<field>`
-override applies to every run):
-
-    python -m hncl_jax.sweep --config=configs/cifar100.py --root=/tmp/c100 \\
-        --grid='loss.name=scl,hscl' --grid='loss.beta=0,2,5,10,30'
-
-References:
-  big_vision and flax examples: one workdir per run, resumable by rerunning.
+The functions `hncl_jax.sweep` re-exports (see its docstring for the whole story):
+`run_grid`, `plan_grid`, `check_plan`, `train_point` (one run, as every launcher trains
+it), the tables (`load_table`, `write_table`, `markdown_table`, `aggregate`) and
+`restore_representations`.
 """
 
 from __future__ import annotations
@@ -34,6 +17,7 @@ import itertools
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -49,11 +33,17 @@ from hncl_jax.train import checkpointing, plots, reporting, validation
 
 RESULT_FILE = "sweep_result.json"
 TABLE_FILE = "results.csv"
+MEAN_STD_FILE = "results_mean_std.csv"  # the table's mean ± std over seeds (--seeds)
 _SAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 _MAX_NAME = 180
 
 
 # --------------------------------------------------------------------------- grid naming
+def safe_name(text: str) -> str:
+    """`text` with characters other than letters, digits and `._=,+-` replaced by `_`."""
+    return _SAFE.sub("_", text)
+
+
 def format_value(value: Any) -> str:
     """A short, stable text for a grid value: 10.0 -> "10", 0.5 -> "0.5", True -> "True"."""
     if isinstance(value, bool | np.bool_):
@@ -198,16 +188,71 @@ def final_metrics(workdir: str) -> dict[str, Any]:
     return reporting.last_evaluation(reporting.read_metrics(workdir))
 
 
-def _finished(workdir: str, config_json: dict) -> dict | None:
-    path = os.path.join(workdir, RESULT_FILE)
-    if not os.path.exists(path):
-        return None
+def load_record(workdir: str) -> dict | None:
+    """The `sweep_result.json` of `workdir` (None: absent or unreadable)."""
     try:
-        with open(path) as fh:
-            record = json.load(fh)
+        with open(os.path.join(workdir, RESULT_FILE)) as fh:
+            return json.load(fh)
     except (OSError, json.JSONDecodeError):
         return None
-    return record if record.get("config") == config_json else None
+
+
+def _finished(workdir: str, config_json: dict) -> dict | None:
+    record = load_record(workdir)
+    return record if record is not None and record.get("config") == config_json else None
+
+
+def finished_record(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+    """The record `train_point` wrote in `workdir` for this very config, or None (not run,
+    unfinished, or finished with another config)."""
+    return _finished(workdir, _config_json(config))
+
+
+def train_point(
+    assignments: Mapping[str, Any],
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    train_fn: Callable[[ml_collections.ConfigDict, str], Any] | None = None,
+) -> dict[str, Any]:
+    """Trains one grid point (resuming from its workdir) and writes its `sweep_result.json`.
+
+    What every launcher runs for one run, in this process, a child process or a SLURM job.
+
+    Returns:
+      The record: "config" (the config as JSON), "assignments", "final" (the last
+      evaluation's metrics), "seconds" (this call's time) and "launch" (host, pid,
+      CUDA_VISIBLE_DEVICES, SLURM job, start and end times).
+    """
+    if train_fn is None:
+        train_fn = functools.partial(train.train_and_evaluate, verbose=False)
+    start, started = time.perf_counter(), time.time()
+    train_fn(config, workdir)
+    record = {
+        "config": _config_json(config),
+        "assignments": {k: _json_value(v) for k, v in assignments.items()},
+        "final": final_metrics(workdir),
+        "seconds": time.perf_counter() - start,
+        # Where and when this call trained (the launchers' runs are told apart by these).
+        "launch": {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "started": started,
+            "ended": time.time(),
+        },
+    }
+    path = os.path.join(workdir, RESULT_FILE)
+    with open(path + ".tmp", "w") as fh:
+        json.dump(record, fh, indent=1, sort_keys=True)
+    os.replace(path + ".tmp", path)  # whole or absent: another process may be reading it
+    return record
+
+
+def row(record: Mapping[str, Any], workdir: str) -> dict[str, Any]:
+    """The table row of a finished run: "run", "workdir", its grid values, its metrics."""
+    name = os.path.basename(workdir)
+    return {"run": name, "workdir": workdir, **record["assignments"], **record["final"]}
 
 
 def with_seeds(
@@ -341,25 +386,15 @@ def run_grid(
         check_plan(plan)
     for i, (assignments, config, workdir) in enumerate(plan, 1):
         name = os.path.basename(workdir)
-        cfg_json = _config_json(config)
-        record = _finished(workdir, cfg_json)
+        record = finished_record(config, workdir)
         if record is None:
             if verbose:
                 print(f"[sweep] run {i}/{len(plan)}: {name}", flush=True)
-            start = time.perf_counter()
-            train_fn(config, workdir)
-            record = {
-                "config": cfg_json,
-                "assignments": {k: _json_value(v) for k, v in assignments.items()},
-                "final": final_metrics(workdir),
-                "seconds": time.perf_counter() - start,
-            }
-            with open(os.path.join(workdir, RESULT_FILE), "w") as fh:
-                json.dump(record, fh, indent=1, sort_keys=True)
+            record = train_point(assignments, config, workdir, train_fn)
             if verbose:
                 print(
                     f"[sweep] run {i}/{len(plan)} done in {record['seconds']:.0f} s: {name}"
-                    + _result_text(record["final"]),
+                    + result_text(record["final"]),
                     flush=True,
                 )
         elif verbose:
@@ -373,7 +408,7 @@ def run_grid(
 RESULT_KEYS = ("train/epoch_loss", "eval/test/z/ncm_acc")
 
 
-def _result_text(final: Mapping[str, Any]) -> str:
+def result_text(final: Mapping[str, Any]) -> str:
     """' (epoch 4, train/epoch_loss 0.5485, eval/test/z/ncm_acc 0.8672)' or ''."""
     parts = [f"epoch {final['epoch']}"] if final.get("epoch") is not None else []
     parts += [f"{k} {final[k]:.4g}" for k in RESULT_KEYS if _is_number(final.get(k))]
@@ -563,10 +598,7 @@ def load_table(root_workdir: str) -> list[dict[str, Any]]:
         if os.path.exists(path):
             with open(path) as fh:
                 record = json.load(fh)
-            workdir = os.path.join(root, name)
-            rows.append(
-                {"run": name, "workdir": workdir, **record["assignments"], **record["final"]}
-            )
+            rows.append(row(record, os.path.join(root, name)))
     return rows
 
 
@@ -604,104 +636,3 @@ def markdown_table(
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(entry(r, c) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- command line
-MEAN_STD_FILE = "results_mean_std.csv"
-
-
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """`python -m hncl_jax.sweep --config=... --root=... --grid=path=v1,v2 [--seeds=3]`.
-
-    Every grid point is validated before the first run trains; each run prints one line
-    before and one after (`--train_output` adds the trainer's progress bar and summary).
-    With `--seeds=n` every
-    point runs with seeds 0..n-1 (or use `--grid=seed=0,1,2`); the printed table and
-    `<root>/results_mean_std.csv` then give mean ± std over seeds, and `--plot=field`
-    draws each metric of `--columns` against that field with error bars.
-
-    Args:
-      argv: the command line, program name first (default `sys.argv`).
-
-    Returns:
-      The table `run_grid` returns (also printed as Markdown).
-    """
-    import sys
-
-    from absl import flags
-    from ml_collections import config_flags
-
-    argv = list(sys.argv if argv is None else argv)
-    fv = flags.FlagValues()
-    # sys_argv: the `--config.<field>` overrides are read from the same argv.
-    config_flags.DEFINE_config_file(
-        "config", None, "Base config, e.g. configs/synthetic.py[:smoke].", fv, sys_argv=argv
-    )
-    flags.DEFINE_string("root", None, "Parent folder of the runs' workdirs.", flag_values=fv)
-    flags.DEFINE_multi_string(
-        "grid", [], "'field.path=v1,v2,...' (repeat per field).", flag_values=fv
-    )
-    flags.DEFINE_integer(
-        "seeds", 0, "Run every grid point with seeds 0..n-1 (0: no seed axis).", flag_values=fv
-    )
-    flags.DEFINE_list(
-        "columns",
-        ["train/epoch_loss", "eval/test/z/ncm_acc", "nc/train/z/zero_sum"],
-        "Metrics printed in the final table.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "plot", None, "A grid field: plot each --columns metric against it.", flag_values=fv
-    )
-    flags.DEFINE_bool(
-        "train_output",
-        False,
-        "Print each run's progress bar and summary (default: one line per run).",
-        flag_values=fv,
-    )
-    if any(a in ("--help", "-h", "--helpfull") for a in argv[1:]):
-        print(
-            "python -m hncl_jax.sweep --config=<config>[:args] --root=<folder> "
-            "--grid=<field>=<v1>,<v2> [--seeds=n] [--config.<field>=<value> ...]\n"
-        )
-        print(fv.get_help())
-        return []
-    try:
-        rest = fv(argv)
-        if len(rest) > 1:
-            raise flags.Error(f"unexpected command-line arguments {rest[1:]}")
-        if not fv.root:
-            raise flags.Error("--root=<folder> is required: the parent folder of the runs")
-        if fv.config is None:
-            raise flags.Error("--config=<config file or name> is required")
-        grid = dict(parse_grid_flag(fv.config, g) for g in fv.grid)
-    except (flags.Error, ValueError) as e:
-        print(f"sweep: {e}. See python -m hncl_jax.sweep --help.", file=sys.stderr)
-        raise SystemExit(2) from None
-    try:
-        rows = run_grid(
-            fv.config, grid, fv.root, seeds=fv.seeds or None, train_output=fv.train_output
-        )
-    except ValueError as e:  # a refused grid point or data set: one line, no traceback
-        print(f"sweep: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print(
-            f"sweep interrupted; rerun the same command (same --root={fv.root}) to continue.",
-            file=sys.stderr,
-        )
-        raise SystemExit(130) from None
-    table = rows
-    if fv.seeds:
-        table = aggregate(rows)
-        write_table(table, os.path.join(os.path.abspath(fv.root), MEAN_STD_FILE))
-    print(markdown_table(table, [*(k for k in table[0] if "/" not in k), *fv.columns]))
-    if fv.plot:
-        for metric in fv.columns:
-            path = os.path.join(fv.root, f"plot_{_SAFE.sub('_', metric)}_vs_{fv.plot}.png")
-            plot_sweep(table, fv.plot, metric, path)
-    return rows
-
-
-if __name__ == "__main__":
-    main()

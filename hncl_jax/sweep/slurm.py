@@ -1,0 +1,243 @@
+"""A sweep on a SLURM cluster: its unfinished runs as one job array, through submitit.
+
+    python -m hncl_jax.sweep --launcher=slurm --config=digits --root=/scratch/grid \\
+        --grid=loss.beta=0,2,5,10 --slurm.partition=gpu --slurm.gpus_per_run=1 \\
+        --slurm.time_min=240 --slurm.parallelism=8
+
+`submit` validates the options, skips the finished runs and those SLURM already holds
+(pending or running), and submits the rest as one array; it returns at once. Each run's
+workdir records the job given to it (`slurm_job.json`), so a rerun of the command knows,
+without SLURM's accounting, which runs are finished (their `sweep_result.json`), which are
+queued or running (`squeue`) and which ended unfinished (cancelled, failed, out of time):
+those are submitted again and resume from their last checkpoint.
+
+Time limits and preemption: SLURM sends SIGUSR2 `signal_delay_s` seconds before a job's
+time limit (`--signal=USR2@<delay>`, as submitit asks). The trainer treats it like SIGTERM:
+it stops at the next step, saves a checkpoint and exits; the job then hands over to
+submitit, which requeues it (at most `max_requeues` times for time limits); the requeued
+job resumes from the checkpoint. A preempted job (SIGTERM) saves the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+from hncl_jax.sweep import grid
+
+# In a run's workdir: the SLURM job last given to the run.
+JOB_FILE = "slurm_job.json"
+INSTALL = "pip install 'hncl_jax[slurm]'"
+
+# The per-run resources and array options (`--slurm.<name>` on the command line).
+DEFAULTS: dict[str, Any] = {
+    "partition": "",  # "" : the cluster's default partition
+    "account": "",
+    "gpus_per_run": 0,
+    "cpus_per_run": 1,
+    "mem_gb": 0.0,  # 0: the partition's default
+    "time_min": 60,
+    "parallelism": 0,  # runs at once (0: no limit)
+    "signal_delay_s": 120,  # SIGUSR2 this many seconds before the time limit: save, requeue
+    "max_requeues": 3,  # time-limit requeues of one run
+    "extra": "",  # more sbatch options, 'key=value,key=value', e.g. 'qos=high,constraint=a100'
+}
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """The `--slurm` section's defaults (the flags' types come from these values)."""
+    return ml_collections.ConfigDict(DEFAULTS)
+
+
+def options(values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`DEFAULTS` updated by `values`, each checked; "extra" parsed into a dict.
+
+    Raises:
+      ValueError: an unknown option, a value of the wrong type or out of range.
+    """
+    values = dict(values or {})
+    unknown = sorted(set(values) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown SLURM option(s) {unknown}; known: {sorted(DEFAULTS)}.")
+    out = {**DEFAULTS, **values}
+    for key, default in DEFAULTS.items():
+        v = out[key]
+        kind = type(default)
+        ok = isinstance(v, kind) and not isinstance(v, bool)
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            out[key], ok = float(v), True
+        if not ok:
+            raise ValueError(
+                f"--slurm.{key}={v!r} must be a{'n' if kind is int else ''} "
+                f"{kind.__name__}, e.g. --slurm.{key}={default!r}."
+            )
+    for key in ("gpus_per_run", "mem_gb", "parallelism", "signal_delay_s", "max_requeues"):
+        if out[key] < 0:
+            raise ValueError(f"--slurm.{key}={out[key]} must be >= 0.")
+    for key in ("cpus_per_run", "time_min"):
+        if out[key] < 1:
+            raise ValueError(f"--slurm.{key}={out[key]} must be >= 1.")
+    if out["signal_delay_s"] >= 60 * out["time_min"]:
+        raise ValueError(
+            f"--slurm.signal_delay_s={out['signal_delay_s']} must be shorter than the time "
+            f"limit ({out['time_min']} min): the run saves that long before the limit."
+        )
+    extra = {}
+    for item in filter(None, (s.strip() for s in out["extra"].split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(
+                f"--slurm.extra={out['extra']!r}: {item!r} is not 'option=value' (sbatch's "
+                "long option without its dashes, e.g. 'qos=high,constraint=a100')."
+            )
+        extra[key.strip().replace("-", "_")] = value.strip()
+    out["extra"] = extra
+    return out
+
+
+def check_available() -> None:
+    """Raises ValueError unless submitit imports and sbatch is on the PATH."""
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise ValueError(f"--launcher=slurm needs submitit: {INSTALL}") from None
+    for tool in ("sbatch", "squeue"):
+        if shutil.which(tool) is None:
+            raise ValueError(
+                f"--launcher=slurm: {tool} is not on the PATH; run the command where SLURM's "
+                "client commands work (a login node), or use --launcher=local."
+            )
+
+
+def active_jobs() -> set[str]:
+    """The ids of the jobs SLURM holds (pending, running, requeued), array tasks one by one
+    ("123_4")."""
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, timeout=60
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"squeue failed: {out.stderr.strip()}")
+    return {line.strip() for line in out.stdout.splitlines() if line.strip()}
+
+
+def read_job(workdir: str) -> dict | None:
+    """The workdir's `slurm_job.json` (None if the run was never submitted)."""
+    try:
+        with open(os.path.join(workdir, JOB_FILE)) as fh:
+            return json.load(fh)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def status(plan: Sequence[tuple[dict, Any, str]]) -> list[str]:
+    """Each run's state: "finished", "active" (queued or running in SLURM) or "todo".
+
+    SLURM is asked first, the workdirs read after, so a job that ends in between counts
+    as finished (it wrote its record before it ended) or as todo, never as lost.
+    """
+    jobs = active_jobs()
+    states = []
+    for _, config, workdir in plan:
+        job = read_job(workdir)
+        if grid.finished_record(config, workdir) is not None:
+            states.append("finished")
+        elif job is not None and job.get("job_id") in jobs:
+            states.append("active")
+        else:
+            states.append("todo")
+    return states
+
+
+class _Run:
+    """One run inside its SLURM job: trains it, and on the time-limit signal saves first,
+    then lets submitit requeue the job (submitit's `Checkpointable` protocol)."""
+
+    def __init__(self, train_output: bool = False):
+        self.train_output = train_output
+
+    def __call__(self, assignments, config, workdir):
+        import functools
+
+        from hncl_jax import train
+
+        train_fn = functools.partial(train.train_and_evaluate, verbose=self.train_output)
+        try:
+            return grid.train_point(assignments, config, workdir, train_fn)["final"]
+        except SystemExit as e:
+            # The trainer caught submitit's signal (SIGUSR2 before the time limit, or on
+            # preemption), saved a checkpoint and stopped: now submitit's own handler,
+            # which the trainer restored, requeues the job and exits.
+            usr = _usr_signal()
+            handler = signal.getsignal(usr)
+            if e.code == 128 + usr and callable(handler):
+                handler(usr, None)
+            raise
+
+    def checkpoint(self, *args, **kwargs):
+        """What submitit requeues: this same call (the trainer resumes from its workdir)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _usr_signal() -> int:
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    return int(SlurmJobEnvironment._usr_sig())
+
+
+def submit(
+    plan: Sequence[tuple[dict, Any, str]],
+    opts: Mapping[str, Any],
+    folder: str,
+    *,
+    train_output: bool = False,
+    name: str = "hncl_sweep",
+) -> list[str]:
+    """Submits the plan's runs as one job array; returns their job ids ("123_0", ...).
+
+    Each run's workdir gets `slurm_job.json` (its job id and log) before this returns.
+    """
+    import submitit
+
+    executor = submitit.SlurmExecutor(folder=os.path.join(folder, "%A"))
+    executor.max_num_timeout = opts["max_requeues"]
+    params: dict[str, Any] = {
+        "job_name": name,
+        "time": opts["time_min"],
+        "nodes": 1,
+        "ntasks_per_node": 1,
+        "cpus_per_task": opts["cpus_per_run"],
+        "signal_delay_s": opts["signal_delay_s"],
+        "array_parallelism": opts["parallelism"] or len(plan),
+        "additional_parameters": dict(opts["extra"]),
+    }
+    if opts["gpus_per_run"]:
+        params["gpus_per_node"] = opts["gpus_per_run"]
+    if opts["mem_gb"]:
+        params["mem"] = f"{int(opts['mem_gb'] * 1024)}MB"
+    if opts["partition"]:
+        params["partition"] = opts["partition"]
+    if opts["account"]:
+        params["account"] = opts["account"]
+    executor.update_parameters(**params)
+    jobs = executor.map_array(
+        _Run(train_output),
+        [a for a, _, _ in plan],
+        [c for _, c, _ in plan],
+        [w for _, _, w in plan],
+    )
+    for job, (_, _, workdir) in zip(jobs, plan, strict=True):
+        os.makedirs(workdir, exist_ok=True)
+        record = {"job_id": job.job_id, "log": str(job.paths.stdout), "submitted": time.time()}
+        with open(os.path.join(workdir, JOB_FILE), "w") as fh:
+            json.dump(record, fh, indent=1)
+    return [job.job_id for job in jobs]
