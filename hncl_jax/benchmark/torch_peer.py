@@ -11,7 +11,7 @@ normalization, the HSCL/SCL loss (reweighted, or sampled per anchor with InfoNCE
 Adam with optax's defaults.
 
 torch is an optional dependency (`pip install 'hncl_jax[bench]'`); this module imports it
-at call time, so importing hncl_jax never needs it.
+at call time, so importing hncl_jax (or this module) never needs it.
 
 Adding a model is one entry in `BUILDERS`: a function `(embed_dim, in_channels, **kw)`
 returning a `Twin` whose layers are registered under their flax parameter paths.
@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from hncl_jax.models import small_cnn_layers
 
 
 def import_torch():
@@ -156,8 +158,6 @@ def _modules():
         # 2×2 max-pools between the stages.
         def __init__(self, embed_dim, in_channels, width=32, depth=1, head_hidden=128):
             super().__init__()
-            from hncl_jax.models import small_cnn_layers
-
             layers, c = [], in_channels
             for i, (mult, pool) in enumerate(small_cnn_layers(depth)):
                 conv = self.conv((f"conv_{i}",), c, mult * width, 3)

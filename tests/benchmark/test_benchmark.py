@@ -140,7 +140,8 @@ def test_torch_twins_compute_the_flax_models():
     import jax
     import numpy as np
 
-    from hncl_jax import models, torch_peer
+    from hncl_jax import models
+    from hncl_jax.benchmark import torch_peer
 
     cases = {
         "tiny_cnn": [((4, 9, 9, 3), {})],
@@ -175,7 +176,8 @@ def test_torch_loss_matches_the_jax_loss_for_both_estimators():
     import jax.numpy as jnp
     import numpy as np
 
-    from hncl_jax import geometry, hardening, losses, torch_peer
+    from hncl_jax import geometry, hardening, losses
+    from hncl_jax.benchmark import torch_peer
 
     rng = np.random.default_rng(1)
     z = geometry.normalize(jnp.asarray(rng.normal(size=(24, 6)).astype(np.float32)))
