@@ -139,12 +139,12 @@ def fast_compile(monkeypatch):
 @pytest.fixture
 def no_compile(monkeypatch):
     """Makes building the train step or the feature extractor fail the test."""
-    from hncl_jax.train import loop
+    from hncl_jax.train import loop, step
 
     def fail(*args, **kwargs):
         raise AssertionError("the trainer got as far as compiling")
 
-    monkeypatch.setattr(loop, "make_step_fn", fail)
+    monkeypatch.setattr(step, "make_step_fn", fail)
     monkeypatch.setattr(loop, "make_features_fn", fail)
 
 

@@ -6,7 +6,15 @@
 
 The package's modules:
 
-* `loop`: the trainer (`train_and_evaluate`), its factories and its pure step.
+* `loop`: the host loop, `train_and_evaluate(config, workdir)`: data loading, the loop
+  that dispatches the steps and logs, evaluates and checkpoints on time, the report.
+* `step`: the pure `train_step` and its wiring (`make_batch_fn`, `make_step_fn`,
+  `make_mesh`, `build`).
+* `state`: the `TrainState`, the run's random keys (`rng_key`) and the factories of
+  model, schedule, optimizer and initial state.
+* `objectives`: `make_objective`, the loss of a config, one factory per loss family.
+* `signals`: SIGTERM and Ctrl-C caught during a run (`catch_signals`), so it stops at a
+  checkpoint.
 * `tables`: the optimizer and schedule names a config may use (`OPTIMIZERS`, `SCHEDULES`).
 * `validation`: the config rules, checked before anything is written or compiled.
 * `memory`: the memory estimate of one train step, checked before compiling.
@@ -30,38 +38,48 @@ _EXPORTS = {
     **dict.fromkeys(("OPTIMIZERS", "SCHEDULES"), "tables"),
     **dict.fromkeys(
         (
-            "Built",
             "KEY_STREAMS",
-            "TrainState",
             "VIEW_STREAM",
-            "build",
-            "catch_signals",
+            "TrainState",
             "create_learning_rate_fn",
             "create_model",
             "create_train_state",
+            "make_optimizer",
+            "rng_key",
+            "view_key",
+        ),
+        "state",
+    ),
+    **dict.fromkeys(("make_objective", "theorem_bound"), "objectives"),
+    **dict.fromkeys(
+        (
+            "Built",
+            "build",
             "epoch_permutation",
-            "itstime",
-            "load_data",
             "make_batch",
             "make_batch_fn",
-            "make_features_fn",
             "make_mesh",
-            "make_objective",
-            "make_optimizer",
             "make_step_fn",
             "put_replicated",
-            "rng_key",
-            "run_evaluation",
-            "theorem_bound",
-            "train_and_evaluate",
             "train_step",
-            "view_key",
             "view_options",
+        ),
+        "step",
+    ),
+    "catch_signals": "signals",
+    **dict.fromkeys(
+        (
+            "itstime",
+            "load_data",
+            "make_features_fn",
+            "run_evaluation",
+            "train_and_evaluate",
         ),
         "loop",
     ),
 }
 __all__ = sorted(_EXPORTS)
+
 
 def __getattr__(name: str):
     # Loaded on first use: the submodules import JAX, Flax and Orbax, which `cli` (run

@@ -13,7 +13,8 @@ import pytest
 
 from configs import default
 from hncl_jax import baselines, hardening, losses, train
-from hncl_jax.train import loop, reporting, validation
+from hncl_jax.train import reporting, validation
+from hncl_jax.train import step as step_lib
 from tests.conftest import params_of, tiny_synthetic
 
 
@@ -72,7 +73,7 @@ def test_reweighted_options_reach_the_loss(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_beta_schedule_follows_the_step_without_recompiling(tmp_path, monkeypatch):
-    monkeypatch.setattr(loop, "train_step", chex.assert_max_traces(loop.train_step, n=1))
+    monkeypatch.setattr(step_lib, "train_step", chex.assert_max_traces(step_lib.train_step, n=1))
     c = tiny(
         **{
             "loss.name": "hscl",

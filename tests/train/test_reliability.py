@@ -39,7 +39,9 @@ import pytest  # noqa: E402
 
 from hncl_jax import models, train  # noqa: E402
 from hncl_jax.data import augment  # noqa: E402
+from hncl_jax.train import loop as loop_lib  # noqa: E402
 from hncl_jax.train import reporting, validation  # noqa: E402
+from hncl_jax.train import step as step_lib  # noqa: E402
 from hncl_jax.train import workdir as workdir_lib  # noqa: E402
 from tests.conftest import make_tiny_config  # noqa: E402  (the driver; tests take the fixture)
 
@@ -62,7 +64,7 @@ def _install_fault(fault: str) -> None:
     at = int(at)
     if kind in ("kill_step", "term_step", "int_step"):
         sig = {"kill_step": signal.SIGKILL, "term_step": signal.SIGTERM}.get(kind, signal.SIGINT)
-        make_step_fn = train.make_step_fn
+        make_step_fn = step_lib.make_step_fn
 
         def faulty_make_step_fn(*args, **kwargs):
             step_fn = make_step_fn(*args, **kwargs)
@@ -75,9 +77,9 @@ def _install_fault(fault: str) -> None:
 
             return faulty_step_fn
 
-        train.make_step_fn = faulty_make_step_fn
+        step_lib.make_step_fn = faulty_make_step_fn  # where `build` looks it up
     elif kind == "kill_eval":
-        run_evaluation = train.run_evaluation
+        run_evaluation = loop_lib.run_evaluation
 
         def faulty_run_evaluation(config, state, *args, **kwargs):
             out = run_evaluation(config, state, *args, **kwargs)
@@ -85,7 +87,7 @@ def _install_fault(fault: str) -> None:
                 _die()
             return out
 
-        train.run_evaluation = faulty_run_evaluation
+        loop_lib.run_evaluation = faulty_run_evaluation  # where the loop looks it up
     elif kind == "kill_ckpt":
         import orbax.checkpoint as ocp
 

@@ -12,6 +12,7 @@ import pytest
 from configs import default, digits
 from hncl_jax import train
 from hncl_jax.train import checkpointing, loop, reporting
+from hncl_jax.train import step as step_lib
 from tests.conftest import assert_trees_equal, params_of, tiny_synthetic
 
 
@@ -162,7 +163,7 @@ def test_tinyimagenet_builder_through_the_trainer(tmp_path):
 def test_the_train_step_is_traced_once_per_run(tmp_path, monkeypatch):
     import chex
 
-    monkeypatch.setattr(loop, "train_step", chex.assert_max_traces(loop.train_step, n=1))
+    monkeypatch.setattr(step_lib, "train_step", chex.assert_max_traces(step_lib.train_step, n=1))
     c = tiny_synthetic(num_epochs=3, steps_per_dispatch=2)
     state = train.train_and_evaluate(c, str(tmp_path))
     assert int(state.step) == 3 * (len(train.load_data(c)[0].labels) // c.batch_size)
