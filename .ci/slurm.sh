@@ -15,6 +15,7 @@ usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
 dir=$(mkdir -p "$2" && cd "$2" && pwd)
+chmod 755 "$dir"  # the slurm user reads and writes its folders in it
 
 stop_pidfile() {  # stop the process whose pid is in $1 (if it still runs), wait for it
   local f=$1 pid

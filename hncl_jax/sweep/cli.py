@@ -8,6 +8,7 @@ python -m hncl_jax.sweep ... --launcher=slurm --slurm.parallelism=2 [--wait]
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -112,7 +113,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     except train_cli.CommandLineError as e:
         print(f"sweep: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    fv = _define_flags(argv)
+    try:
+        fv = _define_flags(argv)
+    except (AttributeError, KeyError) as e:  # a misspelt --slurm.<option>
+        print(f"sweep: {_unknown_field(e)}. See python -m hncl_jax.sweep --help.", file=sys.stderr)
+        raise SystemExit(2) from None
     if any(a in ("--help", "-h", "--helpfull") for a in argv[1:]):
         print(
             "python -m hncl_jax.sweep --config=<config>[:args] --root=<folder> "
@@ -122,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         print(fv.get_help())
         return []
     try:
-        rest = fv(argv)
+        try:
+            rest = fv(argv)
+        except (AttributeError, KeyError) as e:  # ml_collections: a misspelt --<section>.<field>
+            raise flags.Error(_unknown_field(e)) from None
         if len(rest) > 1:
             raise flags.Error(f"unexpected command-line arguments {rest[1:]}")
         launcher = launchers.check_launcher(fv.launcher)
@@ -183,6 +191,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit(130) from None
     _print_table(rows, fv)
     return rows
+
+
+def _unknown_field(e: BaseException) -> str:
+    """ml_collections' "'partiton'\\nDid you mean ..." as one line."""
+    text = str(e).replace("\\n", " ").replace("\n", " ")
+    name = re.search(r"\w+", text)
+    hint = re.search(r"Did you mean[^?]*\?", text)
+    return " ".join(
+        filter(
+            None, [f"no such option {name.group(0)!r}" if name else text, hint and hint.group(0)]
+        )
+    )
 
 
 def _slurm(plan, opts, fv) -> list[dict[str, Any]] | None:

@@ -242,6 +242,7 @@ def train_point(
             "ended": time.time(),
         },
     }
+    os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, RESULT_FILE)
     with open(path + ".tmp", "w") as fh:
         json.dump(record, fh, indent=1, sort_keys=True)

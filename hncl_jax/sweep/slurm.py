@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -103,10 +104,31 @@ def options(values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return out
 
 
+def import_submitit():
+    """submitit, imported without its logging set-up in this process.
+
+    On import submitit calls `logging.config.dictConfig`, which closes every logging
+    handler the process has (absl's among them); the submitting process keeps its own.
+    Its jobs import it as usual, so their logs hold submitit's lines.
+    """
+    if "submitit" in sys.modules and sys.modules["submitit"] is not None:
+        return sys.modules["submitit"]
+    old = os.environ.get("SUBMITIT_LOG_LEVEL")
+    os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"
+    try:
+        import submitit
+    finally:
+        if old is None:
+            del os.environ["SUBMITIT_LOG_LEVEL"]
+        else:
+            os.environ["SUBMITIT_LOG_LEVEL"] = old
+    return submitit
+
+
 def check_available() -> None:
     """Raises ValueError unless submitit imports and sbatch is on the PATH."""
     try:
-        import submitit  # noqa: F401
+        import_submitit()
     except ImportError:
         raise ValueError(f"--launcher=slurm needs submitit: {INSTALL}") from None
     for tool in ("sbatch", "squeue"):
@@ -206,8 +228,7 @@ def submit(
 
     Each run's workdir gets `slurm_job.json` (its job id and log) before this returns.
     """
-    import submitit
-
+    submitit = import_submitit()
     executor = submitit.SlurmExecutor(folder=os.path.join(folder, "%A"))
     executor.max_num_timeout = opts["max_requeues"]
     params: dict[str, Any] = {

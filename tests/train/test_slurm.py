@@ -1,0 +1,217 @@
+"""`python -m hncl_jax.sweep --launcher=slurm` and `srun ... --multihost` on a real SLURM.
+
+These tests need a SLURM controller and node that answer (`sinfo`) and submitit. CI starts
+a one-node SLURM with `.ci/slurm.sh start DIR` (and stops it after the slow tier); outside
+CI the tests skip and say so. Under CI=true they fail instead of skipping.
+
+The runs are digits:smoke (the tiny CNN on 256 real 8x8 images) with plots and the linear
+probe off; SLURM runs them in their own processes, and every comparison with the local
+launcher is exact: the same program on the same machine gives the same floats.
+"""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.train.multidevice_common import ROOT, SMALL, env, final_params, train_cli
+
+SETUP = (
+    "start a one-node SLURM with `sudo .ci/slurm.sh start /tmp/slurm` and "
+    "`export SLURM_CONF=/tmp/slurm/slurm.conf` (Debian: apt-get install -y "
+    "--no-install-recommends slurmctld slurmd slurm-client munge; pip install "
+    "'hncl_jax[slurm]')"
+)
+
+
+def _why_no_slurm() -> str | None:
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        return "submitit is not installed"
+    for tool in ("sbatch", "squeue", "sinfo", "scancel", "srun"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not on the PATH"
+    out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0 or not out.stdout.strip():
+        return f"no SLURM controller answers (sinfo: {out.stderr.strip()[:200]})"
+    return None
+
+
+@pytest.fixture
+def slurm():
+    why = _why_no_slurm()
+    if why:
+        message = f"SLURM tests: {why}; {SETUP}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# Two values of beta, two lengths: 1 epoch (4 steps) and 300 epochs (1,200 steps, about
+# 30 s of training on 2 cores, evaluated and checkpointed at the end only), so a run is
+# still training when the test cancels it.
+GRID = ["--grid=loss.beta=0,2", "--grid=num_epochs=1,300"]
+LONG_RUN = "loss.beta=0,num_epochs=300"
+SWEEP = [
+    *SMALL[:1],  # --config=digits:smoke
+    *SMALL[2:],
+    "--config.eval_every_epochs=300",
+    "--config.checkpoint_every_epochs=300",
+    "--config.log_every_steps=100",
+    *GRID,
+]
+
+
+def sweep(root, *args, timeout=900, check=True):
+    out = subprocess.run(
+        [sys.executable, "-m", "hncl_jax.sweep", *SWEEP, f"--root={root}", *args],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check:
+        assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
+    return out
+
+
+def table(root) -> list[dict]:
+    """results.csv without the workdir column (the roots differ)."""
+    with open(os.path.join(root, "results.csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        del r["workdir"]
+    return rows
+
+
+def job_of(workdir) -> str:
+    with open(os.path.join(workdir, "slurm_job.json")) as fh:
+        return json.load(fh)["job_id"]
+
+
+def in_squeue(job_id: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True)
+    return job_id in out.stdout.split()
+
+
+def wait_for(predicate, what: str, timeout: float = 600, every: float = 1.0):
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout, f"gave up waiting for {what}"
+        time.sleep(every)
+
+
+def trained_steps(workdir) -> int:
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as fh:
+        return max((json.loads(line)["step"] for line in fh if line.strip()), default=0)
+
+
+@pytest.mark.slow
+def test_grid_as_a_slurm_array_survives_scancel_and_equals_local(slurm, tmp_path):
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    sweep(local)
+    t0 = time.monotonic()
+    out = sweep(remote, "--launcher=slurm", "--slurm.parallelism=2", "--slurm.time_min=30")
+    returned_in = time.monotonic() - t0
+    assert "submitted 4 run(s) to SLURM as job array" in out.stdout, out.stdout
+    assert "(2 at a time)" in out.stdout and "squeue -j" in out.stdout
+    assert not (remote / "results.csv").exists()  # it returned before the runs finished
+    assert returned_in < 120, returned_in
+
+    # Cancel the long run mid-training: the trainer saves on SIGTERM and stops.
+    long_dir = remote / LONG_RUN
+    job = job_of(long_dir)
+    wait_for(lambda: trained_steps(long_dir) >= 100, f"{LONG_RUN} to train 100 steps")
+    subprocess.run(["scancel", job], check=True)
+    wait_for(lambda: not in_squeue(job), f"job {job} to leave the queue")
+    assert not (long_dir / "sweep_result.json").exists()
+    log = open(json.load(open(long_dir / "slurm_job.json"))["log"]).read()
+    assert "interrupted at step" in log, log[-2000:]
+
+    # Rerunning the command resubmits the cancelled run alone (the others are finished,
+    # queued or running); with --wait it blocks until all are finished, then prints the table.
+    again = sweep(remote, "--launcher=slurm", "--slurm.parallelism=2", "--wait", "--poll_s=2")
+    assert "submitted 1 run(s)" in again.stdout, again.stdout
+    assert f"  {LONG_RUN}" in again.stdout
+    assert "| run |" in again.stdout
+    assert job_of(long_dir) != job
+    assert table(remote) == table(local)
+    # The resumed run equals the uninterrupted one to the bit.
+    a, b = final_params(local / LONG_RUN), final_params(long_dir)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # Nothing left to do: the rerun prints the table without submitting anything.
+    done = sweep(remote, "--launcher=slurm")
+    assert "submitted" not in done.stdout and "| run |" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_run_at_its_time_limit_saves_is_requeued_and_resumes_exactly(slurm, tmp_path):
+    """A 1-minute limit with SIGUSR2 55 s before it: the trainer saves and stops, submitit
+    requeues the job, the requeued job resumes from the save; the result equals an
+    uninterrupted run to the bit."""
+    args = ["--grid=loss.beta=0", "--grid=num_epochs=600"]
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    sweep(local, *args)
+    sweep(
+        remote,
+        *args,
+        "--launcher=slurm",
+        "--slurm.time_min=1",
+        "--slurm.signal_delay_s=55",
+        "--slurm.max_requeues=8",
+        "--wait",
+        "--poll_s=2",
+        timeout=1200,
+    )
+    run = "loss.beta=0,num_epochs=600"
+    log = open(json.load(open(remote / run / "slurm_job.json"))["log"]).read()
+    assert "interrupted at step" in log and "Requeued job" in log, log[-3000:]
+    assert table(remote) == table(local)
+    a, b = final_params(local / run), final_params(remote / run)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.slow
+def test_srun_two_tasks_multihost_agrees_with_two_devices(slurm, tmp_path):
+    """`srun -n 2 python -m hncl_jax.main ... --multihost`: jax.distributed.initialize()
+    finds the coordinator, the process count and its index in SLURM's environment."""
+    workdir = tmp_path / "srun"
+    out = subprocess.run(
+        [
+            "srun",
+            "-n",
+            "2",
+            "--time=10",
+            sys.executable,
+            "-m",
+            "hncl_jax.main",
+            *SMALL,
+            "--multihost",
+            f"--workdir={workdir}",
+        ],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-4000:])
+    assert "JAX process 0/2" in out.stderr and "JAX process 1/2" in out.stderr, out.stderr[-3000:]
+    from tests.train.multidevice_common import assert_runs_agree
+    from tests.train.test_multidevice import LOSS_RTOL, PARAM_RTOL
+
+    train_cli(tmp_path / "d2", devices=2)
+    assert_runs_agree(tmp_path / "d2", workdir, loss_rtol=LOSS_RTOL, param_rtol=PARAM_RTOL)
