@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -166,11 +165,19 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             )
         else:
             plan = grid.plan_grid(fv.config, grid_values, fv.root, seeds=seeds)
-            grid.check_plan(plan)
             if groups is not None:
+                grid.check_plan(plan, num_devices=fv.devices_per_run)
                 rows = launchers.run_parallel(plan, groups, train_output=fv.train_output)
             else:
-                rows = _slurm(plan, opts, fv)
+                grid.check_plan(plan, num_devices=max(1, opts["gpus_per_run"]))
+                rows = slurm_lib.run(
+                    plan,
+                    opts,
+                    fv.root,
+                    wait=fv.wait,
+                    poll_s=fv.poll_s,
+                    train_output=fv.train_output,
+                )
                 if rows is None:
                     return [
                         grid.row(r, w)
@@ -203,69 +210,6 @@ def _unknown_field(e: BaseException) -> str:
             None, [f"no such option {name.group(0)!r}" if name else text, hint and hint.group(0)]
         )
     )
-
-
-def _slurm(plan, opts, fv) -> list[dict[str, Any]] | None:
-    """Submits what is left, then reports (or waits, with --wait); the table's rows once
-    every run has finished, else None."""
-    root = os.path.abspath(fv.root)
-    states = slurm_lib.status(plan)
-    todo = [run for run, s in zip(plan, states, strict=True) if s == "todo"]
-    if todo:
-        ids = slurm_lib.submit(
-            todo, opts, os.path.join(root, "slurm"), train_output=fv.train_output
-        )
-        array = ids[0].split("_")[0]
-        at_once = opts["parallelism"] or len(todo)
-        print(
-            f"[sweep] submitted {len(todo)} run(s) to SLURM as job array {array} "
-            f"({min(at_once, len(todo))} at a time):",
-            flush=True,
-        )
-        for job_id, (_, _, workdir) in zip(ids, todo, strict=True):
-            print(f"[sweep]   {job_id}  {os.path.basename(workdir)}", flush=True)
-        print(
-            f"[sweep] follow them with: squeue -j {array}   (logs: {root}/slurm/{array}/)\n"
-            "[sweep] rerun this command to resubmit runs that end unfinished and, once all "
-            "are finished, print the table (--wait blocks until then).",
-            flush=True,
-        )
-    while True:
-        states = slurm_lib.status(plan)
-        done = sum(s == "finished" for s in states)
-        if done == len(plan):
-            break
-        if not fv.wait:
-            active = [
-                os.path.basename(w)
-                for (_, _, w), s in zip(plan, states, strict=True)
-                if s == "active"
-            ]
-            print(
-                f"[sweep] {done} of {len(plan)} runs finished; {len(active)} queued or running "
-                f"in SLURM: {', '.join(active)}",
-                flush=True,
-            )
-            return None
-        lost = [
-            (w, slurm_lib.read_job(w) or {})
-            for (_, _, w), s in zip(plan, states, strict=True)
-            if s == "todo"
-        ]
-        if lost:
-            text = "; ".join(
-                f"{os.path.basename(w)} (job {j.get('job_id')}, log {j.get('log')})"
-                for w, j in lost
-            )
-            raise RuntimeError(
-                f"{len(lost)} run(s) ended in SLURM without finishing (cancelled, failed or "
-                f"out of requeues): {text}. Rerun the same command to resubmit them; they "
-                "resume from their last checkpoint."
-            )
-        time.sleep(fv.poll_s)
-    rows = [grid.row(grid.finished_record(c, w), w) for _, c, w in plan]
-    grid.write_table(rows, os.path.join(root, grid.TABLE_FILE))
-    return rows
 
 
 def _print_table(rows, fv) -> None:

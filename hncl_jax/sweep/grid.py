@@ -416,17 +416,36 @@ def result_text(final: Mapping[str, Any]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def check_plan(plan: Sequence[tuple[dict[str, Any], ml_collections.ConfigDict, str]]) -> None:
+def check_plan(
+    plan: Sequence[tuple[dict[str, Any], ml_collections.ConfigDict, str]],
+    *,
+    num_devices: int | None = None,
+) -> None:
     """Validates every planned run's config before anything trains.
+
+    A run that warm-starts from another run of the plan (`init_from` = that run's
+    workdir) is checked without the source, which does not exist before it trains.
+
+    Args:
+      plan: `plan_grid`'s runs.
+      num_devices: the devices each run will have (default: this process's,
+        `jax.device_count()`; a launcher whose runs get other devices passes theirs, so
+        this process does not claim the GPUs its runs need).
 
     Raises:
       validation.ConfigError: naming the run (its `--grid` values) and the field.
     """
     from hncl_jax.train import validation
 
+    if num_devices is None:
+        num_devices = jax.device_count()
+    workdirs = {os.path.abspath(w) for _, _, w in plan}
     for assignments, config, _ in plan:
+        source = config.get("init_from") or ""
+        if source and os.path.abspath(os.path.expanduser(source)) in workdirs:
+            config = apply_assignments(config, {"init_from": ""})
         try:
-            validation.validate_config(config, num_devices=jax.device_count())
+            validation.validate_config(config, num_devices=num_devices)
         except validation.ConfigError as e:
             raise validation.ConfigError(
                 f"grid point {run_name(assignments)} (from --grid/--seeds): {e}"

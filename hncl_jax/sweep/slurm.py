@@ -141,13 +141,25 @@ def check_available() -> None:
 
 def active_jobs() -> set[str]:
     """The ids of the jobs SLURM holds (pending, running, requeued), array tasks one by one
-    ("123_4")."""
+    ("123_4"). A job that waits on a dependency that can no longer be met (its warm-start
+    source failed or was cancelled) is cancelled and left out: it would never run."""
     out = subprocess.run(
-        ["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, timeout=60
+        ["squeue", "-h", "-r", "-o", "%i %r"], capture_output=True, text=True, timeout=60
     )
     if out.returncode != 0:
         raise RuntimeError(f"squeue failed: {out.stderr.strip()}")
-    return {line.strip() for line in out.stdout.splitlines() if line.strip()}
+    active, stuck = set(), []
+    for line in out.stdout.splitlines():
+        job_id, _, reason = line.strip().partition(" ")
+        if not job_id:
+            continue
+        if reason.strip() == "DependencyNeverSatisfied":
+            stuck.append(job_id)
+        else:
+            active.add(job_id)
+    if stuck:
+        subprocess.run(["scancel", *stuck], capture_output=True, timeout=60)
+    return active
 
 
 def read_job(workdir: str) -> dict | None:
@@ -223,10 +235,13 @@ def submit(
     *,
     train_output: bool = False,
     name: str = "hncl_sweep",
+    after: Sequence[str] = (),
 ) -> list[str]:
     """Submits the plan's runs as one job array; returns their job ids ("123_0", ...).
 
     Each run's workdir gets `slurm_job.json` (its job id and log) before this returns.
+    `after`: job ids that must end successfully before any of these runs starts
+    (`--dependency=afterok:...`).
     """
     submitit = import_submitit()
     executor = submitit.SlurmExecutor(folder=os.path.join(folder, "%A"))
@@ -241,6 +256,8 @@ def submit(
         "array_parallelism": opts["parallelism"] or len(plan),
         "additional_parameters": dict(opts["extra"]),
     }
+    if after:
+        params["additional_parameters"]["dependency"] = "afterok:" + ":".join(after)
     if opts["gpus_per_run"]:
         params["gpus_per_node"] = opts["gpus_per_run"]
     if opts["mem_gb"]:
@@ -262,3 +279,123 @@ def submit(
         with open(os.path.join(workdir, JOB_FILE), "w") as fh:
             json.dump(record, fh, indent=1)
     return [job.job_id for job in jobs]
+
+
+def _source(config, workdirs: Mapping[str, str]) -> str | None:
+    """The workdir (a key of `workdirs`) a run warm-starts from, if it is a run of the plan."""
+    source = config.get("init_from") or ""
+    path = os.path.abspath(os.path.expanduser(source)) if source else ""
+    return path if path in workdirs else None
+
+
+def run(
+    plan: Sequence[tuple[dict, Any, str]],
+    opts: Mapping[str, Any],
+    root: str,
+    *,
+    wait: bool = False,
+    poll_s: float = 30.0,
+    train_output: bool = False,
+) -> list[dict[str, Any]] | None:
+    """The SLURM launcher: submits what is left of the plan, then reports or waits.
+
+    The finished runs are skipped and the runs SLURM holds are left alone; the others are
+    submitted as one job array. A run that warm-starts from another run of the plan
+    (`init_from` = its workdir) goes in a later array that starts after its source's job
+    has ended successfully (`afterok`), or at once if the source is finished.
+
+    Returns:
+      The table's rows (plan order) once every run has finished, else None (printed:
+      how many are finished, which are queued or running). With `wait`, it polls every
+      `poll_s` seconds until all are finished.
+
+    Raises:
+      RuntimeError: with `wait`, runs whose jobs ended without finishing (cancelled,
+        failed, out of requeues); rerunning resubmits them.
+    """
+    root = os.path.abspath(root)
+    folder = os.path.join(root, "slurm")
+    states = status(plan)
+    by_workdir = {os.path.abspath(w): i for i, (_, _, w) in enumerate(plan)}
+    job_of = {
+        os.path.abspath(w): (read_job(w) or {}).get("job_id")
+        for (_, _, w), s in zip(plan, states, strict=True)
+        if s == "active"
+    }
+    todo = [i for i, s in enumerate(states) if s == "todo"]
+    while todo:  # in waves: the runs whose sources are finished or already have a job
+        wave = [
+            i
+            for i in todo
+            if (src := _source(plan[i][1], by_workdir)) is None
+            or states[by_workdir[src]] == "finished"
+            or src in job_of
+        ]
+        if not wave:
+            raise ValueError("the plan's warm starts form a cycle (init_from of each other).")
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i in wave:
+            src = _source(plan[i][1], by_workdir)
+            after = (
+                (job_of[src],) if src in job_of and states[by_workdir[src]] != "finished" else ()
+            )
+            groups.setdefault(after, []).append(i)
+        for after, members in groups.items():
+            runs = [plan[i] for i in members]
+            ids = submit(runs, opts, folder, train_output=train_output, after=after)
+            for i, job_id in zip(members, ids, strict=True):
+                job_of[os.path.abspath(plan[i][2])] = job_id
+            _print_submitted(runs, ids, opts, root, after)
+        todo = [i for i in todo if i not in wave]
+    while True:
+        states = status(plan)
+        done = sum(s == "finished" for s in states)
+        if done == len(plan):
+            break
+        if not wait:
+            active = [
+                os.path.basename(w)
+                for (_, _, w), s in zip(plan, states, strict=True)
+                if s == "active"
+            ]
+            print(
+                f"[sweep] {done} of {len(plan)} runs finished; {len(active)} queued or running "
+                f"in SLURM: {', '.join(active)}",
+                flush=True,
+            )
+            return None
+        lost = [w for (_, _, w), s in zip(plan, states, strict=True) if s == "todo"]
+        if lost:
+            text = "; ".join(
+                f"{os.path.basename(w)} (job {(read_job(w) or {}).get('job_id')}, "
+                f"log {(read_job(w) or {}).get('log')})"
+                for w in lost
+            )
+            raise RuntimeError(
+                f"{len(lost)} run(s) ended in SLURM without finishing (cancelled, failed or "
+                f"out of requeues): {text}. Rerun the same command to resubmit them; they "
+                "resume from their last checkpoint."
+            )
+        time.sleep(poll_s)
+    rows = [grid.row(grid.finished_record(c, w), w) for _, c, w in plan]
+    grid.write_table(rows, os.path.join(root, grid.TABLE_FILE))
+    return rows
+
+
+def _print_submitted(runs, ids, opts, root, after) -> None:
+    array = ids[0].split("_")[0]
+    at_once = min(opts["parallelism"] or len(runs), len(runs))
+    then = f", after job(s) {', '.join(after)} succeed" if after else ""
+    print(
+        f"[sweep] submitted {len(runs)} run(s) to SLURM as job array {array} "
+        f"({at_once} at a time{then}):",
+        flush=True,
+    )
+    for job_id, (_, _, workdir) in zip(ids, runs, strict=True):
+        print(f"[sweep]   {job_id}  {os.path.basename(workdir)}", flush=True)
+    print(
+        f"[sweep] follow them with: squeue -j {array}   (logs: {root}/slurm/{array}/)\n"
+        "[sweep] rerun this command to resubmit runs that end unfinished and, once all "
+        "are finished, print the table (--wait blocks until then).",
+        flush=True,
+    )

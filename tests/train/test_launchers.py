@@ -91,11 +91,12 @@ class FakeSlurm:
         self.active: set[str] = set()
         self.hold = True  # False: the jobs end at once, unfinished (e.g. cancelled)
         self.submitted: list[list[str]] = []
+        self.after: list[tuple[str, ...]] = []
         monkeypatch.setattr(slurm_lib, "check_available", lambda: None)
         monkeypatch.setattr(slurm_lib, "active_jobs", lambda: set(self.active))
         monkeypatch.setattr(slurm_lib, "submit", self.submit)
 
-    def submit(self, plan, opts, folder, *, train_output=False, name="x"):
+    def submit(self, plan, opts, folder, *, train_output=False, name="x", after=()):
         array = len(self.submitted) + 1
         ids = [f"{array}_{i}" for i in range(len(plan))]
         for job_id, (_, _, workdir) in zip(ids, plan, strict=True):
@@ -103,6 +104,7 @@ class FakeSlurm:
             with open(os.path.join(workdir, slurm_lib.JOB_FILE), "w") as fh:
                 json.dump({"job_id": job_id, "log": "log"}, fh)
         self.submitted.append([os.path.basename(w) for _, _, w in plan])
+        self.after.append(tuple(after))
         if self.hold:
             self.active |= set(ids)
         return ids
@@ -163,6 +165,29 @@ def test_slurm_prints_the_table_once_all_runs_are_finished(tmp_path, capsys, mon
     assert fake.submitted == [] and len(rows) == 2
     assert "| run |" in capsys.readouterr().out
     assert (tmp_path / "root" / "results.csv").exists()
+
+
+def test_a_warm_start_waits_for_its_source_job(tmp_path, capsys, monkeypatch):
+    """A run whose init_from is another run's workdir goes in a second array that starts
+    after the source's job succeeds; once the source is finished, with no dependency."""
+    fake = FakeSlurm(monkeypatch)
+    from configs import synthetic
+
+    base = synthetic.get_config("smoke")
+    root = tmp_path / "root"
+    source = str(root / "loss.beta=0")
+    points = [{"loss.beta": 0.0}, {"loss.beta": 1.0, "init_from": source}]
+    plan = sweep.plan_grid(base, {}, str(root), points=points)
+    sweep.check_plan(plan, num_devices=1)  # the source need not exist yet
+    assert slurm_lib.run(plan, slurm_lib.options(), str(root)) is None
+    assert fake.submitted == [["loss.beta=0"], [os.path.basename(plan[1][2])]]
+    assert fake.after == [(), ("1_0",)]
+    assert "after job(s) 1_0 succeed" in capsys.readouterr().out
+    # The warm start ended unfinished, its source is finished: resubmitted with no wait.
+    finish(tmp_path, "loss.beta=0", plan)
+    fake.active.clear()
+    slurm_lib.run(plan, slurm_lib.options(), str(root))
+    assert fake.submitted[-1] == [os.path.basename(plan[1][2])] and fake.after[-1] == ()
 
 
 @pytest.mark.slow

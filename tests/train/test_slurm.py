@@ -215,3 +215,26 @@ def test_srun_two_tasks_multihost_agrees_with_two_devices(slurm, tmp_path):
 
     train_cli(tmp_path / "d2", devices=2)
     assert_runs_agree(tmp_path / "d2", workdir, loss_rtol=LOSS_RTOL, param_rtol=PARAM_RTOL)
+
+
+@pytest.mark.slow
+def test_a_warm_start_runs_after_its_source_as_a_job_dependency(slurm, tmp_path, monkeypatch):
+    """Both runs submitted at once: the warm start's array waits (afterok) for its source's
+    job, and starts from the source's final parameters."""
+    from configs import digits
+    from hncl_jax import sweep
+    from hncl_jax.sweep import slurm as slurm_lib
+
+    base = digits.get_config("smoke")
+    base.num_epochs, base.plots, base.linear_probe = 1, False, "off"
+    source = str(tmp_path / "loss.beta=0")
+    points = [{"loss.beta": 0.0}, {"loss.beta": 2.0, "init_from": source}]
+    plan = sweep.plan_grid(base, {}, str(tmp_path), points=points)
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")  # the jobs inherit it
+    rows = slurm_lib.run(plan, slurm_lib.options(), str(tmp_path), wait=True, poll_s=2)
+    assert [r["run"] for r in rows] == [os.path.basename(w) for _, _, w in plan]
+    first, second = (sweep.load_record(w)["launch"] for _, _, w in plan)
+    assert second["started"] >= first["ended"], (first, second)
+    assert first["slurm_job_id"] != second["slurm_job_id"]
+    with open(os.path.join(plan[1][2], "config.json")) as fh:
+        assert json.load(fh)["init_from"] == source
