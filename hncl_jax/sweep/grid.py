@@ -381,10 +381,29 @@ def run_grid(
     if train_fn is None or train_fn is train.train_and_evaluate:
         train_fn = functools.partial(train.train_and_evaluate, verbose=train_output)
     root = os.path.abspath(os.path.expanduser(root_workdir))
-    rows: list[dict[str, Any]] = []
     plan = plan_grid(base_config, grid, root, points=points, seeds=seeds)
     if validate:
         check_plan(plan)
+    return run_plan(plan, root, train_fn=train_fn, verbose=verbose)
+
+
+def run_plan(
+    plan: Sequence[tuple[dict[str, Any], ml_collections.ConfigDict, str]],
+    root_workdir: str,
+    *,
+    train_fn: Callable[[ml_collections.ConfigDict, str], Any] | None = None,
+    verbose: bool = True,
+) -> list[dict[str, Any]]:
+    """Trains a plan's runs one after another in this process (the `local` launcher).
+
+    Finished runs are skipped, the others resume; `<root_workdir>/results.csv` is
+    rewritten after every run. `run_grid` is `plan_grid`, `check_plan`, then this.
+
+    Returns:
+      One row per run (`row`), in plan order; its grid values as they were given.
+    """
+    root = os.path.abspath(os.path.expanduser(root_workdir))
+    rows: list[dict[str, Any]] = []
     for i, (assignments, config, workdir) in enumerate(plan, 1):
         name = os.path.basename(workdir)
         record = finished_record(config, workdir)

@@ -188,3 +188,61 @@ def run_parallel(
             "rerun the same command to retry the failed ones."
         )
     return rows
+
+
+def launch(
+    plan: Sequence[tuple[dict[str, Any], Any, str]],
+    root: str,
+    *,
+    launcher: str = "local",
+    devices: Sequence[str] | None = None,
+    devices_per_run: int = 0,
+    slurm_options: Any = None,
+    wait: bool = False,
+    poll_s: float = 30.0,
+    train_fn: Any = None,
+    train_output: bool = False,
+    verbose: bool = True,
+) -> list[dict[str, Any]] | None:
+    """Trains (or submits) a plan's runs with the chosen launcher; every option is checked
+    and every run's config validated before the first run trains or is submitted.
+
+    Args:
+      plan: `grid.plan_grid`'s runs (several grids may be concatenated; a run whose
+        `init_from` is another run's workdir comes after it, or, on SLURM, waits for its
+        job).
+      root: where the table (`results.csv`) and SLURM's logs go.
+      launcher: "local" or "slurm".
+      devices, devices_per_run: local: one run per `devices_per_run` devices in parallel
+        processes (0: one after another in this process, with `train_fn`).
+      slurm_options: slurm: `slurm.options` values (a mapping, or text for
+        `slurm.parse_options`).
+      wait, poll_s: slurm: block until every run is finished.
+
+    Returns:
+      The table's rows in plan order; None from slurm while runs are queued or running.
+    """
+    from hncl_jax.sweep import slurm
+
+    check_launcher(launcher)
+    if launcher == "slurm":
+        opts = (
+            slurm.parse_options(slurm_options)
+            if isinstance(slurm_options, str)
+            else slurm.options(slurm_options)
+        )
+        slurm.check_available()
+        grid.check_plan(plan, num_devices=max(1, opts["gpus_per_run"]))
+        return slurm.run(plan, opts, root, wait=wait, poll_s=poll_s, train_output=train_output)
+    if devices_per_run:
+        groups = device_groups(visible_gpus() if devices is None else devices, devices_per_run)
+        grid.check_plan(plan, num_devices=devices_per_run)
+        return run_parallel(plan, groups, train_output=train_output, verbose=verbose)
+    grid.check_plan(plan)
+    if train_fn is None:
+        import functools
+
+        from hncl_jax import train
+
+        train_fn = functools.partial(train.train_and_evaluate, verbose=train_output)
+    return grid.run_plan(plan, root, train_fn=train_fn, verbose=verbose)

@@ -125,6 +125,37 @@ def import_submitit():
     return submitit
 
 
+def parse_options(text: str) -> dict[str, Any]:
+    """`"partition=gpu,gpus_per_run=1,time_min=240"` -> checked `options` (each value read
+    as its option's type; `extra` takes the rest of the text, e.g. `extra=qos=high`).
+
+    Raises:
+      ValueError: an item that is not option=value, an unknown option, a bad value.
+    """
+    values: dict[str, Any] = {}
+    text = text.strip()
+    head, sep, extra = text.partition("extra=")
+    if sep:
+        values["extra"] = extra
+    for item in filter(None, (s.strip() for s in head.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or key not in DEFAULTS:
+            raise ValueError(
+                f"--slurm={text!r}: {item!r} is not option=value with an option of "
+                f"{sorted(DEFAULTS)}, e.g. --slurm=partition=gpu,gpus_per_run=1,time_min=240"
+            )
+        kind = type(DEFAULTS[key])
+        try:
+            values[key] = kind(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"--slurm: {key}={value.strip()!r} must be a{'n' if kind is int else ''} "
+                f"{kind.__name__}, e.g. {key}={DEFAULTS[key]!r}"
+            ) from None
+    return options(values)
+
+
 def check_available() -> None:
     """Raises ValueError unless submitit imports and sbatch is on the PATH."""
     try:

@@ -69,9 +69,9 @@ SWEEP = [
 ]
 
 
-def sweep(root, *args, timeout=900, check=True):
+def sweep(root, *args, base=SWEEP, timeout=900, check=True):
     out = subprocess.run(
-        [sys.executable, "-m", "hncl_jax.sweep", *SWEEP, f"--root={root}", *args],
+        [sys.executable, "-m", "hncl_jax.sweep", *base, f"--root={root}", *args],
         cwd=ROOT,
         env=env(),
         capture_output=True,
@@ -157,31 +157,50 @@ def test_grid_as_a_slurm_array_survives_scancel_and_equals_local(slurm, tmp_path
 
 
 @pytest.mark.slow
-def test_a_run_at_its_time_limit_saves_is_requeued_and_resumes_exactly(slurm, tmp_path):
-    """A 1-minute limit with SIGUSR2 55 s before it: the trainer saves and stops, submitit
-    requeues the job, the requeued job resumes from the save; the result equals an
-    uninterrupted run to the bit."""
-    args = ["--grid=loss.beta=0", "--grid=num_epochs=600"]
-    local, remote = tmp_path / "local", tmp_path / "slurm"
-    sweep(local, *args)
-    sweep(
+def test_a_run_at_its_time_limit_saves_is_requeued_and_resumes(slurm, tmp_path):
+    """A 1-minute limit with SIGUSR2 40 s before it (SLURM sends it within 30 s of that):
+    the trainer stops at the next step and saves, submitit requeues the job, and the
+    requeued job resumes from the save. Once the first save is seen, the test lifts the
+    requeued job's limit so it finishes in one go (the exactness of a resume is the
+    scancel test's)."""
+    run = "loss.beta=0,num_epochs=1000"  # 4,000 steps: longer than the first minute
+    remote = tmp_path / "slurm"
+    base = [
+        *SMALL[:1],
+        *SMALL[2:],
+        "--config.eval_every_epochs=1000",
+        "--config.checkpoint_every_epochs=1000",
+        "--config.log_every_steps=100",
+        "--grid=loss.beta=0",
+        "--grid=num_epochs=1000",
+    ]
+    out = sweep(
         remote,
-        *args,
         "--launcher=slurm",
         "--slurm.time_min=1",
-        "--slurm.signal_delay_s=55",
-        "--slurm.max_requeues=8",
-        "--wait",
-        "--poll_s=2",
-        timeout=1200,
+        "--slurm.signal_delay_s=40",
+        "--slurm.max_requeues=6",
+        base=base,
     )
-    run = "loss.beta=0,num_epochs=600"
-    log = open(json.load(open(remote / run / "slurm_job.json"))["log"]).read()
-    assert "interrupted at step" in log and "Requeued job" in log, log[-3000:]
-    assert table(remote) == table(local)
-    a, b = final_params(local / run), final_params(remote / run)
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert "submitted 1 run(s)" in out.stdout
+    job = job_of(remote / run)
+    log_path = json.load(open(remote / run / "slurm_job.json"))["log"]
+    log = lambda: open(log_path).read() if os.path.exists(log_path) else ""
+    wait_for(lambda: "interrupted at step" in log(), "the save at the time-limit signal", 900)
+    wait_for(lambda: "Requeued job" in log(), "submitit's requeue", 120)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=30"], check=True)
+    again = sweep(remote, "--launcher=slurm", "--wait", "--poll_s=2", base=base, timeout=900)
+    assert "submitted" not in again.stdout  # the requeued job finished the run
+    text = log()
+    saved = int(text.split("interrupted at step ")[1].split("/")[0])
+    assert 0 < saved < 4000
+    record = json.load(open(remote / run / "sweep_result.json"))
+    assert record["final"]["step"] == 4000
+    # Resumed from the save, not from the start: no step was trained (logged) twice.
+    with open(remote / run / "metrics.jsonl") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    steps = [r["step"] for r in rows if "train/loss" in r]
+    assert len(steps) == len(set(steps)) and steps == sorted(steps), steps
 
 
 @pytest.mark.slow
