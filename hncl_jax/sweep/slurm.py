@@ -254,6 +254,7 @@ class _Run:
 
 
 def _usr_signal() -> int:
+    import_submitit()
     from submitit.slurm.slurm import SlurmJobEnvironment
 
     return int(SlurmJobEnvironment._usr_sig())

@@ -161,7 +161,8 @@ def train_and_evaluate(
         where `checkpoints/` should be, metrics without the checkpoints they belong to).
       checkpointing.CheckpointDiskFullError: (an OSError) a checkpoint did not fit on
         the disk; the message names the last good checkpoint.
-      SystemExit: on SIGTERM or Ctrl-C, once a checkpoint is saved (code 128 + signal).
+      SystemExit: on SIGTERM, SIGUSR2 (SLURM's time-limit warning) or Ctrl-C, once a
+        checkpoint is saved (code 128 + signal).
     """
     with workdir_lib.lock_workdir(workdir) as locked:
         return _train_and_evaluate(config, locked, verbose=verbose)

@@ -1,4 +1,11 @@
-"""Signals during a run: SIGTERM and Ctrl-C recorded, so the loop stops at a checkpoint.
+"""Signals during a run: SIGTERM, SIGUSR2 and Ctrl-C recorded, so the loop stops at a
+checkpoint.
+
+SIGUSR2 is what SLURM sends a job some time before its time limit when asked
+(`sbatch --signal=USR2@<seconds>`; `python -m hncl_jax.sweep --launcher=slurm` asks for it
+`--slurm.signal_delay_s` seconds ahead, 120 by default, through submitit). SLURM's
+preemption and `scancel` send SIGTERM. On either the run saves and exits; the SLURM
+launcher then hands the job to submitit, which requeues it, and the requeued job resumes.
 
 `catch_signals` installs the handlers for the length of a run and restores the old
 ones on exit; the loop (`loop._run_loop`) reads `.signal` after each dispatch and
@@ -18,15 +25,22 @@ class Preempted(Exception):
     """A signal arrived: the loop stopped at the step it reached, to checkpoint it."""
 
 
+# The signals a run stops on (SIGUSR2 where the platform has it).
+STOP_SIGNALS = tuple(
+    s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR2", None)) if s is not None
+)
+
+
 class Signals:
-    """The signal (SIGTERM, SIGINT) received while `catch_signals` was active, if any."""
+    """The signal (SIGTERM, SIGINT, SIGUSR2) received while `catch_signals` was active."""
 
     signal: int | None = None
 
 
 @contextlib.contextmanager
 def catch_signals(enabled: bool = True) -> Iterator[Signals]:
-    """Records SIGTERM and Ctrl-C instead of dying, and restores the old handlers on exit.
+    """Records SIGTERM, SIGUSR2 and Ctrl-C instead of dying, and restores the old handlers
+    on exit (so a handler installed before the run, such as submitit's, runs after it).
 
     The loop reads `.signal` after each dispatch and stops at a step it can checkpoint.
     Off the main thread (some notebook runners) the handlers cannot be installed and
@@ -39,7 +53,7 @@ def catch_signals(enabled: bool = True) -> Iterator[Signals]:
 
     old: dict[int, Any] = {}
     if enabled:
-        for s in (signal.SIGTERM, signal.SIGINT):
+        for s in STOP_SIGNALS:
             try:
                 old[s] = signal.signal(s, on_signal)
             except ValueError:  # not in the main thread

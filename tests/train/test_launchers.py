@@ -3,6 +3,7 @@ bookkeeping against a stand-in for sbatch/squeue, and parallel local processes."
 
 import json
 import os
+import signal
 import sys
 
 import pytest
@@ -208,3 +209,31 @@ def test_local_launcher_trains_one_run_per_device_group_at_once(tmp_path, capsys
     local = sweep.main([*BASE, f"--root={tmp_path / 'seq'}", "--grid=loss.beta=0,1"])
     strip = lambda rs: [{k: v for k, v in r.items() if k != "workdir"} for r in rs]
     assert strip(rows) == strip(local)
+
+
+def test_a_slurm_job_saves_on_sigusr2_then_hands_over_to_submitit(tmp_path, monkeypatch):
+    """SIGUSR2 (SLURM's time-limit warning) reaches the trainer, which saves and exits with
+    128 + SIGUSR2; the job then calls the handler submitit had installed (which requeues)."""
+    try:
+        slurm_lib.import_submitit()
+    except ImportError:
+        pytest.skip("submitit is not installed")
+    from configs import synthetic
+    from hncl_jax import train
+
+    calls = []
+
+    def fake_train(config, workdir, verbose=False):
+        with train.catch_signals() as caught:
+            signal.raise_signal(signal.SIGUSR2)
+            assert caught.signal == signal.SIGUSR2 and calls == []  # the trainer's handler
+        raise SystemExit(128 + caught.signal)  # as train_and_evaluate, once it has saved
+
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+    old = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))
+    try:
+        with pytest.raises(SystemExit):
+            slurm_lib._Run()({}, synthetic.get_config("smoke"), str(tmp_path))
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert calls == [signal.SIGUSR2]
