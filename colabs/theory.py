@@ -40,11 +40,13 @@
 # %% [markdown]
 # ## Set-up
 #
-# On Colab the next cell installs hncl_jax with `--no-deps`, then only the dependencies the
-# runtime lacks, so its CUDA-enabled jax and jaxlib stay as they are. It installs from a wheel
-# or zip of hncl_jax uploaded to `/content` or set in `SOURCE` (for example on a mounted Drive),
-# else from the repository. Elsewhere it does nothing: run the notebook where hncl_jax is
-# installed (`pip install -e .` in a checkout, or the wheel).
+# On Colab the next cell installs hncl_jax alone (`--no-deps`), from a wheel or zip of
+# hncl_jax uploaded to `/content` or set in `SOURCE` (for example on a mounted Drive), else
+# from the repository; elsewhere it does nothing: run the notebook where hncl_jax is
+# installed (`pip install -e .` in a checkout, or the wheel). The cell after it is one call,
+# `colab.setup`: on Colab it installs only the dependencies the runtime lacks, so its
+# CUDA-enabled jax and jaxlib stay as they are; everywhere it reads the size (`HNCL_QUICK`),
+# picks the run folder and names the accelerator.
 
 # %%
 import glob
@@ -54,42 +56,33 @@ import sys
 
 REPOSITORY = "https://github.com/hncl-jax/hncl_jax"  # pyproject.toml [project.urls]
 SOURCE = ""  # optional: the path of an hncl_jax wheel or zip, e.g. on /content/drive/MyDrive
-if "google.colab" in sys.modules:
+if "google.colab" in sys.modules:  # hncl_jax alone; colab.setup adds the rest
     found = sorted(glob.glob("/content/hncl_jax*.whl") + glob.glob("/content/hncl_jax*.zip"))
     source = SOURCE or (found[-1] if found else f"git+{REPOSITORY}")
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", source]
     subprocess.run(pip, check=True)
     importlib.invalidate_caches()
-    from hncl_jax import colab
-
-    colab.install_missing_dependencies()
 
 # %%
-import os
-
 from hncl_jax import colab
 
-# QUICK=1: every run shrunk to run top to bottom on a CPU in well under a minute.
-QUICK = os.environ.get("HNCL_QUICK", "0") == "1"
-# Where the runs are written; rerunning a cell skips finished runs and resumes the others.
+# HNCL_QUICK=1: every run shrunk to run top to bottom on a CPU in well under a minute.
+# WORKDIR holds the runs; rerunning a cell skips finished runs and resumes the others.
 # USE_DRIVE = True keeps them on Google Drive, so a later Colab session resumes them too.
 USE_DRIVE = False
-WORKDIR = colab.workdir(use_drive=USE_DRIVE)
-
-import jax
-import jax.numpy as jnp
-import numpy as np
-from IPython.display import Markdown, display
+QUICK, WORKDIR = colab.setup(use_drive=USE_DRIVE)
 
 # %matplotlib inline
-
-colab.check_accelerator(long_run=not QUICK)
-print("devices:", jax.devices(), "| QUICK (tiny sizes)" if QUICK else "| full size")
 
 # %% [markdown]
 # ## 1. Theorem 2: the SCL / HSCL minimum over the number of classes C
 
 # %%
+import jax
+import jax.numpy as jnp
+import numpy as np
+from IPython.display import Markdown, display
+
 from hncl_jax import geometry, losses
 from hncl_jax.train import plots
 

@@ -4,30 +4,33 @@ A Colab runtime comes with a CUDA-enabled jax and jaxlib matched to its GPU driv
 `pip install hncl_jax` could replace them with CPU-only or mismatched wheels. The
 notebooks therefore install hncl_jax itself with `pip install --no-deps <source>` (this
 module imports only the standard library, so it works before any dependency is there) and
-then call `install_missing_dependencies()`, which installs only the requirements the
-runtime lacks, with every preinstalled jax package pinned to its version:
+then call `setup()`, which installs only the requirements the runtime lacks, with every
+preinstalled jax package pinned to its version (`install_missing_dependencies`), reads
+the notebook's size, picks the run folder and names the accelerator:
 
     !pip install -q --no-deps git+https://github.com/<owner>/hncl_jax   # or a wheel / zip
     from hncl_jax import colab
-    colab.install_missing_dependencies()
-    colab.check_accelerator(long_run=not QUICK)
-    WORKDIR = colab.workdir(use_drive=True)   # runs on Google Drive resume next session
+    QUICK, WORKDIR = colab.setup(use_drive=True)   # runs on Google Drive resume next session
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 # Never upgraded, downgraded or replaced when already installed: the runtime's own
 # accelerator build of JAX (with its CUDA / TPU plugins).
 PROTECTED = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt", "libtpu")
 DEFAULT_WORKDIR = "/tmp/hncl_colabs"
 DRIVE_MOUNT = "/content/drive"
+# The environment variable that shrinks every notebook run to CPU size ("1").
+QUICK_VARIABLE = "HNCL_QUICK"
 
 
 def _canonical(name: str) -> str:
@@ -194,3 +197,68 @@ def workdir(
     os.makedirs(path, exist_ok=True)
     print("runs are kept in", path)
     return path
+
+
+def quick_mode() -> bool:
+    """Whether $HNCL_QUICK asks for the CPU-sized runs: "1" yes; "0" or unset, full size."""
+    value = os.environ.get(QUICK_VARIABLE, "0")
+    if value not in ("0", "1"):
+        raise ValueError(
+            f"{QUICK_VARIABLE}={value!r}: use 1 for the CPU-sized runs (every run shrunk to "
+            "run top to bottom in well under a minute) or 0 for the full size."
+        )
+    return value == "1"
+
+
+class Setup(NamedTuple):
+    """What `setup` found: the notebook's size and its run folder."""
+
+    quick: bool
+    workdir: str
+
+
+def setup(
+    use_drive: bool = False,
+    folder: str = "hncl_runs",
+    *,
+    install: bool | None = None,
+    devices: Sequence | None = None,
+    mount: Callable[[str], object] | None = None,
+) -> Setup:
+    """A notebook's set-up in one call, once hncl_jax itself is installed.
+
+    1. On Colab (or with `install=True`) installs the dependencies the runtime lacks,
+       keeping its jax (`install_missing_dependencies`); elsewhere installs nothing.
+    2. Reads the size from $HNCL_QUICK (`quick_mode`).
+    3. Picks the run folder (`workdir`): $HNCL_WORKDIR, else Google Drive with
+       `use_drive`, else /tmp/hncl_colabs.
+    4. Names the accelerator, warning before a full-size run on a CPU
+       (`check_accelerator`), and prints the devices and the size.
+
+    Args:
+      use_drive: keep the runs on Google Drive (Colab), so a later session resumes them.
+      folder: the folder inside MyDrive.
+      install: install the missing dependencies (default: only on Colab).
+      devices: the devices to describe (default `jax.devices()`).
+      mount: mounts Drive at a path (default `google.colab.drive.mount`).
+
+    Returns:
+      Setup(quick, workdir), e.g. `QUICK, WORKDIR = colab.setup()`.
+
+    Raises:
+      ValueError: for an $HNCL_QUICK other than 0 or 1 (before installing anything).
+    """
+    quick = quick_mode()
+    if install is None:
+        install = "google.colab" in sys.modules
+    if install:
+        install_missing_dependencies()
+        importlib.invalidate_caches()  # so that the packages just installed import
+    path = workdir(use_drive, folder, mount=mount)
+    check_accelerator(long_run=not quick, devices=devices)
+    if devices is None:
+        import jax
+
+        devices = jax.devices()
+    print("devices:", list(devices), "| QUICK (tiny sizes)" if quick else "| full size")
+    return Setup(quick, path)

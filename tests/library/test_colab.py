@@ -136,3 +136,50 @@ def test_public_modules_are_attributes_and_documented():
         assert name in dir(hncl_jax)
     with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
         hncl_jax.nosuch  # noqa: B018
+
+
+def test_setup_reads_the_size_picks_the_folder_and_names_the_devices(tmp_path, monkeypatch, capsys):
+    installs = []
+    monkeypatch.setattr(colab, "install_missing_dependencies", lambda: installs.append(1))
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setenv("HNCL_QUICK", "1")
+    monkeypatch.setenv("HNCL_WORKDIR", str(tmp_path / "runs"))
+    cpu = [Device("cpu", "cpu")]
+    quick, workdir = colab.setup(use_drive=True, devices=cpu)
+    assert quick is True and workdir == str(tmp_path / "runs") and os.path.isdir(workdir)
+    assert installs == []  # not on Colab: nothing installed
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        f"runs are kept in {tmp_path / 'runs'}",
+        "accelerator: CPU (1 × cpu)",
+        f"devices: {cpu} | QUICK (tiny sizes)",
+    ]
+
+    monkeypatch.delenv("HNCL_QUICK")  # unset: full size, and a CPU is worth a warning
+    assert colab.setup(devices=cpu) == colab.Setup(False, str(tmp_path / "runs"))
+    out = capsys.readouterr().out
+    assert "WARNING: no GPU or TPU" in out and out.endswith("| full size\n")
+
+
+def test_setup_installs_on_colab_only(tmp_path, monkeypatch):
+    installs = []
+    monkeypatch.setattr(colab, "install_missing_dependencies", lambda: installs.append(1))
+    monkeypatch.setenv("HNCL_WORKDIR", str(tmp_path))
+    gpu = [Device("gpu", "NVIDIA T4")]
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    colab.setup(devices=gpu)
+    assert installs == [1]
+    colab.setup(devices=gpu, install=False)
+    assert installs == [1]
+    monkeypatch.delitem(sys.modules, "google.colab")
+    colab.setup(devices=gpu, install=True)
+    assert installs == [1, 1]
+
+
+def test_setup_refuses_an_unknown_size_before_installing(monkeypatch):
+    installs = []
+    monkeypatch.setattr(colab, "install_missing_dependencies", lambda: installs.append(1))
+    monkeypatch.setenv("HNCL_QUICK", "yes")
+    with pytest.raises(ValueError, match=r"HNCL_QUICK='yes': use 1 .* or 0"):
+        colab.setup(install=True, devices=[Device("cpu", "cpu")])
+    assert installs == []

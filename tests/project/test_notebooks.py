@@ -124,12 +124,35 @@ def test_install_cell_uses_the_recorded_repository_and_keeps_jax(name):
     badge = f"colab.research.google.com/github/{owner_repo}/blob/main/colabs/{name}.ipynb"
     assert badge in source
     assert "<org>" not in source
-    # hncl_jax itself without dependencies, then only what the runtime lacks.
+    # hncl_jax itself without dependencies, then one call installs only what the runtime
+    # lacks, reads HNCL_QUICK, picks the workdir and names the accelerator.
     assert '"pip", "install", "-q", "--no-deps", source' in source
-    assert "colab.install_missing_dependencies()" in source
-    assert "colab.check_accelerator(long_run=not QUICK)" in source
-    assert "colab.workdir(use_drive=USE_DRIVE)" in source
-    assert 'os.environ.get("HNCL_QUICK", "0") == "1"' in source
+    assert "QUICK, WORKDIR = colab.setup(use_drive=USE_DRIVE)" in source
+    # ... and no cell does a part of it again by hand.
+    by_hand = (
+        r"install_missing_dependencies|check_accelerator|colab\.workdir\("
+        r"|environ(\.get\(|\[)\s*.HNCL_QUICK"
+    )
+    assert not re.search(by_hand, source), re.search(by_hand, source)
+
+
+def _set_up_cells(name: str) -> list[str]:
+    """The install cell (the one that sets REPOSITORY) and the code cell after it."""
+    code = [
+        c.source
+        for c in jupytext.read(os.path.join(COLABS, f"{name}.py")).cells
+        if c.cell_type == "code"
+    ]
+    first = next(i for i, c in enumerate(code) if "REPOSITORY = " in c)
+    return code[first : first + 2]
+
+
+def test_every_notebook_sets_up_with_the_same_two_cells():
+    cells = {name: _set_up_cells(name) for name in NOTEBOOKS}
+    first = cells[NOTEBOOKS[0]]
+    assert len(first) == 2 and "colab.setup(" in first[1]
+    differ = [name for name in NOTEBOOKS if cells[name] != first]
+    assert not differ, f"set-up cells of {differ} differ from those of {NOTEBOOKS[0]}"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
