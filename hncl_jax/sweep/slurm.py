@@ -12,7 +12,8 @@ queued or running (`squeue`) and which ended unfinished (cancelled, failed, out 
 those are submitted again and resume from their last checkpoint.
 
 Time limits and preemption: SLURM sends SIGUSR2 `signal_delay_s` seconds before a job's
-time limit (`--signal=USR2@<delay>`, as submitit asks). The trainer treats it like SIGTERM:
+time limit (`--signal=USR2@<delay>`, as submitit asks; up to 30 s earlier, as SLURM checks
+its limits every 30 s). The trainer treats it like SIGTERM:
 it stops at the next step, saves a checkpoint and exits; the job then hands over to
 submitit, which requeues it (at most `max_requeues` times for time limits); the requeued
 job resumes from the checkpoint. A preempted job (SIGTERM) saves the same way.

@@ -158,27 +158,28 @@ def test_grid_as_a_slurm_array_survives_scancel_and_equals_local(slurm, tmp_path
 
 @pytest.mark.slow
 def test_a_run_at_its_time_limit_saves_is_requeued_and_resumes(slurm, tmp_path):
-    """A 1-minute limit with SIGUSR2 40 s before it (SLURM sends it within 30 s of that):
-    the trainer stops at the next step and saves, submitit requeues the job, and the
+    """A 2-minute limit with SIGUSR2 60 s before it: SLURM checks its limits every 30 s and
+    sends the signal up to 30 s early, so 30 to 60 s after the start, once training runs.
+    The trainer stops at the next step and saves, submitit requeues the job, and the
     requeued job resumes from the save. Once the first save is seen, the test lifts the
     requeued job's limit so it finishes in one go (the exactness of a resume is the
     scancel test's)."""
-    run = "loss.beta=0,num_epochs=1000"  # 4,000 steps: longer than the first minute
+    run = "loss.beta=0,num_epochs=2000"  # 8,000 steps: longer than the first minute
     remote = tmp_path / "slurm"
     base = [
         *SMALL[:1],
         *SMALL[2:],
-        "--config.eval_every_epochs=1000",
-        "--config.checkpoint_every_epochs=1000",
+        "--config.eval_every_epochs=2000",
+        "--config.checkpoint_every_epochs=2000",
         "--config.log_every_steps=100",
         "--grid=loss.beta=0",
-        "--grid=num_epochs=1000",
+        "--grid=num_epochs=2000",
     ]
     out = sweep(
         remote,
         "--launcher=slurm",
-        "--slurm.time_min=1",
-        "--slurm.signal_delay_s=40",
+        "--slurm.time_min=2",
+        "--slurm.signal_delay_s=60",
         "--slurm.max_requeues=6",
         base=base,
     )
@@ -193,9 +194,9 @@ def test_a_run_at_its_time_limit_saves_is_requeued_and_resumes(slurm, tmp_path):
     assert "submitted" not in again.stdout  # the requeued job finished the run
     text = log()
     saved = int(text.split("interrupted at step ")[1].split("/")[0])
-    assert 0 < saved < 4000
+    assert 0 < saved < 8000
     record = json.load(open(remote / run / "sweep_result.json"))
-    assert record["final"]["step"] == 4000
+    assert record["final"]["step"] == 8000
     # Resumed from the save, not from the start: no step was trained (logged) twice.
     with open(remote / run / "metrics.jsonl") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
