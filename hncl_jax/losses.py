@@ -6,7 +6,8 @@
 * `simclr_form_loss` — the large-k SimCLR form of [HN eq. 42] (docs/math.md §7).
 * `contrastive_loss_with_aux`, `simclr_form_loss_with_aux` — the same losses, returned
   as (loss, aux) with the counts of dropped and fallback anchors and, on request, the
-  hard-negative diagnostics. The plain functions always return the scalar loss.
+  hard-negative diagnostics; their docstrings document every option. The plain
+  functions take the same options and always return the scalar loss.
 
 Conventions (docs/math.md §0): z (N, d) are already normalized (`geometry.normalize`);
 similarities s_ij = z_i · z_j at unit temperature; t = s(anchor, negative) −
@@ -27,6 +28,7 @@ References:
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import warnings
 from collections.abc import Callable
@@ -551,7 +553,7 @@ def _contrastive_loss(
     temperature: Any,
     reduction: str,
 ) -> tuple[jax.Array, dict[str, jax.Array] | None]:
-    """(loss, aux) of `contrastive_loss`; aux is None unless `with_aux`."""
+    """(loss, aux) of `contrastive_loss_with_aux`; aux is None unless `with_aux`."""
     _check_contrastive_args(
         caller,
         key,
@@ -630,6 +632,29 @@ def _contrastive_loss(
     return loss, aux
 
 
+def _twin_arguments(
+    caller: str, full: Callable, z: Any, ids: Any, key: Any, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The arguments of the loss-only twin `caller` as its full function `full` takes them.
+
+    Bound to `full`'s signature with its defaults, so each option and its default is
+    written once (in `full`); `diagnostics` belongs to `full` alone.
+    """
+    if "diagnostics" in options:
+        raise TypeError(
+            f"{caller} returns the loss alone and takes no 'diagnostics'; call "
+            f"{full.__name__}(..., diagnostics=True) for (loss, aux) with the diagnostics."
+        )
+    try:
+        bound = inspect.signature(full).bind(z, ids, key, **options)
+    except TypeError as err:
+        raise TypeError(
+            f"{caller}: {err}; its options are those of {full.__name__} (see its docstring)."
+        ) from None
+    bound.apply_defaults()
+    return bound.arguments
+
+
 def _warn_return_aux(caller: str) -> None:
     warnings.warn(
         f"{caller}(..., return_aux=True / return_diagnostics=True) is deprecated: it changes "
@@ -643,7 +668,7 @@ def _warn_return_aux(caller: str) -> None:
 # SCL / HSCL / UCL / HUCL.
 
 
-def contrastive_loss(
+def contrastive_loss_with_aux(
     z: ArrayLike,
     labels: ArrayLike,
     key: jax.Array | None = None,
@@ -666,10 +691,12 @@ def contrastive_loss(
     num_proposals: int = 64,
     temperature: float = 1.0,
     reduction: str = "anchor_mean",
-    return_aux: bool = False,
-    return_diagnostics: bool = False,
-) -> jax.Array:
-    """The SCL, HSCL, UCL and HUCL losses of [HN] on one batch (docs/math.md §3-6).
+    diagnostics: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The SCL, HSCL, UCL and HUCL losses of [HN] on one batch, with their counts, as (loss, aux).
+
+    The losses of docs/math.md §3-6. `contrastive_loss` returns the same loss, bit for
+    bit, alone; its options are the ones documented here.
 
     For anchor i and each positive j (positive_ids[j] == positive_ids[i]; j = i only if
     `self_positive`), k negatives n_1..n_k are drawn i.i.d. from the tilted distribution
@@ -725,8 +752,8 @@ def contrastive_loss(
     estimator offers both: `grad_through_weights=True` is [R21]'s gradient, the default
     (False) detaches q_i as the sampled estimator does.
 
-    `contrastive_loss_with_aux` computes the same loss and also returns the counts of
-    dropped and fallback anchors and, on request, hard-negative diagnostics.
+    Besides the loss, aux counts the dropped and fallback anchors and, on request, holds
+    hard-negative diagnostics.
 
     Args:
       z: normalized embeddings, shape (N, d) (see `geometry.normalize`).
@@ -757,17 +784,76 @@ def contrastive_loss(
       num_proposals: SIR proposals per drawn tuple when `eta_fn` is given.
       temperature: τ > 0 dividing the ψ arguments (1 in [HN]; q_i is not rescaled).
       reduction: one of `REDUCTIONS`, "anchor_mean" (Algorithm 1) or "pair_mean".
+      diagnostics: also return (in aux) the hard-negative diagnostics, means over the
+        kept anchors, without gradient: "neg_collision" (share of drawn negatives, or
+        of q_i's mass for "reweighted", with the anchor's label: for UCL/HUCL the
+        latent-class collision), "neg_sim_drawn" and "neg_sim_uniform" (mean s_im of
+        the drawn or q_i-weighted negatives and of the uniform candidates), and without
+        `eta_fn` "neg_ess" (1 / Σ_m q_i(m)², the effective sample size of the tilted
+        distribution), "neg_ess_fraction" (the same over the number of candidates) and
+        "neg_entropy" (of q_i, nats).
+
+    Returns:
+      (loss, aux): the scalar loss and aux = {"num_dropped_anchors": anchors left out
+      of the mean, "num_fallback": kept anchors whose candidates all had h = 0 and were
+      sampled/weighted uniformly (with `eta_fn`: drawn tuples whose R proposals all had
+      η = 0)} (int32 scalars), plus the diagnostics with `diagnostics=True`.
+
+    Raises:
+      ValueError: for unknown names, β < 0, ε ≤ 0, α ≤ 0, k < 1, τ⁺ ∉ [0, 1), τ ≤ 0, a
+        missing key, "reweighted" with a ψ other than InfoNCE, or mismatched shapes.
+
+    Examples:
+      A batch of one class has no SCL negatives: every anchor is dropped and the loss
+      is 0.
+
+      >>> import jax, jax.numpy as jnp
+      >>> z = jnp.eye(3, 2)
+      >>> loss, aux = contrastive_loss_with_aux(
+      ...     z, jnp.zeros(3, jnp.int32), jax.random.key(0), setting="scl", k=4)
+      >>> print(loss, aux["num_dropped_anchors"], aux["num_fallback"])
+      0.0 3 0
+
+    References:
+      [HN Def. 1-4, Algorithm 1, Thm 1-3]; [R21 eq. 5 and code]; docs/math.md §3-6.
+    """
+    # Nothing is assigned before this line, so locals() is exactly the arguments.
+    return _contrastive_loss("contrastive_loss_with_aux", with_aux=True, **locals())
+
+
+def contrastive_loss(
+    z: ArrayLike,
+    labels: ArrayLike,
+    key: jax.Array | None = None,
+    *,
+    return_aux: bool = False,
+    return_diagnostics: bool = False,
+    **options: Any,
+) -> jax.Array:
+    """The SCL, HSCL, UCL and HUCL losses of [HN] on one batch (docs/math.md §3-6).
+
+    The loss of `contrastive_loss_with_aux` for the same arguments and key, bit for bit,
+    without its aux. Its docstring defines the losses, the estimators and their cost,
+    and every option.
+
+    Args:
+      z: normalized embeddings, shape (N, d) (see `geometry.normalize`).
+      labels: int (N,) class labels (see `contrastive_loss_with_aux`).
+      key: PRNG key for the sampled estimator (unused by "reweighted").
       return_aux: deprecated; use `contrastive_loss_with_aux`. True returns
         `contrastive_loss_with_aux(...)`'s (loss, aux) instead of the loss.
       return_diagnostics: deprecated; use `contrastive_loss_with_aux(...,
         diagnostics=True)`, which True returns.
+      **options: the keyword options of `contrastive_loss_with_aux` (`setting`, which
+        is required, `psi`, `beta`, `k`, `estimator`, ...) except `diagnostics`.
 
     Returns:
       The scalar loss.
 
     Raises:
-      ValueError: for unknown names, β < 0, ε ≤ 0, α ≤ 0, k < 1, τ⁺ ∉ [0, 1), τ ≤ 0, a
-        missing key, "reweighted" with a ψ other than InfoNCE, or mismatched shapes.
+      ValueError: as `contrastive_loss_with_aux`.
+      TypeError: for an option `contrastive_loss_with_aux` does not take, `diagnostics`,
+        or a missing `setting`.
 
     Examples:
       HSCL with k = 16 sampled negatives on six 2-d embeddings of three classes:
@@ -788,148 +874,14 @@ def contrastive_loss(
       0.20141
 
     References:
-      [HN Def. 1-4, Algorithm 1, Thm 1-3]; [R21 eq. 5 and code]; docs/math.md §3-6.
+      [HN Def. 1-4, Algorithm 1, Thm 1-3]; docs/math.md §3-6.
     """
-    options = dict(
-        setting=setting,
-        psi=psi,
-        alpha=alpha,
-        hardening=hardening,
-        beta=beta,
-        epsilon=epsilon,
-        k=k,
-        estimator=estimator,
-        draw=draw,
-        positive_ids=positive_ids,
-        self_positive=self_positive,
-        exclude_anchor=exclude_anchor,
-        tau_plus=tau_plus,
-        grad_through_weights=grad_through_weights,
-        eta_fn=eta_fn,
-        num_proposals=num_proposals,
-        temperature=temperature,
-        reduction=reduction,
-    )
     if return_aux or return_diagnostics:
         _warn_return_aux("contrastive_loss")
         return contrastive_loss_with_aux(z, labels, key, diagnostics=return_diagnostics, **options)
-    loss, _ = _contrastive_loss(
-        "contrastive_loss", z, labels, key, with_aux=False, diagnostics=False, **options
-    )
+    args = _twin_arguments("contrastive_loss", contrastive_loss_with_aux, z, labels, key, options)
+    loss, _ = _contrastive_loss("contrastive_loss", with_aux=False, **args)
     return loss
-
-
-def contrastive_loss_with_aux(
-    z: ArrayLike,
-    labels: ArrayLike,
-    key: jax.Array | None = None,
-    *,
-    setting: str,
-    psi: str = "infonce",
-    alpha: float = 1.0,
-    hardening: str = "exponential",
-    beta: float = 0.0,
-    epsilon: float = 1.0,
-    k: int = 256,
-    estimator: str = "sampled",
-    draw: str = "anchor",
-    positive_ids: ArrayLike | None = None,
-    self_positive: bool = True,
-    exclude_anchor: bool = False,
-    tau_plus: float = 0.0,
-    grad_through_weights: bool = False,
-    eta_fn: Callable[[jax.Array], jax.Array] | None = None,
-    num_proposals: int = 64,
-    temperature: float = 1.0,
-    reduction: str = "anchor_mean",
-    diagnostics: bool = False,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """`contrastive_loss` and its auxiliary counts (and diagnostics), as (loss, aux).
-
-    The loss is bit for bit the one `contrastive_loss` returns for the same arguments
-    and key; the arguments are those of `contrastive_loss`, plus `diagnostics`.
-
-    Args:
-      z: normalized embeddings, shape (N, d).
-      labels: int (N,) class labels.
-      key: PRNG key for the sampled estimator.
-      setting: one of `SETTINGS`.
-      psi: see `contrastive_loss`.
-      alpha: see `contrastive_loss`.
-      hardening: see `contrastive_loss`.
-      beta: see `contrastive_loss`.
-      epsilon: see `contrastive_loss`.
-      k: see `contrastive_loss`.
-      estimator: see `contrastive_loss`.
-      draw: see `contrastive_loss`.
-      positive_ids: see `contrastive_loss`.
-      self_positive: see `contrastive_loss`.
-      exclude_anchor: see `contrastive_loss`.
-      tau_plus: see `contrastive_loss`.
-      grad_through_weights: see `contrastive_loss`.
-      eta_fn: see `contrastive_loss`.
-      num_proposals: see `contrastive_loss`.
-      temperature: see `contrastive_loss`.
-      reduction: see `contrastive_loss`.
-      diagnostics: also return (in aux) the hard-negative diagnostics, means over the
-        kept anchors, without gradient: "neg_collision" (share of drawn negatives, or
-        of q_i's mass for "reweighted", with the anchor's label: for UCL/HUCL the
-        latent-class collision), "neg_sim_drawn" and "neg_sim_uniform" (mean s_im of
-        the drawn or q_i-weighted negatives and of the uniform candidates), and without
-        `eta_fn` "neg_ess" (1 / Σ_m q_i(m)², the effective sample size of the tilted
-        distribution), "neg_ess_fraction" (the same over the number of candidates) and
-        "neg_entropy" (of q_i, nats).
-
-    Returns:
-      (loss, aux): the scalar loss and aux = {"num_dropped_anchors": anchors left out
-      of the mean, "num_fallback": kept anchors whose candidates all had h = 0 and were
-      sampled/weighted uniformly (with `eta_fn`: drawn tuples whose R proposals all had
-      η = 0)} (int32 scalars), plus the diagnostics with `diagnostics=True`.
-
-    Raises:
-      ValueError: as `contrastive_loss`.
-
-    Examples:
-      A batch of one class has no SCL negatives: every anchor is dropped and the loss
-      is 0.
-
-      >>> import jax, jax.numpy as jnp
-      >>> z = jnp.eye(3, 2)
-      >>> loss, aux = contrastive_loss_with_aux(
-      ...     z, jnp.zeros(3, jnp.int32), jax.random.key(0), setting="scl", k=4)
-      >>> print(loss, aux["num_dropped_anchors"], aux["num_fallback"])
-      0.0 3 0
-
-    References:
-      [HN Def. 1-4, Algorithm 1]; docs/math.md §3-6.
-    """
-    loss, aux = _contrastive_loss(
-        "contrastive_loss_with_aux",
-        z,
-        labels,
-        key,
-        with_aux=True,
-        diagnostics=diagnostics,
-        setting=setting,
-        psi=psi,
-        alpha=alpha,
-        hardening=hardening,
-        beta=beta,
-        epsilon=epsilon,
-        k=k,
-        estimator=estimator,
-        draw=draw,
-        positive_ids=positive_ids,
-        self_positive=self_positive,
-        exclude_anchor=exclude_anchor,
-        tau_plus=tau_plus,
-        grad_through_weights=grad_through_weights,
-        eta_fn=eta_fn,
-        num_proposals=num_proposals,
-        temperature=temperature,
-        reduction=reduction,
-    )
-    return loss, aux
 
 
 # ----------------------------------------------------------------------------------------
@@ -962,6 +914,7 @@ def _simclr_form_loss(
     caller: str,
     z: ArrayLike,
     positive_ids: ArrayLike,
+    key: jax.Array | None,
     *,
     with_aux: bool,
     diagnostics: bool,
@@ -975,7 +928,8 @@ def _simclr_form_loss(
     temperature: Any,
     reduction: str,
 ) -> tuple[jax.Array, dict[str, jax.Array] | None]:
-    """(loss, aux) of `simclr_form_loss`; aux is None unless `with_aux`."""
+    """(loss, aux) of `simclr_form_loss_with_aux`; aux is None unless `with_aux`."""
+    del key  # unused: the expectation is exact
     check_hardening_args(hardening, beta, epsilon, caller=caller)
     _utils.check_choice(caller, "q", q, Q_MODES)
     _utils.check_choice(caller, "reduction", reduction, REDUCTIONS)
@@ -1018,7 +972,7 @@ def _simclr_form_loss(
     return loss, aux
 
 
-def simclr_form_loss(
+def simclr_form_loss_with_aux(
     z: ArrayLike,
     positive_ids: ArrayLike,
     key: jax.Array | None = None,
@@ -1032,10 +986,12 @@ def simclr_form_loss(
     q: str = "batch",
     temperature: float = 1.0,
     reduction: str = "anchor_mean",
-    return_aux: bool = False,
-    return_diagnostics: bool = False,
-) -> jax.Array:
-    """The SimCLR-form loss of [HN eq. 42], with uniform or tilted negatives (docs/math.md §7).
+    diagnostics: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The SimCLR-form loss of [HN eq. 42] and its counts, as (loss, aux) (docs/math.md §7).
+
+    `simclr_form_loss` returns the same loss, bit for bit, alone; its options are the
+    ones documented here. The negatives are uniform or tilted:
 
         ℓ_ij = log(1 + Q_i · E_{m ~ q_i}[exp(s_im)] / exp(s_ij)),
 
@@ -1058,8 +1014,8 @@ def simclr_form_loss(
 
     The anchor's loss is the mean over its positives (j ≠ i unless `self_positive`), the
     batch loss the mean over anchors with a positive and a negative (or, with
-    reduction="pair_mean", the mean over all such pairs). `simclr_form_loss_with_aux`
-    also returns the counts of dropped and fallback anchors.
+    reduction="pair_mean", the mean over all such pairs). aux counts the dropped and
+    fallback anchors.
 
     Cost: time O(N²d), memory O(N²).
 
@@ -1079,17 +1035,69 @@ def simclr_form_loss(
       q: one of `Q_MODES`.
       temperature: τ > 0 dividing the similarities inside the exponentials (1 in [HN]).
       reduction: one of `REDUCTIONS`.
+      diagnostics: also return the diagnostics of `contrastive_loss_with_aux`
+        (q_i-weighted).
+
+    Returns:
+      (loss, aux) with aux = {"num_dropped_anchors", "num_fallback"} (int32 scalars),
+      plus the diagnostics with `diagnostics=True`.
+
+    Raises:
+      ValueError: for unknown names, β < 0, ε ≤ 0, τ ≤ 0, mismatched shapes, or q="batch"
+        with concrete ids for which some anchor's number of negatives is not N − 2.
+
+    Examples:
+      Two identical views of two orthogonal examples: each anchor's positive has
+      s = 1 and its two negatives s = 0, so with Q = N − 2 = 2 every anchor's loss is
+      log(1 + 2 e⁻¹):
+
+      >>> import jax.numpy as jnp
+      >>> z = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+      >>> loss, aux = simclr_form_loss_with_aux(z, jnp.array([0, 1, 0, 1]))
+      >>> print(f"{loss:.4f}", f"{jnp.log1p(2 / jnp.e):.4f}", aux["num_dropped_anchors"])
+      0.5514 0.5514 0
+
+    References:
+      [HN App. B.5, eq. 42]; SimCLR (Chen et al. 2020); SINCERE (Feeney and Hughes,
+      arXiv:2309.14277); [R21]; docs/math.md §7.
+    """
+    # Nothing is assigned before this line, so locals() is exactly the arguments.
+    return _simclr_form_loss("simclr_form_loss_with_aux", with_aux=True, **locals())
+
+
+def simclr_form_loss(
+    z: ArrayLike,
+    positive_ids: ArrayLike,
+    key: jax.Array | None = None,
+    *,
+    return_aux: bool = False,
+    return_diagnostics: bool = False,
+    **options: Any,
+) -> jax.Array:
+    """The SimCLR-form loss of [HN eq. 42], with uniform or tilted negatives (docs/math.md §7).
+
+    The loss of `simclr_form_loss_with_aux` for the same arguments, bit for bit, without
+    its aux. Its docstring defines the loss and every option.
+
+    Args:
+      z: normalized embeddings, shape (N, d).
+      positive_ids: int (N,); the views convention is z = concat(view1, view2),
+        positive_ids = concat(arange(B), arange(B)).
+      key: unused (the expectation is exact); accepted so that every objective shares a
+        call signature.
       return_aux: deprecated; use `simclr_form_loss_with_aux`. True returns its
         (loss, aux) instead of the loss.
       return_diagnostics: deprecated; use `simclr_form_loss_with_aux(...,
         diagnostics=True)`, which True returns.
+      **options: the keyword options of `simclr_form_loss_with_aux` (`beta`,
+        `hardening`, `labels`, `q`, ...) except `diagnostics`.
 
     Returns:
       The scalar loss.
 
     Raises:
-      ValueError: for unknown names, β < 0, ε ≤ 0, τ ≤ 0, mismatched shapes, or q="batch"
-        with concrete ids for which some anchor's number of negatives is not N − 2.
+      ValueError: as `simclr_form_loss_with_aux`.
+      TypeError: for an option `simclr_form_loss_with_aux` does not take, or `diagnostics`.
 
     Examples:
       Two views of B = 3 examples, with uniform and with tilted negatives:
@@ -1104,106 +1112,18 @@ def simclr_form_loss(
       True
 
     References:
-      [HN App. B.5, eq. 42]; SimCLR (Chen et al. 2020); SINCERE (Feeney and Hughes,
-      arXiv:2309.14277); [R21]; docs/math.md §7.
-    """
-    del key
-    options = dict(
-        beta=beta,
-        hardening=hardening,
-        epsilon=epsilon,
-        self_positive=self_positive,
-        grad_through_weights=grad_through_weights,
-        labels=labels,
-        q=q,
-        temperature=temperature,
-        reduction=reduction,
-    )
-    if return_aux or return_diagnostics:
-        _warn_return_aux("simclr_form_loss")
-        return simclr_form_loss_with_aux(z, positive_ids, diagnostics=return_diagnostics, **options)
-    loss, _ = _simclr_form_loss(
-        "simclr_form_loss", z, positive_ids, with_aux=False, diagnostics=False, **options
-    )
-    return loss
-
-
-def simclr_form_loss_with_aux(
-    z: ArrayLike,
-    positive_ids: ArrayLike,
-    key: jax.Array | None = None,
-    *,
-    beta: float = 0.0,
-    hardening: str = "exponential",
-    epsilon: float = 1.0,
-    self_positive: bool = False,
-    grad_through_weights: bool = False,
-    labels: ArrayLike | None = None,
-    q: str = "batch",
-    temperature: float = 1.0,
-    reduction: str = "anchor_mean",
-    diagnostics: bool = False,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """`simclr_form_loss` and its auxiliary counts (and diagnostics), as (loss, aux).
-
-    The loss is bit for bit the one `simclr_form_loss` returns for the same arguments;
-    the arguments are those of `simclr_form_loss`, plus `diagnostics`.
-
-    Args:
-      z: normalized embeddings, shape (N, d).
-      positive_ids: int (N,).
-      key: unused.
-      beta: see `simclr_form_loss`.
-      hardening: see `simclr_form_loss`.
-      epsilon: see `simclr_form_loss`.
-      self_positive: see `simclr_form_loss`.
-      grad_through_weights: see `simclr_form_loss`.
-      labels: see `simclr_form_loss`.
-      q: see `simclr_form_loss`.
-      temperature: see `simclr_form_loss`.
-      reduction: see `simclr_form_loss`.
-      diagnostics: also return the diagnostics of `contrastive_loss_with_aux`
-        (q_i-weighted).
-
-    Returns:
-      (loss, aux) with aux = {"num_dropped_anchors", "num_fallback"} (int32 scalars),
-      plus the diagnostics with `diagnostics=True`.
-
-    Raises:
-      ValueError: as `simclr_form_loss`.
-
-    Examples:
-      Two identical views of two orthogonal examples: each anchor's positive has
-      s = 1 and its two negatives s = 0, so with Q = N − 2 = 2 every anchor's loss is
-      log(1 + 2 e⁻¹):
-
-      >>> import jax.numpy as jnp
-      >>> z = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
-      >>> loss, aux = simclr_form_loss_with_aux(z, jnp.array([0, 1, 0, 1]))
-      >>> print(f"{loss:.4f}", f"{jnp.log1p(2 / jnp.e):.4f}", aux["num_dropped_anchors"])
-      0.5514 0.5514 0
-
-    References:
       [HN App. B.5, eq. 42]; docs/math.md §7.
     """
-    del key
-    loss, aux = _simclr_form_loss(
-        "simclr_form_loss_with_aux",
-        z,
-        positive_ids,
-        with_aux=True,
-        diagnostics=diagnostics,
-        beta=beta,
-        hardening=hardening,
-        epsilon=epsilon,
-        self_positive=self_positive,
-        grad_through_weights=grad_through_weights,
-        labels=labels,
-        q=q,
-        temperature=temperature,
-        reduction=reduction,
+    if return_aux or return_diagnostics:
+        _warn_return_aux("simclr_form_loss")
+        return simclr_form_loss_with_aux(
+            z, positive_ids, key, diagnostics=return_diagnostics, **options
+        )
+    args = _twin_arguments(
+        "simclr_form_loss", simclr_form_loss_with_aux, z, positive_ids, key, options
     )
-    return loss, aux
+    loss, _ = _simclr_form_loss("simclr_form_loss", with_aux=False, **args)
+    return loss
 
 
 def _check_batch_q(

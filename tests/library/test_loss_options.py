@@ -117,7 +117,7 @@ def test_sir_eta_by_name_and_by_hook(tmp_path, monkeypatch):
     assert "train/hn_collision" in rows[0] and "train/hn_ess" not in rows[0]  # SIR: no q_i
 
     calls.clear()
-    c.loss.eta = "tests.test_loss_options:hook_eta"
+    c.loss.eta = f"{__name__}:hook_eta"  # this module, wherever tests/ puts it
     train.train_and_evaluate(c, str(tmp_path / "hook"))
     assert calls[0]["eta_fn"] is hook_eta
 
