@@ -343,3 +343,22 @@ def test_with_aux_forms_and_the_deprecated_return_aux_alias():
     with pytest.warns(DeprecationWarning, match="simclr_form_loss_with_aux"):
         old_loss, _ = losses.simclr_form_loss(z, ids, beta=1.0, return_aux=True)
     assert float(old_loss) == float(loss)
+
+
+def test_the_loss_only_twins_take_the_full_functions_options():
+    z, ids = views_layout(jax.random.key(13), 3, 2)
+    y = np.arange(6) % 3
+    # Every option of the full function, with its default, reaches the twin's loss.
+    kw = dict(setting="hucl", beta=1.5, k=4, temperature=0.5, exclude_anchor=True)
+    full, _ = losses.contrastive_loss_with_aux(z, y, jax.random.key(1), **kw)
+    assert float(losses.contrastive_loss(z, y, jax.random.key(1), **kw)) == float(full)
+    with pytest.raises(TypeError, match="contrastive_loss: got an unexpected keyword .*'betta'"):
+        losses.contrastive_loss(z, y, jax.random.key(1), setting="hscl", betta=1.0)
+    with pytest.raises(TypeError, match="contrastive_loss: missing a required argument: 'setting'"):
+        losses.contrastive_loss(z, y, jax.random.key(1))
+    with pytest.raises(TypeError, match=r"contrastive_loss_with_aux\(\.\.\., diagnostics=True\)"):
+        losses.contrastive_loss(z, y, jax.random.key(1), setting="scl", diagnostics=True)
+    with pytest.raises(TypeError, match="simclr_form_loss: got an unexpected keyword .*'qq'"):
+        losses.simclr_form_loss(z, ids, qq="batch")
+    full, _ = losses.simclr_form_loss_with_aux(z, ids, beta=2.0, q="negatives")
+    assert float(losses.simclr_form_loss(z, ids, beta=2.0, q="negatives")) == float(full)
