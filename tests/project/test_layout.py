@@ -271,6 +271,33 @@ def test_the_trainer_imports_neither_reproduce_nor_benchmark():
     assert not bad, "train/ must not import reproduce/ or benchmark/:\n" + "\n".join(bad)
 
 
+# The floors of docs/architecture.md: what each part of the package may import besides itself.
+MAY_IMPORT = {
+    "library": {"library"},
+    "train": {"library", "configs"},
+    "sweep": {"library", "configs", "train"},
+    "benchmark": {"library", "configs", "train"},
+    "reproduce": {"library", "configs", "train", "sweep"},
+    "main": {"library", "configs", "train"},
+    "configs": {"library", "configs"},
+}
+
+
+def test_each_floor_imports_only_the_floors_below():
+    graph = _graph()
+    bad = [
+        f"{_rel(_graph_modules()[module])}:{line}: {_group(module)} imports {target}"
+        for module in sorted(graph)
+        for target, line in sorted(graph[module].items())
+        if _group(target) != _group(module)
+        and _group(target) not in MAY_IMPORT.get(_group(module), set())
+    ]
+    assert not bad, (
+        "imports against the floors of docs/architecture.md (library < train < sweep, "
+        "benchmark < reproduce; main on train):\n" + "\n".join(bad)
+    )
+
+
 def test_the_top_level_holds_the_library_and_the_commands_only():
     tops = sorted({m.split(".")[1] for m in _modules() if m.count(".") >= 1})
     stray = [t for t in tops if t not in LIBRARY | COMMANDS | set(WINGS)]
