@@ -109,6 +109,26 @@ def wait_for(predicate, what: str, timeout: float = 600, every: float = 1.0):
         time.sleep(every)
 
 
+def start_now(job: str, extra=()) -> None:
+    """Starts a requeued job at once (SLURM holds one for 2 minutes), with `extra` changes
+    (e.g. "TimeLimit=30"). Waits until the requeue has made it pending, as an update
+    before that is overwritten."""
+
+    def started() -> bool:
+        cmd = ["squeue", "-h", "-j", job, "-o", "%T %r"]
+        state = subprocess.run(cmd, capture_output=True, text=True).stdout.split()
+        if state[:1] == ["RUNNING"]:
+            return True
+        if state[:1] != ["PENDING"]:
+            return False
+        update = ["scontrol", "update", f"JobId={job}", "StartTime=now", *extra]
+        subprocess.run(update, capture_output=True)
+        state = subprocess.run(cmd, capture_output=True, text=True).stdout.split()
+        return state[:1] == ["RUNNING"] or state[1:2] != ["BeginTime"]
+
+    wait_for(started, f"job {job} to start again", 120, every=0.5)
+
+
 def trained_steps(workdir) -> int:
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
@@ -195,9 +215,7 @@ def test_a_run_at_its_time_limit_saves_is_requeued_and_resumes(slurm, tmp_path):
         wait_for(lambda: log().count("Requeued job") > requeues, "a requeue", 600)  # noqa: B023
         requeues += 1
         lifted = "interrupted at step" in log()
-        update = ["scontrol", "update", f"JobId={job}", "StartTime=now"]
-        update += ["TimeLimit=30"] if lifted else []
-        wait_for(lambda: subprocess.run(update, capture_output=True).returncode == 0, "scontrol")  # noqa: B023
+        start_now(job, ["TimeLimit=30"] if lifted else [])
     assert requeues <= 6
     again = sweep(remote, "--launcher=slurm", "--wait", "--poll_s=2", base=base, timeout=900)
     assert "submitted" not in again.stdout  # the requeued job finished the run
