@@ -210,7 +210,7 @@ def create_model(name: str, *, embed_dim: int, in_channels: int, **kw: Any):
     if name not in BUILDERS:
         raise ValueError(
             f"model={name!r} has no PyTorch twin; --peer=torch supports {MODELS} "
-            "(add one entry to hncl_jax.torch_peer.BUILDERS for another)."
+            "(add one entry to hncl_jax.benchmark.torch_peer.BUILDERS for another)."
         )
     return BUILDERS[name](embed_dim, in_channels, **kw)
 
