@@ -64,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = args.root or common.default_root(m.NAME, size, m.UNSUFFIXED_SIZE)
     out = args.results or m.results_path(size)
     if not args.write_doc:
-        common.write_results(m.compute(root, size, **options), out)
+        results = m.compute(root, size, **options)
+        if results is None:  # runs queued or running on SLURM: nothing to write yet
+            print(f"rerun the same command once the runs have finished to write {out}")
+            return 0
+        common.write_results(results, out)
         print(f"wrote {out}")
     results = common.read_results(out)
     if hasattr(m, "figures"):

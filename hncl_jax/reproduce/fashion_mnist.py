@@ -21,8 +21,9 @@ The grid (every run from the shipped configs `configs/fashion_mnist.py` and
 
 The grid's sizes, runs and runner are in `fashion_mnist_grid`: runs go to
 `<root>/<study>/<run>` through `sweep.run_grid`, so rerunning the command skips finished
-runs and resumes the others; `--studies` picks some of the studies, and `--shard=i/n`
-trains every n-th run of each study (two processes on two cores). The results (final
+runs and resumes the others; `--studies` picks some of the studies, `--devices_per_run=1`
+trains one run per GPU at once, and `--launcher=slurm --slurm=partition=...,gpus_per_run=1`
+submits them to SLURM (the warm starts as job dependencies). The results (final
 metrics, curves against epochs, seconds per run, machine and versions) are written to
 `results/fashion_mnist_<size>.json`; this module renders the section of REPRODUCTION.md
 (`render`) and its figures (`figures`) from that file alone (`--write_doc`), and a test
@@ -103,21 +104,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"fashion_mnist: comma-separated subset of {','.join(grid.STUDIES)}",
     )
     parser.add_argument(
-        "--shard", default="0/1", help="fashion_mnist: i/n: train every n-th run of each study"
+        "--launcher",
+        default="local",
+        help="fashion_mnist: where the runs train: local (this machine) or slurm (job arrays; "
+        "the warm starts wait for their sources' jobs)",
+    )
+    parser.add_argument(
+        "--devices_per_run",
+        type=int,
+        default=0,
+        help="fashion_mnist, local: one run per this many GPUs at once (0: one after another)",
+    )
+    parser.add_argument(
+        "--slurm",
+        default="",
+        help="fashion_mnist, slurm: per-run resources, e.g. "
+        "partition=gpu,gpus_per_run=1,time_min=240,parallelism=8",
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="fashion_mnist, slurm: block until all runs finish"
     )
 
 
 def options(args: argparse.Namespace, size: str) -> dict[str, Any]:
     """`compute`'s options from the parsed command line; ValueError for a bad one."""
-    try:
-        shard = tuple(int(v) for v in args.shard.split("/"))
-        if len(shard) != 2:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"--shard={args.shard!r} must look like i/n, e.g. 0/2") from None
+    from hncl_jax.sweep import launchers
+    from hncl_jax.sweep import slurm as slurm_lib
+
     studies = [s for s in args.studies.split(",") if s]
-    grid.check_args(NAME, size, studies, shard)
-    return {"studies": studies, "shard": shard}
+    grid.check_args(NAME, size, studies)
+    launcher = launchers.check_launcher(args.launcher)
+    launch: dict[str, Any] = {"launcher": launcher}
+    if launcher == "slurm":
+        slurm_lib.parse_options(args.slurm)  # a bad option fails here, before anything runs
+        launch.update(slurm_options=args.slurm, wait=args.wait)
+        slurm_lib.check_available()
+    elif args.slurm or args.wait:
+        raise ValueError("--slurm and --wait are for --launcher=slurm")
+    if args.devices_per_run:
+        if launcher != "local":
+            raise ValueError("--devices_per_run is for --launcher=local")
+        launchers.device_groups(launchers.visible_gpus(), args.devices_per_run)
+        launch["devices_per_run"] = args.devices_per_run
+    return {"studies": studies, "launch": launch}
 
 
 def compute(
@@ -125,11 +154,13 @@ def compute(
     size: str = DEFAULT_SIZE,
     *,
     studies: Sequence[str] = grid.STUDIES,
-    shard: tuple[int, int] = (0, 1),
-) -> dict[str, Any]:
-    """Trains the studies' runs of this process's shard (resumable), then reads every
-    finished run of the grid into the results (`collect`)."""
-    grid.run(NAME, root, size=size, studies=studies, shard=shard)
+    launch: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Trains the studies' runs (resumable; `launch`: `sweep.launchers.launch`'s options),
+    then reads every finished run of the grid into the results (`collect`); None while
+    SLURM still holds runs."""
+    if grid.run(NAME, root, size=size, studies=studies, launch=launch) is None:
+        return None
     results = grid.collect(NAME, root, size)
     print(
         f"[reproduce] {len(results['runs'])} runs finished, {len(results['missing'])} missing",

@@ -1,15 +1,15 @@
 """The Fashion-MNIST grid of REPRODUCTION.md's `fashion_mnist` section: its sizes, its
-studies' runs (from the shipped configs), the sharded, resumable runner that trains
-them and `collect`, which reads the finished runs into the section's results.
+studies' runs (from the shipped configs), the resumable runner that trains them (here,
+one run per GPU, or on SLURM) and `collect`, which reads the finished runs into the
+section's results.
 
     from hncl_jax.reproduce import fashion_mnist_grid as grid
     grid.run("fashion_mnist", "runs/reproduce/fashion_mnist_tiny", size="tiny")
     results = grid.collect("fashion_mnist", "runs/reproduce/fashion_mnist_tiny", "tiny")
 
-Runs go to `<root>/<study>/<run>` through `sweep.run_grid`, so rerunning skips finished
-runs and resumes the others; `shard=(i, n)` trains every n-th run of each study (two
-processes on two cores), a warm start waiting for its source run when another shard
-trains it.
+Runs go to `<root>/<study>/<run>` through `sweep`'s launchers, so rerunning skips
+finished runs and resumes the others; on SLURM the warm starts wait for their sources'
+jobs (job dependencies).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from typing import Any
 
 import ml_collections
 
-from hncl_jax import geometry, sweep, train
+from hncl_jax import geometry, sweep
 from hncl_jax.configs import clop_fashion_mnist as clop_fashion_mnist_config
 from hncl_jax.configs import fashion_mnist as fashion_mnist_config
 from hncl_jax.reproduce import common
+from hncl_jax.sweep import launchers
 from hncl_jax.train import reporting
 
 DATASETS = ("fashion_mnist",)
@@ -169,9 +170,15 @@ def study_plan(
 
 
 # --------------------------------------------------------------------------- running
-def _shard(plan: list, shard: tuple[int, int]) -> list:
-    i, n = shard
-    return [p for j, p in enumerate(plan) if j % n == i]
+def plan(
+    root: str, *, size: str = DEFAULT_SIZE, studies: Sequence[str] = STUDIES
+) -> list[tuple[dict[str, Any], ml_collections.ConfigDict, str]]:
+    """Every run of the studies, in order (a warm start after its source): `sweep`'s plan."""
+    runs = []
+    for study in studies:
+        for base, points, study_root, seeds in study_plan(study, size, root):
+            runs += sweep.plan_grid(base, {}, study_root, points=points, seeds=seeds)
+    return runs
 
 
 def run(
@@ -180,58 +187,29 @@ def run(
     *,
     size: str = DEFAULT_SIZE,
     studies: Sequence[str] = STUDIES,
-    shard: tuple[int, int] = (0, 1),
-) -> dict[str, list[dict[str, Any]]]:
-    """Trains the studies' runs (resumable) and returns their rows by study."""
-    check_args(dataset, size, studies, shard)
-    rows: dict[str, list[dict[str, Any]]] = {}
-    # Check every run's config before the first one trains. The warm starts' sources are
-    # runs of this grid, trained first, so their existence is checked when they start.
-    for study in studies:
-        for base, points, study_root, seeds in study_plan(study, size, root):
-            base = sweep.apply_assignments(base, {"init_from": ""})
-            sweep.check_plan(sweep.plan_grid(base, {}, study_root, points=points, seeds=seeds))
-    for study in studies:
-        rows[study] = []
-        for base, points, study_root, seeds in study_plan(study, size, root):
-            plan = sweep.plan_grid(base, {}, study_root, points=points, seeds=seeds)
-            mine = [a for a, _, _ in _shard(plan, shard)]
-            if mine and base.init_from:
-                _wait_for_source(base.init_from, sharded=shard[1] > 1)
-            if mine:
-                rows[study] += sweep.run_grid(
-                    base,
-                    {},
-                    study_root,
-                    points=mine,
-                    train_fn=train.train_and_evaluate,
-                    validate=False,
-                )
-    return rows
+    launch: Mapping[str, Any] | None = None,
+) -> dict[str, list[dict[str, Any]]] | None:
+    """Trains the studies' runs (resumable) and returns their rows by study.
+
+    `launch`: `sweep.launchers.launch`'s options (default: one run after another in this
+    process). Every run's config is checked before the first one trains or is submitted;
+    the warm starts' sources are runs of the plan, trained first, or on SLURM the warm
+    starts' jobs wait for their sources' (`afterok`). Returns None while SLURM still holds
+    runs (rerun the command, or pass `wait`).
+    """
+    check_args(dataset, size, studies)
+    runs = plan(root, size=size, studies=studies)
+    rows = launchers.launch(runs, root, **dict(launch or {}))
+    if rows is None:
+        return None
+    by_study: dict[str, list[dict[str, Any]]] = {study: [] for study in studies}
+    for r in rows:
+        by_study[os.path.basename(os.path.dirname(r["workdir"]))].append(r)
+    return by_study
 
 
-def _wait_for_source(workdir: str, *, sharded: bool, timeout_s: float = 4 * 3600) -> None:
-    """Waits until the warm start's source run has finished (another shard may be
-    training it); without shards a missing source is an error at once."""
-    done = os.path.join(workdir, sweep.RESULT_FILE)
-    if os.path.exists(done):
-        return
-    if not sharded:
-        raise FileNotFoundError(
-            f"the warm start needs the finished run {workdir}; run the hn_supervised study "
-            "first (--studies=hn_supervised,hn_warm_start)."
-        )
-    print(f"[reproduce] waiting for {workdir} (trained by another shard)", flush=True)
-    start = time.monotonic()
-    while not os.path.exists(done):
-        if time.monotonic() - start > timeout_s:
-            raise TimeoutError(f"{workdir} did not finish within {timeout_s:.0f} s.")
-        time.sleep(10)
-
-
-def check_args(dataset, size, studies, shard) -> None:
-    """Raises ValueError, naming the option, for an unknown dataset, size or study or a
-    bad shard."""
+def check_args(dataset, size, studies) -> None:
+    """Raises ValueError, naming the option, for an unknown dataset, size or study."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}.")
     if size not in SIZES:
@@ -239,9 +217,6 @@ def check_args(dataset, size, studies, shard) -> None:
     bad = [s for s in studies if s not in STUDIES]
     if bad:
         raise ValueError(f"unknown --studies {bad}; expected some of {STUDIES}.")
-    i, n = shard
-    if not (n >= 1 and 0 <= i < n):
-        raise ValueError(f"--shard={i}/{n} must be i/n with 0 <= i < n.")
 
 
 def _run_record(study: str, assignments: Mapping[str, Any], workdir: str) -> dict[str, Any]:

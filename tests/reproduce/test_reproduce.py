@@ -173,12 +173,17 @@ def test_the_cpu_grid_plan(tmp_path):
 
 
 def test_warm_start_without_its_source_says_what_to_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="hn_supervised study first"):
-        fashion_mnist_grid._wait_for_source(str(tmp_path / "nope"), sharded=False)
-    with pytest.raises(ValueError, match="--shard"):
-        fashion_mnist_grid.check_args("fashion_mnist", "cpu", ["clop"], (2, 2))
+    # With its source in the plan, a warm start is checked without it (trained first, or
+    # on SLURM a job dependency); alone, the missing source is refused before any run.
+    runs = fashion_mnist_grid.plan(str(tmp_path), size="tiny")
+    sweep.check_plan(runs, num_devices=1)
+    with pytest.raises(ValueError, match="init_from=.*does not exist"):
+        fashion_mnist_grid.run(
+            "fashion_mnist", str(tmp_path), size="tiny", studies=["hn_warm_start"]
+        )
+    assert not any(os.scandir(tmp_path))
     with pytest.raises(ValueError, match="unknown --studies"):
-        fashion_mnist_grid.check_args("fashion_mnist", "cpu", ["fig9"], (0, 1))
+        fashion_mnist_grid.check_args("fashion_mnist", "cpu", ["fig9"])
 
 
 # --------------------------------------------------------------------------- the report
@@ -357,8 +362,12 @@ def test_command_line_checks_size_and_section_options_before_computing(tmp_path,
     for args, message in (
         (["theory", "--size=cpu"], "--size='cpu': theory has sizes ('full', 'tiny')."),
         (["fashion_mnist", "--size=huge"], "fashion_mnist has sizes ('tiny', 'cpu', 'full')."),
-        (["fashion_mnist", "--shard=2"], "--shard='2' must look like i/n, e.g. 0/2"),
-        (["fashion_mnist", "--shard=2/2"], "--shard=2/2 must be i/n with 0 <= i < n."),
+        (["fashion_mnist", "--launcher=cloud"], "--launcher='cloud' is not a launcher"),
+        (
+            ["fashion_mnist", "--launcher=slurm", "--slurm=time_min=x"],
+            "time_min='x' must be an int",
+        ),
+        (["fashion_mnist", "--wait"], "--slurm and --wait are for --launcher=slurm"),
         (["fashion_mnist", "--studies=fig9"], "unknown --studies ['fig9']"),
     ):
         with pytest.raises(SystemExit) as e:
