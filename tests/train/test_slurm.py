@@ -40,7 +40,8 @@ def _why_no_slurm() -> str | None:
             return f"{tool} is not on the PATH"
     out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=60)
     if out.returncode != 0 or not out.stdout.strip():
-        return f"no SLURM controller answers (sinfo: {out.stderr.strip()[:200]})"
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"no SLURM controller answers (sinfo: {last[:200]})"
     return None
 
 
