@@ -235,3 +235,78 @@ def number(x: float | None, digits: int = 4) -> str:
     if x != 0 and abs(x) < 10 ** (-digits + 1):
         return f"{x:.1e}"
     return f"{x:.{digits}f}"
+
+
+# --------------------------------------------------------------------------- two groups of seeds
+# A difference between two settings counts when Welch's two-sided t-test gives p below
+# this (`welch`, `difference_verdict`).
+ALPHA = 0.05
+
+
+def welch(
+    mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int
+) -> dict[str, Any]:
+    """Welch's two-sided t-test of mean_b − mean_a from each group's mean, sample std
+    (ddof = 1) and size: {"diff", "se", "t", "df", "p", "spread"}.
+
+    `spread` says which groups have no spread ("both", "a", "b" or "" for neither); the
+    test needs a positive standard error, so `t`, `df` and `p` are None when both have
+    none (identical values in every seed of each group, e.g. an integer rank) or when a
+    group has fewer than two seeds (then `spread` is "one seed"). With no spread in one
+    group the test is that of the other group's mean against a constant (df = n − 1 of
+    the group with spread).
+    """
+    if n_a < 2 or n_b < 2:
+        return {"diff": mean_b - mean_a, "se": None, "t": None, "df": None, "p": None,
+                "spread": "one seed"}  # fmt: skip
+    va, vb = std_a**2 / n_a, std_b**2 / n_b
+    spread = {(True, True): "both", (True, False): "a", (False, True): "b"}.get(
+        (va == 0, vb == 0), ""
+    )
+    diff = mean_b - mean_a
+    if spread == "both":
+        return {"diff": diff, "se": 0.0, "t": None, "df": None, "p": None, "spread": spread}
+    from scipy import stats  # scikit-learn's dependency
+
+    se = math.sqrt(va + vb)
+    t = diff / se
+    df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    p = float(2 * stats.t.sf(abs(t), df))
+    return {"diff": diff, "se": se, "t": t, "df": df, "p": p, "spread": spread}
+
+
+def difference_verdict(
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    key: str,
+    *,
+    higher_is: str,
+    lower_is: str,
+    names: tuple[str, str] = ("a", "b"),
+) -> str:
+    """The verdict on b's `key` against a's (groups of seeds as `sweep.aggregate` gives
+    them: `<key>`, `<key>_std`, `n`) by Welch's test at level ALPHA: `higher_is` /
+    `lower_is` when p < ALPHA, else "no significant difference"; the difference and p
+    are stated. Without spread in both groups no test is possible: equal values are "no
+    difference", unequal ones are stated as seen in every seed, not as significant."""
+    w = welch(a[key], a.get(f"{key}_std", 0.0), a["n"], b[key], b.get(f"{key}_std", 0.0), b["n"])
+    diff = w["diff"]
+    if w["spread"] == "one seed":
+        return f"one seed only, no test (difference {diff:+.3g})"
+    if w["spread"] == "both":
+        if diff == 0:
+            return f"no difference (every seed of both gives {a[key]:.3g})"
+        word = higher_is if diff > 0 else lower_is
+        return (
+            f"{word} in every seed ({b[key]:.3g} against {a[key]:.3g}; no spread in either "
+            "group, so no t-test)"
+        )
+    note = ""
+    if w["spread"]:
+        which = names[0] if w["spread"] == "a" else names[1]
+        value = a[key] if w["spread"] == "a" else b[key]
+        note = f"; no spread in {which}: every seed gives {value:.3g}"
+    stated = f"difference {diff:+.3g}, Welch p = {w['p']:.2g}{note}"
+    if w["p"] < ALPHA:
+        return f"{higher_is if diff > 0 else lower_is} ({stated})"
+    return f"no significant difference ({stated})"

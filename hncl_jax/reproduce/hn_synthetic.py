@@ -226,7 +226,7 @@ def _grid_intro(results: Mapping[str, Any]) -> list[str]:
         f"R^{g['dim']}, d = 2, unit ball, InfoNCE with k = {g['k']}; {g['optimizer']} "
         f"{g['learning_rate']:g}, the whole set as one batch, {g['epochs']} epochs. All "
         f"{len(g['rows'])} runs are trained in one compiled program by "
-        f"`hncl_jax.synthetic_grid.train_grid` ({common.duration(g['seconds'])} wall, "
+        f"`hncl_jax.reproduce.synthetic_grid.train_grid` ({common.duration(g['seconds'])} wall, "
         "compilation "
         f"included). Cross-check: the HSCL β = 10 run through the command-line trainer "
         f"(`configs/synthetic.py`) ends at last-epoch loss {tc['trainer_last_epoch_loss']:.6f}, "

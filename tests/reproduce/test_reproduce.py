@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from hncl_jax import reproduce, sweep
+from hncl_jax import geometry, reproduce, sweep
 from hncl_jax.configs import synthetic
 from hncl_jax.reproduce import (
     clop_synthetic,
@@ -250,10 +250,11 @@ def test_verdicts_follow_the_numbers():
     up = fashion_mnist.render(_fake_results(0.05))
     assert "HSCL β = 10: higher (difference +0.05" in up
     same = fashion_mnist.render(_fake_results(0.0))
-    assert "HSCL β = 10: within noise (difference +0" in same
+    assert "HSCL β = 10: no significant difference (difference +0, Welch p = 1)" in same
     down = fashion_mnist.render(_fake_results(-0.05))
     assert "HSCL β = 10: lower (difference -0.05" in down
-    assert "higher beyond 2 s.e. in 1 of 1 pairs" in up
+    assert "higher (Welch p < 0.05) in 1 of 1 pairs" in up
+    assert "independent baselines" not in up  # one pair: no baseline is shared
     assert "**1 runs of the grid are missing**" in up
     assert "Not run: no finished run" in up  # the unsupervised tables
     assert "0.801 ± 0.001" in up  # SCL's probe accuracy over the three seeds
@@ -395,6 +396,25 @@ def test_the_clop_bound_holds_but_is_not_tight():
     assert clop_theory.bound_verdict(bis[1:]) == "the bound holds and is tight"
     low = [{"k": 3, "largest_safe_lr": 2.0, "printed_bound": 2.2}]
     assert clop_theory.bound_verdict(low).startswith("violated")
+    # The corrected bound 2(k-1)/(k-2) is tight where the printed one is not.
+    corrected = clop_theory.with_corrected(bis)
+    assert [b["corrected_bound"] for b in corrected] == pytest.approx([4.0, 58 / 28])
+    assert clop_theory.bound_verdict(corrected, "corrected_bound") == (
+        "the bound holds and is tight"
+    )
+
+
+def test_clop_theory_rows_compare_both_bounds():
+    """The committed block judges the measured threshold against the printed and the
+    corrected bound, and names the real cause of the printed bound's looseness."""
+    results = _committed("clop_theory")
+    for b in results["values"]["bisection"]:  # the stored threshold is the corrected bound
+        assert b["threshold"] == pytest.approx(geometry.clop_lr_bound_corrected(b["k"]))
+    block = clop_theory.render(results)
+    assert "printed bound: the bound holds but is not tight" in block
+    assert "corrected bound: the bound holds and is tight" in block
+    assert "1 + η²/(k−1)" in block and "eq. 3 prints the objective with a minus sign" in block
+    assert "not because the proof looks at one step of random vectors" in block
 
 
 def test_near_nc_rows_several_times_the_paper_are_not_a_match():
