@@ -647,7 +647,7 @@ def _epoch_panel(ax, by_setting: Mapping[str, list], key: str) -> None:
 
 def curves_figure(results: Mapping[str, Any]) -> Figure:
     """Accuracy and NC against epochs (HN Fig. 3 style), supervised above, unsupervised
-    below, mean ± std over seeds."""
+    (the views study: SimCLR sampling, HN App. B.5) below, mean ± std over seeds."""
     panels = [
         ("eval/test/z/ncm_acc", "test NCM accuracy (z)"),
         ("nc/train/z/zero_sum", "zero-sum"),
@@ -659,7 +659,8 @@ def curves_figure(results: Mapping[str, Any]) -> Figure:
         by_setting = _curves(results, study, "curve")
         for ax, (key, title) in zip(axes[row], panels, strict=True):
             _epoch_panel(ax, by_setting, key)
-            ax.set_title(f"{'supervised' if row == 0 else 'unsupervised'}: {title}", fontsize=9)
+            setting = "supervised" if row == 0 else "unsupervised, SimCLR sampling"
+            ax.set_title(f"{setting}: {title}", fontsize=9)
             ax.set_xlabel("epoch")
             if key.startswith("nc/"):
                 ax.set_yscale("log")
@@ -672,7 +673,8 @@ def curves_figure(results: Mapping[str, Any]) -> Figure:
 
 
 def spectrum_figure(results: Mapping[str, Any]) -> Figure:
-    """The DC spectra of the unsupervised runs (HN Fig. 4 style), mean ± std over seeds."""
+    """The DC spectra (`geometry.dc_spectrum`: the class means' covariance) of the
+    unsupervised runs (SimCLR sampling, HN Fig. 13 top row style), mean ± std over seeds."""
     fig = Figure(figsize=(5.5, 3.8))
     ax = fig.subplots()
     by_setting = _curves(results, "hn_unsupervised", "dc_spectrum")
@@ -689,8 +691,11 @@ def spectrum_figure(results: Mapping[str, Any]) -> Figure:
         )
     ax.set_yscale("log")
     ax.set_xlabel("index of the singular value")
-    ax.set_ylabel("normalized singular value of z's covariance")
-    ax.set_title("DC spectrum of the training embeddings (unsupervised)", fontsize=9)
+    ax.set_ylabel("normalized singular value")
+    ax.set_title(
+        "DC spectrum: covariance of the class means of z (unsupervised, SimCLR sampling)",
+        fontsize=8,
+    )
     if by_setting:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
