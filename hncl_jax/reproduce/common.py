@@ -228,6 +228,12 @@ def value_verdict(measured: float, paper: str, se: float | None = None) -> str:
     return f"differs ({measured - target:+.2g})"
 
 
+def value_range(groups: Sequence[tuple[str, Mapping[str, Any]]], key: str) -> str:
+    """`min–max` of the means of `key` over (label, group) pairs that have it, else `—`."""
+    values = [g[key] for _, g in groups if key in g]
+    return f"{min(values):.3f}–{max(values):.3f}" if values else "—"
+
+
 def number(x: float | None, digits: int = 4) -> str:
     """A table cell: `—` for None, scientific below the printed digits, else fixed."""
     if x is None:

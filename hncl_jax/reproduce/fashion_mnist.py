@@ -84,17 +84,7 @@ def results_path(size: str = DEFAULT_SIZE, repo: str | None = None) -> str:
     return common.results_path(NAME, size, UNSUFFIXED_SIZE, repo)
 
 
-def _verdict(
-    a: Mapping[str, Any],
-    b: Mapping[str, Any],
-    key: str,
-    *,
-    higher_is: str,
-    lower_is: str,
-    names: tuple[str, str] = ("the baseline", "this setting"),
-) -> str:
-    """b against a on `key` by the section's rule (`common.difference_verdict`)."""
-    return common.difference_verdict(a, b, key, higher_is=higher_is, lower_is=lower_is, names=names)
+_verdict = common.difference_verdict  # the section's rule for two groups of seeds
 
 
 # --------------------------------------------------------------------------- command line
@@ -259,8 +249,7 @@ def _against(
 
 
 def _far_from_nc(groups: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
-    """The caveat for NC claims when no group is near NC (all zero-sums above
-    NEAR_NC_ZERO_SUM), else ""."""
+    """The caveat of an NC claim when no group's zero-sum is below NEAR_NC_ZERO_SUM."""
     key = "nc/train/z/zero_sum"
     values = [g[key] for _, g in groups if key in g]
     if not values or min(values) <= NEAR_NC_ZERO_SUM:
@@ -270,11 +259,6 @@ def _far_from_nc(groups: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
         f"zero-sum {min(values):.3g}, above {NEAR_NC_ZERO_SUM:g}; the paper's runs approach "
         "0 over 400 epochs)."
     )
-
-
-def _range(groups: Sequence[tuple[str, Mapping[str, Any]]], key: str) -> str:
-    values = [g[key] for _, g in groups if key in g]
-    return f"{min(values):.3f}–{max(values):.3f}" if values else "—"
 
 
 def _dc_rows(groups: list, base_label: str, claim: str) -> list[str]:
@@ -358,9 +342,9 @@ def _unsup_claims(sup: list, unsup: list) -> list[str]:
     out = [
         "| SimCLR sampling does not attain NC, its representations lie mostly within the "
         "unit ball [HN App. B.5, Fig. 13] | consistent: UCL/HUCL zero-sum "
-        f"{_range(unsup, 'nc/train/z/zero_sum')}, unit-norm metric "
-        f"{_range(unsup, 'nc/train/z/unit_norm')} (SCL/HSCL with label positives: "
-        f'{_range(sup, "nc/train/z/unit_norm")}). Not a test of "not attained" at this '
+        f"{common.value_range(unsup, 'nc/train/z/zero_sum')}, unit-norm metric "
+        f"{common.value_range(unsup, 'nc/train/z/unit_norm')} (SCL/HSCL with label positives: "
+        f'{common.value_range(sup, "nc/train/z/unit_norm")}). Not a test of "not attained" at this '
         "size: the label-positive runs do not reach NC either. |"
     ]
     out += [
@@ -432,11 +416,9 @@ def _warm_claims(warm: list, start: Mapping[str, Any] | None) -> list[str]:
 
 
 def _baseline_encoders(runs: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """The encoder of each without-CLOP setting of the `clop` study (keyed as the pairs
-    of `_clop_claims`: the setting without its weight): its final training loss per seed,
-    or the setting itself where a run lacks it. Settings with equal signatures trained
-    the same encoder: NT-Xent does not use the labels, so its runs at several label
-    fractions differ only in the labelled subset the kNN and probe are fitted on."""
+    """Each without-CLOP setting's encoder (setting without its weight -> final training
+    loss per seed, or the setting where a run lacks it): equal ones trained one encoder
+    (NT-Xent ignores labels; its label fractions differ only in the kNN/probe fit)."""
     sig: dict[str, dict[int, Any]] = {}
     for r in runs:
         a = {k: v for k, v in r["assignments"].items() if k != "seed"}
