@@ -1,9 +1,10 @@
-"""The built wheel carries the configs and runs from outside the checkout.
+"""The release: sdist and wheel build, pass `twine check`, and the wheel runs anywhere.
 
-`python -m build` builds the wheel from the checkout; the slow test installs it with
-`--no-deps` into a fresh venv whose only other packages are this venv's dependencies
-(added as a path, so the checkout's editable install is not seen), and runs a shipped
-config by name from an empty folder.
+`python -m build` builds the sdist from the checkout and the wheel from the sdist (so the
+sdist is complete); `twine check` accepts both; the sdist installs; the slow test
+installs the wheel with `--no-deps` into a fresh venv whose only other packages are this
+venv's dependencies (added as a path, so the checkout's editable install is not seen),
+and runs a shipped config by name from an empty folder.
 """
 
 import glob
@@ -11,9 +12,13 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tarfile
+import tomllib
 import zipfile
 
 import pytest
+
+import hncl_jax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,16 +26,80 @@ pytest.importorskip("build")
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
+def dist(tmp_path_factory):
+    """(sdist, wheel) of `python -m build`: the wheel is built from the sdist."""
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), ROOT],
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), ROOT],
         check=True,
         capture_output=True,
         text=True,
     )
-    (path,) = glob.glob(str(out / "hncl_jax-*.whl"))
-    return path
+    (sdist,) = glob.glob(str(out / "hncl_jax-*.tar.gz"))
+    (wheel,) = glob.glob(str(out / "hncl_jax-*.whl"))
+    return sdist, wheel
+
+
+@pytest.fixture(scope="module")
+def wheel(dist):
+    return dist[1]
+
+
+def test_twine_accepts_sdist_and_wheel(dist):
+    pytest.importorskip("twine")
+    proc = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *dist],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_release_carries_licence_changelog_and_the_one_version(dist):
+    sdist, wheel = dist
+    version = hncl_jax.__version__
+    assert os.path.basename(sdist) == f"hncl_jax-{version}.tar.gz"
+    assert os.path.basename(wheel) == f"hncl_jax-{version}-py3-none-any.whl"
+    names = tarfile.open(sdist).getnames()
+    for name in ("LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml"):
+        assert f"hncl_jax-{version}/{name}" in names, name
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = zf.read(f"hncl_jax-{version}.dist-info/METADATA").decode()
+        assert f"hncl_jax-{version}.dist-info/licenses/LICENSE" in zf.namelist()
+    assert "License-Expression: Apache-2.0" in metadata
+    assert f"Version: {version}\n" in metadata
+    with open(os.path.join(ROOT, "LICENSE")) as fh:
+        assert "Apache License" in fh.read(400)
+    with open(os.path.join(ROOT, "CHANGELOG.md")) as fh:
+        assert f"## [{version}]" in fh.read(), "CHANGELOG.md has no section for this version"
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        project = tomllib.load(fh)["project"]
+    assert "version" not in project and "version" in project["dynamic"]  # __init__.py only
+
+
+def test_sdist_installs(dist, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            dist[0],
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert (target / "hncl_jax" / "configs" / "digits.py").is_file()
+    assert (target / "hncl_jax" / "data" / "__init__.py").is_file()
+    assert glob.glob(str(target / f"hncl_jax-{hncl_jax.__version__}.dist-info"))
 
 
 def test_wheel_holds_every_package_and_config(wheel):
