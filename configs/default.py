@@ -199,8 +199,11 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model_kwargs = ml_collections.ConfigDict()
     c.batch_size = min(c.batch_size, 64)
     c.num_epochs = 2
+    # A warm-up as long as the run would leave the learning rate below its peak throughout.
+    c.optimizer.warmup_epochs = min(c.optimizer.warmup_epochs, 1)
     c.dataset_kwargs.max_examples = 256
-    c.loss.k = min(c.loss.k, 16)
+    if c.loss.name in ("scl", "hscl", "ucl", "hucl"):  # the losses that draw k negatives
+        c.loss.k = min(c.loss.k, 16)
     c.eval_every_epochs = 1
     c.checkpoint_every_epochs = 1
     c.probe_epochs = 5

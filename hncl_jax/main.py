@@ -6,9 +6,10 @@
 
 `--config` is the name of a shipped config (`hncl_jax.configs`, the checkout's configs/)
 or the path of a config file, with an optional `:<arg>`; `--config.<field>=<value>`
-overrides a field. `--workdir` defaults to `runs/<config name>[_<arg>]`, so rerunning the
-same command resumes the run. Errors are one line; `--verbose` (or HNCL_VERBOSE=1) shows
-their traceback.
+overrides a field. `--workdir` defaults to `runs/<config name>[_<arg>]`, so rerunning
+the same command resumes the run. Errors are one line; `--verbose` (or HNCL_VERBOSE=1)
+shows their traceback. `--print_config` checks the config and prints it as the run would
+record it in config.json, then exits (no data is loaded, nothing is compiled).
 
 Several hosts: run the same command on every host with `--multihost` (JAX's own
 distributed runtime; under SLURM's `srun`, on Cloud TPU and with Open MPI the coordinator is
@@ -16,6 +17,7 @@ found automatically, elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES an
 JAX_PROCESS_ID), e.g. `srun -n 2 python -m hncl_jax.main --config=... --multihost`.
 """
 
+import json
 import os
 import sys
 
@@ -34,6 +36,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
 flags.DEFINE_bool("verbose", False, "Show the full traceback of an error (or HNCL_VERBOSE=1).")
+flags.DEFINE_bool(
+    "print_config",
+    False,
+    "Check the config (every rule that needs no data) and print it as config.json would "
+    "record it, then exit without loading data or compiling.",
+)
 config_flags.DEFINE_config_file(
     "config",
     None,
@@ -48,6 +56,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
     runtime.tune_process()  # huge-page malloc for XLA:CPU; re-executes once
+    cli.one_line_warnings()
     import jax
 
     from hncl_jax import train
@@ -61,6 +70,18 @@ def main(argv):
         # The run's name in summary.txt, plot titles, TensorBoard and W&B: "digits:smoke".
         path, sep, arg = spec.partition(":")
         FLAGS.config.name = os.path.basename(path).removesuffix(".py") + sep + arg
+    if FLAGS.config.get("init_from"):
+        # Recorded in config.json as an absolute path: the record names the source run
+        # wherever it is read from.
+        FLAGS.config.init_from = os.path.abspath(os.path.expanduser(FLAGS.config.init_from))
+    cli.warn_ignored_overrides(sys.argv, FLAGS.config)
+    if FLAGS.print_config:
+        from hncl_jax.train import validation
+
+        config = FLAGS.config
+        cli.run_main(lambda: validation.validate_config(config, num_devices=jax.device_count()))
+        print(json.dumps(json.loads(config.to_json_best_effort()), sort_keys=True, indent=2))
+        return
     logging.info(
         "JAX process %d/%d, local devices %s; workdir %s",
         jax.process_index(),

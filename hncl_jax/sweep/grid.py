@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -464,11 +465,24 @@ def check_plan(
         if source and os.path.abspath(os.path.expanduser(source)) in workdirs:
             config = apply_assignments(config, {"init_from": ""})
         try:
-            validation.validate_config(config, num_devices=num_devices)
+            with warnings.catch_warnings():  # warned below, naming the grid point
+                warnings.simplefilter("ignore", validation.IgnoredOptionWarning)
+                validation.validate_config(config, num_devices=num_devices)
         except validation.ConfigError as e:
             raise validation.ConfigError(
                 f"grid point {run_name(assignments)} (from --grid/--seeds): {e}"
             ) from None
+        # A grid over a field the point's loss ignores (β for scl) repeats one run.
+        explicit = [k.removeprefix("loss.") for k in assignments if k.startswith("loss.")]
+        ignored = validation.ignored_loss_options(config, explicit)
+        ignored += [f for f in validation.ignored_loss_options(config) if f not in ignored]
+        if ignored:
+            warnings.warn(
+                f"grid point {run_name(assignments)}: "
+                + validation.ignored_options_message(config, ignored),
+                validation.IgnoredOptionWarning,
+                stacklevel=2,
+            )
 
 
 def aggregate(

@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 VERBOSE_ENV = "HNCL_VERBOSE"
+# absl's help flags: each prints the usage and ends the process.
+HELP_FLAGS = ("--help", "-?", "--helpfull", "--helpshort", "--helpxml", "-help", "-helpfull")
 # What a user can act on; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, FloatingPointError)
 
@@ -53,7 +55,8 @@ def resolve_config_spec(spec: str) -> str:
 
     Returns:
       `spec` itself when its path names an existing file, else the shipped config's
-      absolute path with the same `:<arg>`.
+      absolute path with the same `:<arg>`. `configs/<name>.py` that is not a file here
+      (outside the checkout) names the shipped config `<name>`.
 
     Raises:
       CommandLineError: when the path is not a file and no shipped config has that name.
@@ -62,6 +65,11 @@ def resolve_config_spec(spec: str) -> str:
     if os.path.isfile(os.path.expanduser(path)):
         return os.path.expanduser(path) + sep + arg
     name = path.removesuffix(".py")
+    folder, base = os.path.split(os.path.normpath(path))
+    if folder == "configs" and base.endswith(".py"):
+        # README's `--config=configs/digits.py` outside the checkout (e.g. Colab's
+        # /content): the shipped config of that name.
+        name = base.removesuffix(".py")
     if name and os.sep not in name and "/" not in name:
         candidate = os.path.join(configs_dir(), name + ".py")
         if os.path.isfile(candidate):
@@ -150,6 +158,56 @@ def unknown_override(argv: Sequence[str], name: str = "config") -> str | None:
     return None
 
 
+def overridden_fields(argv: Sequence[str], prefix: str, name: str = "config") -> list[str]:
+    """The fields under `prefix` that `--<name>.<prefix><field>=...` flags set, in order.
+
+    E.g. ["beta"] for `--config.loss.beta=10` and prefix "loss.".
+    """
+    fields = []
+    for a in argv:
+        head = f"--{name}.{prefix}"
+        if a.startswith(head):
+            field = a[len(head) :].split("=", 1)[0]
+            if field and field not in fields:
+                fields.append(field)
+    return fields
+
+
+def warn_ignored_overrides(argv: Sequence[str], config, name: str = "config") -> list[str]:
+    """Warns about `--config.loss.<field>` flags the config's loss does not read.
+
+    `validation.validate_config` warns about every such field whose value differs from
+    configs/default.py's; this adds the ones set on the command line to a value equal to
+    it (`--config.loss.name=scl --config.loss.beta=10`). Returns the fields warned about.
+    """
+    import warnings
+
+    from hncl_jax.train import validation
+
+    explicit = overridden_fields(argv, "loss.", name)
+    differing = set(validation.ignored_loss_options(config))
+    fields = [f for f in validation.ignored_loss_options(config, explicit) if f not in differing]
+    if fields:
+        warnings.warn(
+            validation.ignored_options_message(config, fields),
+            validation.IgnoredOptionWarning,
+            stacklevel=2,
+        )
+    return fields
+
+
+def one_line_warnings() -> None:
+    """Prints each Python warning as one line, `warning: <message>` (not with `--verbose`).
+
+    Python's default adds the file, line and source of the `warnings.warn` call, which
+    tell a user of the command line nothing.
+    """
+    import warnings
+
+    if not verbose():
+        warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
@@ -182,6 +240,12 @@ def flags_parser(flag_values, config_flag: str = "config") -> Callable[[list[str
         try:
             argv = rewrite_config_flag(argv, config_flag)
             return flag_values(argv)
+        except SystemExit as e:
+            # absl's --help (and --helpfull, --helpshort) print the usage, then exit 1; a
+            # help that was asked for succeeded.
+            if e.code == 1 and any(a.split("=", 1)[0] in HELP_FLAGS for a in argv[1:]):
+                raise SystemExit(0) from None
+            raise
         except CommandLineError as e:
             fail(str(e), code=2, traceback_hint=False)
         except Exception as e:

@@ -88,6 +88,10 @@ class ConfigError(ValueError):
     """A config field has a value the trainer cannot run with."""
 
 
+class IgnoredOptionWarning(UserWarning):
+    """A config field is set that the chosen loss does not read (it changes nothing)."""
+
+
 def _choice(field: str, value: Any, options: Sequence[Any]) -> None:
     if value not in options:
         close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
@@ -468,6 +472,7 @@ def _validate_loss_options(config: ml_collections.ConfigDict) -> None:
     ):
         _positive(f"loss.{field}", opt(field), strict=False)
     _choice("loss.contrast_mode", opt("contrast_mode"), baselines.CONTRAST_MODES)
+    warn_ignored_loss_options(config)  # e.g. a β set for scl: a sweep over it repeats a run
 
 
 def _validate_estimator_options(config: ml_collections.ConfigDict) -> None:
@@ -582,6 +587,140 @@ def _validate_simclr_options(config: ml_collections.ConfigDict) -> None:
             f"config.loss.supervised_negatives=True needs every label, but "
             f"config.label_fraction={config.label_fraction}; set label_fraction=1."
         )
+
+
+# The loss options a loss may not read (configs/default.py's `loss` fields, but the name,
+# the switches that raise when set for a loss that has no use for them, and diagnostics).
+IGNORABLE_LOSS_OPTIONS = (
+    "psi",
+    "alpha",
+    "hardening",
+    "beta",
+    "epsilon",
+    "k",
+    "estimator",
+    "draw",
+    "exclude_anchor",
+    "temperature",
+    "hn_temperature",
+    "reduction",
+    "eta_threshold",
+    "num_proposals",
+    "beta_start",
+    "beta_schedule_steps",
+    "simclr_q",
+    "sigma",
+    "vicreg_sim_weight",
+    "vicreg_var_weight",
+    "vicreg_cov_weight",
+    "barlow_off_diagonal_weight",
+    "contrast_mode",
+)
+
+
+# Values that mean "off" whichever loss runs (β = 0: no tilt, HSCL = SCL), so a config
+# may state them for a loss that has no such option (configs/synthetic.py's SCL has β = 0).
+NEUTRAL_LOSS_OPTIONS = {"beta": 0.0}
+
+
+def loss_options_read(config: ml_collections.ConfigDict) -> set[str]:
+    """The `IGNORABLE_LOSS_OPTIONS` that `config.loss.name` reads (with its other options).
+
+    E.g. scl reads no β (it has no hardening), nt_xent no k, hscl no `temperature` (the
+    hard-negative family's is `hn_temperature`).
+    """
+    lc = config.loss
+    name, opt = lc.name, functools.partial(loss_option, config)
+    eta, hardening_name = opt("eta"), lc.hardening
+    read: set[str] = set()
+    if name in HN_LOSSES:
+        read |= {"hn_temperature", "reduction"}
+        if name in ("hscl", "hucl", "simclr_form"):
+            read.add("hardening")
+            if hardening_name == "exponential" or eta in ("exponential", "truncated"):
+                read.add("beta")
+            if hardening_name == "polynomial" or eta == "polynomial":
+                read.add("epsilon")
+        if eta:
+            read.add("num_proposals")
+            if eta == "truncated" or ":" in eta:
+                read.add("eta_threshold")
+        if opt("beta_schedule") != "constant":
+            read |= {"beta_start", "beta_schedule_steps"}
+    if name in losses.SETTINGS:
+        read |= {"psi", "k", "estimator"}
+        if lc.psi != "infonce":
+            read.add("alpha")  # infonce_sum's α, the triplet margin
+        if lc.estimator == "sampled":
+            read.add("draw")
+        if name in ("ucl", "hucl"):
+            read.add("exclude_anchor")
+    elif name == "simclr_form":
+        read.add("simclr_q")
+    elif name not in ("vicreg", "barlow_twins"):
+        read.add("temperature")
+    read |= {
+        "dclw": {"sigma"},
+        "supcon": {"contrast_mode"},
+        "vicreg": {"vicreg_sim_weight", "vicreg_var_weight", "vicreg_cov_weight"},
+        "barlow_twins": {"barlow_off_diagonal_weight"},
+    }.get(name, set())
+    return read
+
+
+@functools.cache
+def _default_loss_options() -> dict[str, Any]:
+    from hncl_jax.configs import default
+
+    return default.get_config().loss.to_dict()
+
+
+def ignored_loss_options(
+    config: ml_collections.ConfigDict, fields: Sequence[str] | None = None
+) -> list[str]:
+    """Loss options that `config.loss.name` ignores and that were set.
+
+    Args:
+      config: the run's config.
+      fields: the `loss` fields to look at (e.g. those a command line set); None: every
+        field whose value differs from configs/default.py's.
+
+    Returns:
+      The ignored ones among them, in `IGNORABLE_LOSS_OPTIONS` order.
+    """
+    defaults = _default_loss_options()
+    read = loss_options_read(config)
+    if fields is None:
+        fields = [
+            f
+            for f in IGNORABLE_LOSS_OPTIONS
+            if f in config.loss
+            and f in defaults
+            and config.loss[f] not in (defaults[f], NEUTRAL_LOSS_OPTIONS.get(f, defaults[f]))
+        ]
+    return [f for f in IGNORABLE_LOSS_OPTIONS if f in fields and f not in read]
+
+
+def ignored_options_message(config: ml_collections.ConfigDict, fields: Sequence[str]) -> str:
+    """One line naming the ignored `fields` of `config.loss` and the loss that ignores them."""
+    values = ", ".join(f"config.loss.{f}={config.loss[f]!r}" for f in fields)
+    them = "it" if len(fields) == 1 else "them"
+    return (
+        f"config.loss.name={config.loss.name!r} does not read {values}: "
+        f"{'it changes' if len(fields) == 1 else 'they change'} nothing in this run "
+        f"(runs that differ only there are the same run); drop {them} or choose a loss that "
+        f"reads {them}."
+    )
+
+
+def warn_ignored_loss_options(
+    config: ml_collections.ConfigDict, fields: Sequence[str] | None = None
+) -> list[str]:
+    """Warns (one line) about `ignored_loss_options(config, fields)`; returns them."""
+    ignored = ignored_loss_options(config, fields)
+    if ignored:
+        warnings.warn(ignored_options_message(config, ignored), IgnoredOptionWarning, stacklevel=3)
+    return ignored
 
 
 def _validate_outputs(config: ml_collections.ConfigDict) -> None:
