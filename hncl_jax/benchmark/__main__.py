@@ -11,6 +11,7 @@ import hncl_jax.benchmark as package
 from hncl_jax import runtime
 from hncl_jax.benchmark.options import BENCHMARK_FLAGS, BenchmarkError
 from hncl_jax.benchmark.runner import run_parsed
+from hncl_jax.train import cli
 
 
 def _parse(argv: list[str]) -> list[str]:
@@ -32,8 +33,8 @@ def main(argv: list[str]) -> None:
     runtime.quiet_logs()
     try:
         run_parsed(sys.argv[1:])
-    except BenchmarkError as e:
-        raise app.UsageError(str(e)) from None
+    except BenchmarkError as e:  # one line saying what to change (absl would add the usage)
+        cli.fail(str(e), code=2, traceback_hint=False)
 
 
 if __name__ == "__main__":

@@ -191,7 +191,10 @@ def options_from_flags(fv: flags.FlagValues = BENCHMARK_FLAGS) -> ml_collections
 
 
 def _check_peer(o: ml_collections.ConfigDict) -> None:
-    torch = torch_peer.import_torch()
+    try:
+        torch = torch_peer.import_torch()
+    except ImportError as e:  # one line with the install command, not a traceback
+        raise BenchmarkError(str(e)) from None
     if o.torch_threads:
         torch.set_num_threads(o.torch_threads)
     if o.loss not in _PEER_LOSSES:

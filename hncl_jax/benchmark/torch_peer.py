@@ -34,8 +34,9 @@ def import_torch():
         import torch
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "--peer=torch needs PyTorch: pip install 'hncl_jax[bench]' (or any torch >= 2.1; "
-            "a CPU-only wheel is enough on a CPU machine)."
+            "--peer=torch needs PyTorch (torch >= 2.1). On a CPU machine install the CPU-only "
+            "wheel: pip install torch --index-url https://download.pytorch.org/whl/cpu ; with "
+            "a GPU: pip install 'hncl_jax[bench]'."
         ) from e
     return torch
 
