@@ -710,14 +710,24 @@ def _read_only_manager(directory: str) -> ocp.CheckpointManager:
         create=False,
         lightweight_initialize=True,  # steps only: no per-step metadata read on open
     )
-    return ocp.CheckpointManager(
-        directory,
-        options=options,
-        item_handlers={
-            STATE_ITEM: ocp.PyTreeCheckpointHandler(),
-            METADATA_ITEM: ocp.JsonCheckpointHandler(),
-        },
-    )
+    absl_logger = pylogging.getLogger("absl")
+    # Orbax warns "Given directory is read only" on opening one read-only: the point here.
+    absl_logger.addFilter(_drop_read_only_notice)
+    try:
+        return ocp.CheckpointManager(
+            directory,
+            options=options,
+            item_handlers={
+                STATE_ITEM: ocp.PyTreeCheckpointHandler(),
+                METADATA_ITEM: ocp.JsonCheckpointHandler(),
+            },
+        )
+    finally:
+        absl_logger.removeFilter(_drop_read_only_notice)
+
+
+def _drop_read_only_notice(record: pylogging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Given directory is read only")
 
 
 def _leaf_mismatches(expected: Mapping[str, Any], found: Mapping[str, Any]) -> list[str]:

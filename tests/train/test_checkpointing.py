@@ -262,7 +262,12 @@ def test_load_for_warm_start_logs_no_spurious_metadata_warning(tmp_path, caplog)
         logging.getLogger("absl").warning("a real warning still shows")
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "Metadata file does not exist" in m], messages
+    # The source is opened read-only on purpose: Orbax's notice of it is not shown.
+    assert not [m for m in messages if "read only" in m], messages
     assert "a real warning still shows" in messages
+    with caplog.at_level(logging.WARNING):  # the filter is gone after the warm start
+        logging.getLogger("absl").warning("Given directory is read only=%s", "elsewhere")
+    assert "Given directory is read only=elsewhere" in [r.getMessage() for r in caplog.records]
 
 
 def test_load_for_warm_start_with_empty_batch_stats(tmp_path):
