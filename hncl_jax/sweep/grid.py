@@ -671,20 +671,25 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str) -> str:
 def markdown_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, digits: int = 4
 ) -> str:
-    """A Markdown table of `columns` (missing entries blank, floats to `digits` places;
-    a column with a `<column>_std` entry, as `aggregate` writes, shows mean ± std)."""
+    """A Markdown table of `columns` (missing entries blank, floats to `digits` places,
+    whole numbers as such; a column with a `<column>_std` entry, as `aggregate` writes,
+    shows mean ± std, but a whole number equal in every seed, an epoch, shows alone)."""
 
     def cell(v: Any) -> str:
         if v is None:
             return ""
         if isinstance(v, float | np.floating):
+            if float(v).is_integer():  # an epoch, a β of the grid: "2", "10", not "2.0000"
+                return f"{float(v):g}"
             return f"{float(v):.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
         return str(v)
 
     def entry(r: Mapping[str, Any], c: str) -> str:
-        if f"{c}_std" in r and r.get(c) is not None:
-            return format_mean_std(float(r[c]), float(r[f"{c}_std"]), digits)
-        return cell(r.get(c))
+        std, value = r.get(f"{c}_std"), r.get(c)
+        whole = _is_number(value) and float(value).is_integer()
+        if std is not None and value is not None and not (whole and float(std) == 0.0):
+            return format_mean_std(float(value), float(std), digits)
+        return cell(value)  # a whole number equal over the seeds (an epoch): alone
 
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(entry(r, c) for c in columns) + " |" for r in rows]

@@ -236,6 +236,11 @@ def _acc_order(key: str) -> tuple:
     return kind, k, name, split != "test"
 
 
+def _all_one(history: Sequence[Mapping[str, Any]], key: str) -> bool:
+    found = [r[key] for r in history if r.get(key) is not None]
+    return bool(found) and all(float(v) == 1.0 for v in found)
+
+
 def accuracy_figure(
     history: Sequence[Mapping[str, Any]],
     *,
@@ -243,6 +248,9 @@ def accuracy_figure(
     title: str | None = None,
 ):
     """NCM, kNN and linear-probe accuracy against epochs, one panel per representation.
+
+    The y axis spans the values drawn (curves at 0.92-1.0 stay apart); a top-5 probe
+    accuracy that is 1 at every evaluation (5 classes or fewer) is not drawn.
 
     Args:
       history: metric rows with `eval/{split}/{rep}/{ncm_acc,knn<k>_acc,probe_top1,...}`
@@ -257,6 +265,8 @@ def accuracy_figure(
       ValueError: if no row holds an accuracy key.
     """
     keys = sorted({k for r in history for k in r if _ACC.match(k)}, key=_acc_order)
+    # Top-5 of 5 classes or fewer is 1 at every evaluation: a line that says nothing.
+    keys = [k for k in keys if not (k.endswith("probe_top5") and _all_one(history, k))]
     if not keys:
         raise ValueError(
             "accuracy_figure: no eval/<split>/<rep>/<ncm_acc|knn<k>_acc|probe_top1> keys in the "
@@ -267,16 +277,21 @@ def accuracy_figure(
     fig = _figure(ncols=len(reps), size=(5.0, 4.0))
     axes = np.atleast_1d(fig.subplots(1, len(reps), sharey=True))
     names = {"h": "h (backbone)", "z": "z (embedding)"}
+    values = []
     for ax, rep in zip(axes, reps, strict=True):
         for i, key in enumerate(k for k in keys if _ACC.match(k).group(2) == rep):
             split, _, name = _ACC.match(key).groups()
             x, y = _series(history, key, xs)
+            values += [v for v in y if np.isfinite(v)]
             ax.plot(x, y, label=_acc_label(split, name), **_style(i))
         ax.set_title(names.get(rep, rep))
         ax.set_xlabel(xlabel)
-        ax.set_ylim(-0.02, 1.02)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="best")
+    if values:  # the range the curves span (shared y), so close curves stay apart
+        low, high = min(values), max(values)
+        pad = max(0.05 * (high - low), 0.005)
+        axes[0].set_ylim(max(low - pad, -0.02), min(high + pad, 1.02))
     axes[0].set_ylabel("accuracy")
     _title(fig, title)
     return fig
@@ -371,6 +386,10 @@ def _as_evaluations(spectra: Any) -> list[tuple[float | None, dict[str, np.ndarr
     return out
 
 
+# The smallest normalized DC value drawn (float32's relative resolution is 1.2e-7).
+DC_FLOOR = 1e-7
+
+
 def dc_spectrum_figure(spectra: Any, *, title: str | None = None, max_legend: int = 8):
     """Normalized DC spectra, one panel per split/representation, one curve per evaluation.
 
@@ -382,6 +401,8 @@ def dc_spectrum_figure(spectra: Any, *, title: str | None = None, max_legend: in
       title: figure title (the run).
       max_legend: with more evaluations than this, a colour bar of the epoch replaces
         the legend.
+
+    Values below `DC_FLOOR` (rounding noise next to the largest, 1) are not drawn.
 
     Returns:
       The `Figure`.
@@ -419,9 +440,11 @@ def dc_spectrum_figure(spectra: Any, *, title: str | None = None, max_legend: in
             frac = i / max(len(evaluations) - 1, 1)
             color = cmap(norm(epoch) if many else 0.85 * frac) if len(evaluations) > 1 else "C0"
             label = "final" if epoch is None else f"epoch {epoch:g}"
+            # Values below float32's resolution relative to the largest (1) are rounding
+            # noise, not a direction: not drawn, so they do not stretch the log axis.
             ax.plot(
                 np.arange(1, v.size + 1),
-                np.maximum(v, 1e-12),
+                np.where(v >= DC_FLOOR, v, np.nan),
                 color=color,
                 label=None if many else label,
                 **_style(i) | {"linestyle": "-", "markersize": 3},
@@ -1025,7 +1048,11 @@ def sweep_figure(
         ax.set_xlabel(field)
         ax.set_ylabel(metric)
         stds = any(f"{metric}_std" in r for m in groups.values() for r in m)
-        ax.set_title(f"{metric} against {field}" + (f" (mean ± std, n = {n})" if stds else ""))
+        ax.set_title(
+            f"{metric} against {field}" + (f" (mean ± std, n = {n})" if stds else ""),
+            fontsize="medium",
+            wrap=True,  # a long metric name wraps instead of running off the figure
+        )
         ax.grid(True, which="both", alpha=0.3)
         if group_by is not None:
             ax.legend(fontsize="small")
