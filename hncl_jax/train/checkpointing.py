@@ -807,6 +807,14 @@ def _verified_warm_start_step(path: Any, directory: str, step: int) -> int:
     )
 
 
+class WarmStartMismatchError(ValueError):
+    """A warm-start checkpoint's leaves differ from the model's (`problems`: one per leaf)."""
+
+    def __init__(self, problems: Sequence[str], message: str):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
 def load_for_warm_start(
     path: str | os.PathLike[str], abstract_state_subtree: Mapping[str, PyTree]
 ) -> dict[str, PyTree]:
@@ -831,8 +839,9 @@ def load_for_warm_start(
         differs from its checksum manifest. Given a workdir or a checkpoints directory,
         damaged newer steps are skipped with a warning (and left in place: the
         directory belongs to another run).
-      ValueError: if a key is not in the checkpoint, or leaves differ; the message
-        lists every differing leaf as `path: expected shape dtype, found shape dtype`.
+      ValueError: if a key is not in the checkpoint, or leaves differ
+        (`WarmStartMismatchError`, whose message lists every differing leaf as
+        `path: expected shape dtype, found shape dtype`).
     """
     if not isinstance(abstract_state_subtree, Mapping) or not abstract_state_subtree:
         raise ValueError(
@@ -855,10 +864,11 @@ def load_for_warm_start(
         found = _flat_leaves({k: stored[k] for k in target})
         problems = _leaf_mismatches(_flat_leaves(target), found)
         if problems:
-            raise ValueError(
+            raise WarmStartMismatchError(
+                problems,
                 f"load_for_warm_start: {len(problems)} leaf/leaves of {state_path} do not "
                 "match the model (same architecture and embed_dim needed):\n  "
-                + "\n  ".join(problems)
+                + "\n  ".join(problems),
             )
         restored = manager.restore(
             step,

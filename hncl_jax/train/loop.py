@@ -269,11 +269,55 @@ def _check_model(config, setup: _Setup, built: Built):
     if config.init_from and not _has_checkpoint(setup.ckpt_dir):
         # Compares every leaf's shape with the checkpoint (naming the mismatched ones)
         # before anything is written.
-        warm = checkpointing.load_for_warm_start(
-            config.init_from,
-            {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats},
-        )
+        try:
+            warm = checkpointing.load_for_warm_start(
+                config.init_from,
+                {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats},
+            )
+        except checkpointing.WarmStartMismatchError as e:  # one line; --verbose: the leaves
+            raise validation.ConfigError(
+                warm_start_mismatch_message(config, len(e.problems))
+            ) from e
     return sample_x, abstract_state, warm
+
+
+# The config fields that decide a model's parameter shapes (C from the data set).
+MODEL_FIELDS = ("model", "model_kwargs", "embed_dim", "dataset")
+
+
+def warm_start_mismatch_message(config: ml_collections.ConfigDict, num_leaves: int) -> str:
+    """One line: `config.init_from`'s run has another model than this run; names both.
+
+    The source run's model fields are read from its workdir's config.json (the folder
+    above its checkpoints), where there is one.
+    """
+
+    def fields(record: Any) -> str:
+        return ", ".join(f"{f}={_plain(record.get(f))!r}" for f in MODEL_FIELDS)
+
+    init_from = config.init_from
+    try:
+        ckpt_dir, _ = checkpointing.resolve_checkpoint_path(init_from)
+        source = fields(workdir_lib.load_config_json(os.path.dirname(ckpt_dir)))
+    except (OSError, ValueError):
+        source = f"a model whose config is not recorded (no readable {workdir_lib.CONFIG_FILE})"
+    return (
+        f"config.init_from={init_from!r} holds another model ({source}) than this run "
+        f"({fields(config)}): {num_leaves} parameter array(s) differ in shape or name "
+        "(--verbose lists them). Warm-start from a run of the same model fields, or set "
+        "them to the source run's."
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A ConfigDict field as plain data (dicts, lists), for messages."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 @dataclasses.dataclass
@@ -529,18 +573,18 @@ def _report(
             steps_per_epoch=setup.steps_per_epoch,
         )
     trained = loop.step - loop.start_step
-    text = reporting.write_summary(
-        workdir,
-        loop.final_scalars,
+    facts = dict(
         config=config,
         step=loop.step,
         total_steps=setup.total_steps,
         steps_trained=trained,
         wall_time_s=t_end - t_start,
         steps_per_sec=trained / max(t_end - t_loop, 1e-9) if trained else None,
+        batch_size=setup.batch_size,
     )
-    if verbose:
-        print(text, flush=True)
+    text = reporting.write_summary(workdir, loop.final_scalars, **facts)
+    if verbose:  # a few lines; summary.txt holds every final metric
+        print(reporting.headline_text(loop.final_scalars, workdir, **facts), flush=True)
     reporting.log_results_tensorboard(
         workdir, config, loop.final_scalars, plot_paths, loop.step, summary=text
     )

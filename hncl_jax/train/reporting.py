@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import string
 import sys
@@ -90,6 +91,7 @@ __all__ = [
     "run_name",
     "run_title",
     "summary_text",
+    "headline_text",
     "write_spectra",
     "write_summary",
 ]
@@ -665,6 +667,7 @@ def summary_text(
     steps_trained: int | None = None,
     wall_time_s: float | None = None,
     steps_per_sec: float | None = None,
+    batch_size: int | None = None,
 ) -> str:
     """A plain-text summary of a run: what ran, how long, final metrics, outputs.
 
@@ -677,36 +680,15 @@ def summary_text(
       steps_trained: steps this invocation trained (fewer than `step` after a resume).
       wall_time_s: this invocation's wall time, data loading and compilation included.
       steps_per_sec: this invocation's training steps per second.
+      batch_size: the global batch the run used, when the trainer changed the config's
+        (clamped to the training set, or to a multiple of the devices).
 
     Returns:
       Multi-line string (no trailing newline).
     """
     workdir = os.fspath(workdir)
     lines = [f"hncl_jax run: {os.path.abspath(workdir)}"]
-    facts: list[tuple[str, str]] = []
-    if config is not None:
-        model = str(_field(config, "model"))
-        embed = _field(config, "embed_dim")
-        embed_text = "C - 1" if embed in (-1, None) else _num(embed)
-        model += f" (embedding d = {embed_text}, {_field(config, 'normalization')})"
-        facts += [
-            ("config", run_name(config, workdir)),
-            ("loss", loss_description(config)),
-            ("dataset", str(_field(config, "dataset"))),
-            ("model", model),
-            ("seed", str(_field(config, "seed"))),
-            (
-                "optimizer",
-                f"{_field(config, 'optimizer.name')}, learning rate "
-                f"{_num(_field(config, 'optimizer.learning_rate'))}, batch "
-                f"{_num(_field(config, 'batch_size'))}",
-            ),
-        ]
-    if step is not None:
-        text = f"{step}" + (f" of {total_steps}" if total_steps is not None else "")
-        if steps_trained is not None and steps_trained != step:
-            text += f" ({steps_trained} trained by this invocation)"
-        facts.append(("steps", text))
+    facts = _run_facts(config, workdir, step, total_steps, steps_trained, batch_size)
     if wall_time_s is not None:
         facts.append(("wall time", f"{wall_time_s:.1f} s"))
     if steps_per_sec is not None:
@@ -745,6 +727,138 @@ def summary_text(
         outputs += [os.path.join(workdir_lib.PLOTS_DIR, p) for p in sorted(os.listdir(plots_dir))]
     if outputs:
         lines.append("  outputs: " + ", ".join(outputs))
+    return "\n".join(lines)
+
+
+def _run_facts(
+    config: Any | None,
+    workdir: str,
+    step: int | None,
+    total_steps: int | None,
+    steps_trained: int | None,
+    batch_size: int | None,
+) -> list[tuple[str, str]]:
+    """(label, text) lines naming the run: config, loss, data, model, optimizer, steps."""
+    facts: list[tuple[str, str]] = []
+    if config is not None:
+        model = str(_field(config, "model"))
+        embed = _field(config, "embed_dim")
+        embed_text = "C - 1" if embed in (-1, None) else _num(embed)
+        model += f" (embedding d = {embed_text}, {_field(config, 'normalization')})"
+        asked = _field(config, "batch_size")
+        batch = _num(asked)
+        if batch_size is not None and batch_size != asked:
+            batch = f"{batch_size} (config {_num(asked)}, clamped to the data and devices)"
+        facts += [
+            ("config", run_name(config, workdir)),
+            ("loss", loss_description(config)),
+            ("dataset", str(_field(config, "dataset"))),
+            ("model", model),
+            ("seed", str(_field(config, "seed"))),
+            (
+                "optimizer",
+                f"{_field(config, 'optimizer.name')}, learning rate "
+                f"{_num(_field(config, 'optimizer.learning_rate'))}, batch {batch}",
+            ),
+        ]
+        init_from = _field(config, "init_from")
+        if init_from:
+            facts.append(("warm start", f"from {os.path.abspath(os.fspath(init_from))}"))
+    if step is not None:
+        text = f"{step}" + (f" of {total_steps}" if total_steps is not None else "")
+        if steps_trained is not None and steps_trained != step:
+            text += f" ({steps_trained} trained by this invocation)"
+        facts.append(("steps", text))
+    return facts
+
+
+def _fmt(value: Any) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def headline_text(
+    final_metrics: Mapping[str, Any],
+    workdir: str | os.PathLike[str],
+    *,
+    config: Any | None = None,
+    step: int | None = None,
+    total_steps: int | None = None,
+    steps_trained: int | None = None,
+    wall_time_s: float | None = None,
+    steps_per_sec: float | None = None,
+    batch_size: int | None = None,
+) -> str:
+    """The run's console summary: what ran and its main figures, in a few lines.
+
+    The same header as `summary_text`, then one line each for the test accuracies of
+    `h` and `z`, the loss and its gap to the Theorem 2/3 minimum, the test NC figures
+    and the DC figures, then where the full list is (`summary.txt`). Its length does
+    not grow with the number of classes.
+
+    Args: as `summary_text`.
+
+    Returns:
+      Multi-line string (no trailing newline).
+    """
+    workdir = os.fspath(workdir)
+    lines = [f"hncl_jax run: {os.path.abspath(workdir)}"]
+    facts = _run_facts(config, workdir, step, total_steps, steps_trained, batch_size)
+    timing = []
+    if wall_time_s is not None:
+        timing.append(f"{wall_time_s:.1f} s")
+    if steps_per_sec is not None:
+        timing.append(f"{steps_per_sec:.3g} steps/s")
+    if timing:
+        facts.append(("time", ", ".join(timing)))
+    m = final_metrics
+
+    def pick(*keys: str) -> list[str]:
+        return [f"{label} {_fmt(m[key])}" for label, key in keys if key in m]
+
+    for rep in ("z", "h"):
+        knn = sorted(
+            (k for k in m if re.fullmatch(rf"eval/test/{rep}/knn\d+_acc", k)),
+            key=lambda k: int(re.findall(r"\d+", k.rsplit("/", 1)[1])[0]),
+        )
+        parts = pick(("NCM", f"eval/test/{rep}/ncm_acc"))
+        parts += [f"{k.rsplit('/', 1)[1].removesuffix('_acc')} {_fmt(m[k])}" for k in knn]
+        parts += pick(("probe", f"eval/test/{rep}/probe_top1"))
+        if parts:
+            facts.append((f"test acc {rep}", ", ".join(parts)))
+    loss = pick(
+        ("epoch loss", "train/epoch_loss"),
+        ("Theorem bound", "train/theorem_bound"),
+        ("gap", "train/loss_gap"),
+    )
+    if loss:
+        facts.append(("loss", ", ".join(loss)))
+    nc = pick(
+        ("within-class var.", "nc/test/z/within_class_variance"),
+        ("zero sum", "nc/test/z/zero_sum"),
+        ("unit norm", "nc/test/z/unit_norm"),
+        ("equal inner product", "nc/test/z/equal_inner_product"),
+        ("NC1", "nc/test/z/nc1"),
+    )
+    if nc:
+        facts.append(("NC test z", ", ".join(nc)))
+    dc = pick(
+        ("dc_rank z", "nc/test/z/dc_rank"),
+        ("dc_rank h", "nc/test/h/dc_rank"),
+        ("dc_sv_min z", "nc/test/z/dc_sv_min"),
+        ("RankMe z", "nc/test/z/rankme"),
+    )
+    if dc:
+        facts.append(("DC test", ", ".join(dc)))
+    for label, text in facts:
+        lines.append(f"  {label + ':':<11} {text}")
+    if m:
+        where = os.path.join(workdir, workdir_lib.SUMMARY_FILE)
+        lines.append(f"  all {len(m)} final metrics and the outputs: {where}")
+    else:
+        lines.append("  (no final metrics)")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ and count the lines it prints and check its exit status.
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -15,7 +16,7 @@ import pytest
 
 from hncl_jax import sweep
 from hncl_jax.configs import digits, synthetic
-from hncl_jax.train import cli, validation
+from hncl_jax.train import cli, loop, validation
 
 # Every shipped config with each argument it documents, each also with `smoke`.
 SHIPPED = {
@@ -183,3 +184,123 @@ def test_print_config_matches_the_recorded_config_fields():
     c = digits.get_config("smoke")
     record = json.loads(c.to_json_best_effort())
     assert set(record) == set(c.keys())
+
+
+# ----------------------------------------------------------------- the run's summaries
+def _final_metrics(num_classes: int) -> dict:
+    m = {"epoch": 2, "train/epoch_loss": 0.7, "train/theorem_bound": 0.28, "train/loss_gap": 0.42}
+    for rep in "hz":
+        m.update({f"eval/test/{rep}/ncm_acc": 0.4, f"eval/train/{rep}/ncm_acc": 0.5})
+        m.update({f"eval/test/{rep}/knn5_acc": 0.6, f"eval/test/{rep}/knn200_acc": 0.2})
+        m.update({f"eval/test/{rep}/probe_top1": 0.41, f"eval/test/{rep}/probe_top5": 0.87})
+        for split in ("train", "test"):
+            m[f"nc/{split}/{rep}/dc_rank"] = num_classes - 1
+            m[f"nc/{split}/{rep}/rankme"] = 4.1
+    for split in ("train", "test"):
+        for key in ("zero_sum", "unit_norm", "equal_inner_product", "within_class_variance"):
+            m[f"nc/{split}/z/{key}"] = 0.1
+        for key in ("nc1", "nc2_equinorm", "nc2_equiangular", "nc2_maxangle", "nc3", "nc4"):
+            m[f"nc/{split}/z/{key}"] = 0.2
+        m[f"nc/{split}/z/dc_sv_min"] = 7e-6
+        for c in range(num_classes):
+            m[f"nc/{split}/z/class{c}/mean_norm"] = 0.2
+            m[f"nc/{split}/z/class{c}/within_class_variance"] = 0.001
+            m[f"nc/{split}/z/dc_spectrum/{c}"] = 1.0 / (c + 1)
+    return m
+
+
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_console_headline_is_short_whatever_the_classes(tmp_path, num_classes):
+    from hncl_jax.train import reporting
+
+    config = digits.get_config("smoke")
+    final = _final_metrics(num_classes)
+    kwargs = dict(config=config, step=8, total_steps=8, wall_time_s=3.0, steps_per_sec=2.0)
+    headline = reporting.headline_text(final, tmp_path, **kwargs).splitlines()
+    full = reporting.summary_text(final, tmp_path, **kwargs).splitlines()
+    assert len(headline) <= 15, "\n".join(headline)
+    assert len(full) > 4 * num_classes  # the file keeps every value
+    text = "\n".join(headline)
+    for figure in ("NCM 0.4", "knn5 0.6", "probe 0.41", "gap 0.42", "dc_rank z", "NC1 0.2"):
+        assert figure in text
+    assert f"all {len(final)} final metrics" in text and "summary.txt" in text
+    assert headline[1:8] == full[1:8]  # the same header: config, loss, data, model, ...
+
+
+def test_summary_records_the_batch_used_and_the_warm_start(tmp_path):
+    from hncl_jax.train import reporting
+
+    config = digits.get_config()
+    config.batch_size = 512
+    config.init_from = "other_run"
+    text = reporting.summary_text({}, tmp_path, config=config, batch_size=300)
+    assert "batch 300 (config 512, clamped" in text
+    assert f"warm start: from {os.path.abspath('other_run')}" in text
+    config.init_from = ""
+    text = reporting.summary_text({}, tmp_path, config=config, batch_size=512)
+    assert "batch 512\n" in text and "warm start" not in text
+
+
+@pytest.mark.slow
+def test_cli_run_prints_a_short_summary_and_records_the_clamped_batch(tmp_path):
+    proc = _main(
+        "--config=digits:smoke",
+        "--config.batch_size=512",  # clamped to the training examples of :smoke
+        "--config.num_epochs=1",
+        "--config.linear_probe=off",
+        "--config.plots=False",
+        "--workdir=run",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = _lines(proc.stdout)
+    assert 8 <= len(out) <= 15, proc.stdout
+    summary = (tmp_path / "run" / "summary.txt").read_text()
+    assert re.search(r"batch \d+ \(config 512, clamped", summary), summary
+    assert len(summary.splitlines()) > len(out)
+
+
+# ----------------------------------------------------------------- warm start of another model
+def _other_model_run(root) -> str:
+    """A workdir holding a checkpoint of another model (a resnet18 config) and its record."""
+    import jax.numpy as jnp
+
+    from hncl_jax.train import checkpointing
+    from hncl_jax.train import workdir as workdir_lib
+
+    workdir = os.path.join(root, "source")
+    other = digits.get_config()
+    other.model = "resnet18"
+    workdir_lib.save_config(json.loads(other.to_json_best_effort()), workdir)
+    state = {"params": {"conv": {"kernel": jnp.ones((3, 3, 1, 4))}}, "batch_stats": {}}
+    with checkpointing.Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+        ckpt.save(1, state)
+    return workdir
+
+
+def test_warm_start_mismatch_message_names_both_models(tmp_path):
+    source = _other_model_run(tmp_path)
+    config = digits.get_config("smoke")
+    config.init_from = source
+    message = loop.warm_start_mismatch_message(config, 7)
+    assert "\n" not in message
+    assert "model='resnet18'" in message and "model='tiny_cnn'" in message
+    assert "7 parameter array(s)" in message and "--verbose" in message
+    os.remove(os.path.join(source, "config.json"))
+    assert "not recorded" in loop.warm_start_mismatch_message(config, 7)
+
+
+def test_cli_warm_start_from_another_model_is_two_lines_and_verbose_lists_leaves(tmp_path):
+    source = _other_model_run(tmp_path)
+    args = ("--config=digits:smoke", f"--config.init_from={source}", "--workdir=run")
+    proc = _main(*args, cwd=tmp_path)
+    assert proc.returncode == 1
+    lines = [ln for ln in _lines(proc.stderr) if not ln.startswith("warning:")]
+    assert len(lines) == 2, proc.stderr
+    assert lines[0].startswith("error: config.init_from=") and "model='resnet18'" in lines[0]
+    assert "model='tiny_cnn'" in lines[0]
+    assert not (tmp_path / "run").exists()
+    verbose = _main(*args, "--verbose", cwd=tmp_path)
+    assert verbose.returncode == 1
+    assert "params/conv/kernel" in verbose.stderr  # the leaf-by-leaf list
