@@ -38,6 +38,7 @@ import re
 import secrets
 import string
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -402,7 +403,11 @@ class ProgressBar:
         desc: str = "train",
         mininterval: float | None = None,
     ):
-        from tqdm.auto import tqdm
+        with warnings.catch_warnings():
+            # In Jupyter without ipywidgets tqdm.auto warns "IProgress not found", then
+            # draws the text bar, which is the bar wanted there anyway.
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            from tqdm.auto import tqdm
 
         if mininterval is None:
             mininterval = 1.0 if sys.stderr.isatty() else 30.0

@@ -5,6 +5,7 @@ and count the lines it prints and check its exit status.
 """
 
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -304,3 +305,24 @@ def test_cli_warm_start_from_another_model_is_two_lines_and_verbose_lists_leaves
     verbose = _main(*args, "--verbose", cwd=tmp_path)
     assert verbose.returncode == 1
     assert "params/conv/kernel" in verbose.stderr  # the leaf-by-leaf list
+
+
+# ----------------------------------------------------------------- notebooks
+@pytest.mark.skipif(
+    importlib.util.find_spec("ipywidgets") is not None, reason="ipywidgets draws a widget"
+)
+def test_progress_bar_in_jupyter_without_ipywidgets_prints_no_warning():
+    pytest.importorskip("IPython")
+    code = (
+        "import sys, types, warnings\n"
+        "sys.modules['ipykernel.zmqshell'] = types.ModuleType('ipykernel.zmqshell')\n"
+        "import IPython\n"
+        "class ZMQInteractiveShell: pass\n"
+        "IPython.get_ipython = lambda: ZMQInteractiveShell()\n"  # as in a notebook kernel
+        "warnings.simplefilter('always')\n"
+        "from hncl_jax import reporting\n"
+        "reporting.ProgressBar(3, enabled=False).close()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "IProgress" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
