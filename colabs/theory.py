@@ -42,7 +42,8 @@
 #
 # On Colab the next cell installs hncl_jax alone (`--no-deps`), from a wheel or zip of
 # hncl_jax uploaded to `/content` or set in `SOURCE` (for example on a mounted Drive), else
-# from the repository; elsewhere it does nothing: run the notebook where hncl_jax is
+# from the repository; if that cannot be reached, it stops with one message saying how to
+# upload the wheel instead. Elsewhere it does nothing: run the notebook where hncl_jax is
 # installed (`pip install -e .` in a checkout, or the wheel). The cell after it is one call,
 # `colab.setup`: on Colab it installs only the dependencies the runtime lacks, so its
 # CUDA-enabled jax and jaxlib stay as they are; everywhere it reads the size (`HNCL_QUICK`),
@@ -60,7 +61,14 @@ if "google.colab" in sys.modules:  # hncl_jax alone; colab.setup adds the rest
     found = sorted(glob.glob("/content/hncl_jax*.whl") + glob.glob("/content/hncl_jax*.zip"))
     source = SOURCE or (found[-1] if found else f"git+{REPOSITORY}")
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", source]
-    subprocess.run(pip, check=True)
+    proc = subprocess.run(pip, capture_output=True, text=True)
+    if proc.returncode:  # e.g. the repository cannot be reached: say what works instead
+        pip_said = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        sys.exit(
+            f"hncl_jax could not be installed from {source} (pip: {pip_said}). Upload an "
+            "hncl_jax wheel to /content with the Files pane (`python -m build` in a checkout "
+            "makes one) or set SOURCE to its path, e.g. on Drive, then run this cell again."
+        )
     importlib.invalidate_caches()
 
 # %%
