@@ -166,17 +166,20 @@ def workdir(
     *,
     default: str = DEFAULT_WORKDIR,
     mount: Callable[[str], object] | None = None,
+    long_run: bool = True,
 ) -> str:
     """The notebook's run folder: $HNCL_WORKDIR, else Google Drive (when asked), else `default`.
 
     On Google Drive (`use_drive=True` on Colab) the runs outlive the runtime: rerunning a
-    cell in a later session resumes each run from its last checkpoint.
+    cell in a later session resumes each run from its last checkpoint. Before a long run
+    on Colab without Drive (nor $HNCL_WORKDIR) it warns that a recycled runtime loses them.
 
     Args:
       use_drive: mount Google Drive (Colab only) and keep the runs in `MyDrive/<folder>`.
       folder: the folder inside MyDrive.
       default: the folder used otherwise.
       mount: mounts Drive at a path (default `google.colab.drive.mount`).
+      long_run: the runs are full-size ones (hours), worth keeping (`setup`: not QUICK).
 
     Returns:
       the folder, created if needed.
@@ -193,6 +196,12 @@ def workdir(
         if mount is not None:
             mount(DRIVE_MOUNT)
             path = os.path.join(DRIVE_MOUNT, "MyDrive", folder)
+    if not path and long_run and "google.colab" in sys.modules:
+        print(
+            f"WARNING: the runs are kept on this runtime's disk ({default}), which a recycled "
+            "runtime loses with every checkpoint; set USE_DRIVE = True (Google Drive) before "
+            "long runs, so that a later session resumes them."
+        )
     path = path or default
     os.makedirs(path, exist_ok=True)
     print("runs are kept in", path)
@@ -254,7 +263,7 @@ def setup(
     if install:
         install_missing_dependencies()
         importlib.invalidate_caches()  # so that the packages just installed import
-    path = workdir(use_drive, folder, mount=mount)
+    path = workdir(use_drive, folder, mount=mount, long_run=not quick)
     check_accelerator(long_run=not quick, devices=devices)
     if devices is None:
         import jax
