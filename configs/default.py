@@ -138,7 +138,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The run's name in summary.txt, figure titles, TensorBoard and W&B. Empty: the name
     # of --config (e.g. "digits:smoke") under hncl_jax.main, else the workdir's folder name.
     c.name = ""
-    # Mirror metrics and plots to Weights & Biases (pip install 'hncl_jax[wandb]'); the
+    # Mirror metrics and plots to Weights & Biases (pip install wandb); the
     # project is $WANDB_PROJECT, and WANDB_MODE=offline writes the run under <workdir>/wandb/.
     c.wandb = False
     # Warm start: a workdir or checkpoint of another run; its parameters and batch statistics

@@ -25,8 +25,8 @@ which are checked equal before anything is timed. `--out=FILE` appends the lines
 the command, the date and the machine, to a results file (see `benchmarks/`).
 
 The benchmark builds its trainer config in place (an `ml_collections.ConfigDict`, as
-the trainer's); it needs no dataset. PyTorch is optional (`pip install
-'hncl_jax[bench]'`).
+the trainer's); it needs no dataset. PyTorch is optional (the CPU-only wheel:
+`pip install torch --index-url https://download.pytorch.org/whl/cpu`; BENCHMARKS.md).
 
 The package's modules, one per part of the benchmark:
 

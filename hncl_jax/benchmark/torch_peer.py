@@ -10,8 +10,8 @@ projection head `Linear(no bias) → BatchNorm → ReLU → Linear`, `unit_ball`
 normalization, the HSCL/SCL loss (reweighted, or sampled per anchor with InfoNCE) and
 Adam with optax's defaults.
 
-torch is an optional dependency (`pip install 'hncl_jax[bench]'`); this module imports it
-at call time, so importing hncl_jax (or this module) never needs it.
+torch is an optional dependency (`import_torch` says how to install it); this module
+imports it at call time, so importing hncl_jax (or this module) never needs it.
 
 Adding a model is one entry in `BUILDERS`: a function `(embed_dim, in_channels, **kw)`
 returning a `Twin` whose layers are registered under their flax parameter paths.
@@ -36,7 +36,7 @@ def import_torch():
         raise ImportError(
             "--peer=torch needs PyTorch (torch >= 2.1). On a CPU machine install the CPU-only "
             "wheel: pip install torch --index-url https://download.pytorch.org/whl/cpu ; with "
-            "a GPU: pip install 'hncl_jax[bench]'."
+            "a GPU: pip install torch (in a checkout: pip install -e '.[bench]')."
         ) from e
     return torch
 

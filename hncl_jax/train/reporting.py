@@ -986,10 +986,10 @@ class WandbLogger:
     """Mirrors the run's scalars and plots to Weights & Biases (`config.wandb=True`).
 
     `wandb` is imported only here, when enabled: it is an optional dependency
-    (`pip install 'hncl_jax[wandb]'`). The W&B run id is kept in `<workdir>/wandb_id.txt`
-    so that a resumed run continues the same W&B run. The project is `$WANDB_PROJECT`
-    (default "hncl_jax"); `WANDB_MODE=offline` writes the run under `<workdir>/wandb/`
-    without a network connection (`wandb sync` uploads it later).
+    (`pip install wandb`, or in a checkout `pip install -e ".[wandb]"`). The W&B run id is
+    kept in `<workdir>/wandb_id.txt` so that a resumed run continues the same W&B run. The
+    project is `$WANDB_PROJECT` (default "hncl_jax"); `WANDB_MODE=offline` writes the run
+    under `<workdir>/wandb/` without a network connection (`wandb sync` uploads it later).
 
     Args:
       workdir: run directory (the W&B files go to `<workdir>/wandb/`).

@@ -739,8 +739,8 @@ def _validate_outputs(config: ml_collections.ConfigDict) -> None:
     if use_wandb and importlib.util.find_spec("wandb") is None:
         raise ConfigError(
             "config.wandb=True logs to Weights & Biases, but the wandb package is not "
-            "installed. Install it with `pip install 'hncl_jax[wandb]'` (or `pip install "
-            "wandb`), or set --config.wandb=False."
+            "installed. Install it with `pip install wandb` (in a checkout: `pip install -e "
+            "'.[wandb]'`), or set --config.wandb=False."
         )
 
 

@@ -575,7 +575,7 @@ def _wandb_history(records):
 
 
 needs_wandb = pytest.mark.skipif(
-    importlib.util.find_spec("wandb") is None, reason="pip install 'hncl_jax[wandb]'"
+    importlib.util.find_spec("wandb") is None, reason="pip install wandb"
 )
 
 
