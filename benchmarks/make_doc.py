@@ -9,7 +9,9 @@ Every figure between the markers `<!-- BEGIN generated:results -->` and
 `time_to_accuracy.jsonl` (`"kind": "time_to_accuracy"`: `config`, `command`, `wall_s`,
 `metrics`, `machine`, `jax`) and `precision.jsonl` (`"kind": "precision"`, written by
 `benchmarks/precision.py`: `config`, `dtype`, `command`, `wall_s`, `metrics`, `machine`,
-`versions`). Text outside the markers is not touched.
+`versions`). The summary at the top, between `<!-- BEGIN generated:summary -->` and
+`<!-- END generated:summary -->`, is written from the same files. Text outside the
+markers is not touched.
 
 Uses the standard library only.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import statistics
 import sys
 from collections.abc import Iterable, Sequence
@@ -29,6 +32,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "BENCHMARKS.md"
 BEGIN = "<!-- BEGIN generated:results -->"
 END = "<!-- END generated:results -->"
+# The summary at the top of BENCHMARKS.md, written from the same results.
+SUMMARY_BEGIN = "<!-- BEGIN generated:summary -->"
+SUMMARY_END = "<!-- END generated:summary -->"
 
 
 def read_results(results_dir: pathlib.Path = RESULTS) -> list[dict[str, Any]]:
@@ -117,7 +123,7 @@ def _conditions(records: list[dict[str, Any]]) -> list[str]:
 
 def _allocator(records: list[dict[str, Any]]) -> list[str]:
     """Huge-page malloc off/on: consecutive pairs of the same command, in run order."""
-    rows, pairs = [], []
+    rows, pairs, notes = [], [], []
     by_cmd: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         if r.get("mode") == "step" and "peer" not in r:
@@ -129,6 +135,8 @@ def _allocator(records: list[dict[str, Any]]) -> list[str]:
             continue
         ratios = [b["step_ms"] / a["step_ms"] for a, b in zip(off, on, strict=False)]
         pairs += ratios
+        if statistics.median(ratios) > 1:
+            notes.append(_slower_note(cmd, off, on, statistics.median(ratios)))
         rows.append(
             (
                 _short(cmd),
@@ -148,7 +156,28 @@ def _allocator(records: list[dict[str, Any]]) -> list[str]:
         "",
         *_table(("command", "off (ms)", "on (ms)", "on / off"), rows),
         "",
+        *(line for note in notes for line in (note, "")),
     ]
+
+
+def _slower_note(cmd: str, off: list[dict[str, Any]], on: list[dict[str, Any]], ratio: float):
+    """A sentence on a row whose ratio is above 1: within the runs' own spread, or not."""
+    lo_off, hi_off = min(r["step_ms"] for r in off), max(r["step_ms"] for r in off)
+    lo_on, hi_on = min(r["step_ms"] for r in on), max(r["step_ms"] for r in on)
+    overlap = lo_on <= hi_off and lo_off <= hi_on
+    steps = re.search(r"--steps=(\d+)", cmd)
+    timed = f" of {steps.group(1)} timed steps each" if steps else ""
+    verdict = (
+        "the two ranges overlap, so the difference is within the runs' own spread on a loaded "
+        "machine, not evidence of a slowdown"
+        if overlap
+        else "the ranges do not overlap: a measured slowdown"
+    )
+    return (
+        f"The ratio above 1 ({_ratio(ratio)}, {_short(cmd)}) compares runs{timed} whose "
+        f"step times range over {_num(lo_off)}–{_num(hi_off)} ms off and "
+        f"{_num(lo_on)}–{_num(hi_on)} ms on: {verdict}."
+    )
 
 
 XLA_DEFAULT_FLAG = "xla_cpu_experimental_ynn_fusion_type"
@@ -496,12 +525,65 @@ def render(results_dir: pathlib.Path = RESULTS) -> str:
     return "\n".join([*lines, END])
 
 
-def _split(doc: str) -> tuple[str, str, str]:
-    if doc.count(BEGIN) != 1 or doc.count(END) != 1 or doc.index(BEGIN) > doc.index(END):
-        raise ValueError(f"BENCHMARKS.md must hold one {BEGIN} ... {END} block.")
-    head, rest = doc.split(BEGIN)
-    body, tail = rest.split(END)
-    return head, BEGIN + body + END, tail
+def _median_ratio(records: list[dict[str, Any]], key: str = "ratio_eager") -> float | None:
+    values = [r[key] for r in records if isinstance(r.get(key), int | float)]
+    return statistics.median(values) if values else None
+
+
+def render_summary(results_dir: pathlib.Path = RESULTS) -> str:
+    """The summary block at the top of BENCHMARKS.md: what is measured, the headline
+    ratios (medians over the recorded runs) and which devices the figures come from."""
+    bench = [r for r in read_results(results_dir) if r.get("kind") == "benchmark"]
+    lines = [SUMMARY_BEGIN, ""]
+    lines.append(
+        "- **What is measured**: the trainer's jitted train step (a), whole epochs (b) and "
+        "the loss with its gradient (c), each against the same computation in PyTorch in "
+        "the same process; time to accuracy; bfloat16 against float32."
+    )
+    steps = [r for r in bench if r.get("mode") == "step" and r.get("peer") == "torch"]
+    steps = [r for r in steps if _library_flags(r)]
+    parts = []
+    for model in sorted({r["model"] for r in steps}):
+        ratio = _median_ratio([r for r in steps if r["model"] == model])
+        if ratio is not None:
+            parts.append(f"{model} {_ratio(ratio)}")
+    if parts:
+        lines.append(
+            "- **Train step**, JAX / PyTorch eager time (below 1: JAX faster), median of the "
+            f"recorded runs with the library's XLA:CPU flags: {', '.join(parts)}."
+        )
+    for mode, what in (("epoch", "Full epoch"), ("loss", "Loss + gradient")):
+        ratios = [r["ratio_eager"] for r in bench if r.get("mode") == mode and "ratio_eager" in r]
+        if ratios:
+            lines.append(
+                f"- **{what}**, JAX / PyTorch eager: {_ratio(min(ratios))} to "
+                f"{_ratio(max(ratios))} over {len(ratios)} recorded runs."
+            )
+    devices = sorted({str(r.get("device", "?")) for r in bench})
+    accelerators = [d for d in devices if not d.startswith("cpu")]
+    lines.append(
+        f"- **Devices**: {', '.join(accelerators)} and CPU."
+        if accelerators
+        else "- **GPU figures**: none recorded yet; every figure is from a CPU (the GPU "
+        "commands are in the sections below, to be run where a GPU is available)."
+    )
+    lines.append(f"- **Where from**: {len(bench)} records in benchmarks/results/ (tables below).")
+    return "\n".join([*lines, "", SUMMARY_END])
+
+
+def _split(doc: str, begin: str = BEGIN, end: str = END) -> tuple[str, str, str]:
+    if doc.count(begin) != 1 or doc.count(end) != 1 or doc.index(begin) > doc.index(end):
+        raise ValueError(f"BENCHMARKS.md must hold one {begin} ... {end} block.")
+    head, rest = doc.split(begin)
+    body, tail = rest.split(end)
+    return head, begin + body + end, tail
+
+
+def generated_summary(doc_text: str) -> str | None:
+    """The summary block of a BENCHMARKS.md text (None where it has none)."""
+    if SUMMARY_BEGIN not in doc_text:
+        return None
+    return _split(doc_text, SUMMARY_BEGIN, SUMMARY_END)[1]
 
 
 def generated_part(doc_text: str) -> str:
@@ -518,12 +600,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = args.doc.read_text()
     head, old, tail = _split(text)
     new = render(args.results)
+    old_summary = generated_summary(text)
+    new_summary = render_summary(args.results) if old_summary is not None else None
     if args.check:
-        if old != new:
+        if old != new or old_summary != new_summary:
             print(f"{args.doc} disagrees with {args.results}: run benchmarks/make_doc.py")
             return 1
         return 0
-    args.doc.write_text(head + new + tail)
+    text = head + new + tail
+    if old_summary is not None:
+        s_head, _, s_tail = _split(text, SUMMARY_BEGIN, SUMMARY_END)
+        text = s_head + new_summary + s_tail
+    args.doc.write_text(text)
     return 0
 
 

@@ -70,16 +70,18 @@ def set_repository(url: str, folder: str = HERE) -> list[str]:
 
     Rewrites each `<name>.py` and `<name>.ipynb`: the install cell's `REPOSITORY = "..."`
     line and the "Open in Colab" badge, so a fork's notebooks install from and open in the
-    fork. Returns the files changed.
+    fork; and the badges of the README.md beside `folder`, where there is one. Returns the
+    files changed.
     """
     match = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)", url)
     if not match:
         raise ValueError(f"Repository {url!r} is not of the form https://github.com/<owner>/<name>")
     owner_repo = match.group(1)
     changed = []
+    readme = os.path.join(folder, os.pardir, "README.md")
     for path in sorted(
         glob.glob(os.path.join(folder, "*.py")) + glob.glob(os.path.join(folder, "*.ipynb"))
-    ):
+    ) + ([os.path.normpath(readme)] if os.path.isfile(readme) else []):
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
         new = re.sub(

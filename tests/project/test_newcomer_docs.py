@@ -30,3 +30,65 @@ def test_no_install_of_an_extra_by_the_bare_package_name():
     assert not found, f"install forms that only work from an index: {found}"
     readme = _read("README.md")
     assert "`pip install wandb`" in readme and 'pip install -e ".[wandb]"' in readme
+
+
+def _repository() -> str:
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        return tomllib.load(fh)["project"]["urls"]["Repository"]
+
+
+def test_readme_links_every_notebook_with_its_badge():
+    readme = _read("README.md")
+    owner_repo = _repository().removeprefix("https://github.com/")
+    for path in sorted(glob.glob("colabs/*.ipynb", root_dir=ROOT)):
+        name = os.path.basename(path).removesuffix(".ipynb")
+        assert f"[{name}](colabs/{name}.ipynb)" in readme, name
+        badge = f"colab.research.google.com/github/{owner_repo}/blob/main/colabs/{name}.ipynb"
+        assert badge in readme, f"README has no Colab badge for {name} at {owner_repo}"
+
+
+def test_set_repository_rewrites_the_readme_badges_too(tmp_path):
+    import shutil
+    import sys
+
+    colabs = tmp_path / "colabs"
+    colabs.mkdir()
+    shutil.copy(os.path.join(ROOT, "colabs", "theory.py"), colabs)
+    shutil.copy(os.path.join(ROOT, "README.md"), tmp_path)
+    sys.path.insert(0, os.path.join(ROOT, "colabs"))
+    try:
+        import execute_notebooks
+    finally:
+        sys.path.pop(0)
+    changed = execute_notebooks.set_repository("https://github.com/someone/fork", str(colabs))
+    assert str(tmp_path / "README.md") in changed
+    readme = (tmp_path / "README.md").read_text()
+    assert "colab.research.google.com/github/someone/fork/blob/main/colabs/clop.ipynb" in readme
+    assert _read("README.md") != readme  # the checkout's README is untouched
+
+
+def _first(text: str, term: str) -> str:
+    """The paragraph (or list item) where `term` first appears."""
+    i = text.index(term)
+    start = max(text.rfind("\n\n", 0, i), text.rfind("\n- ", 0, i))
+    end = min(j for j in (text.find("\n\n", i), text.find("\n- ", i)) if j != -1)
+    return text[start:end]
+
+
+def test_readme_defines_etf_psi_eta_k_where_they_first_appear():
+    readme = _read("README.md")
+    assert "equiangular tight frame" in _first(readme, "ETF")
+    psi = _first(readme, "ψ")
+    assert "margins" in psi and "negatives drawn per anchor" in psi
+    assert "harder negatives" in _first(readme, "η")
+    code = readme[readme.index("```python") :]
+    k_line = next(ln for ln in code.splitlines() if "k=256" in ln or "k = 256" in ln)
+    assert "negatives per anchor" in k_line
+
+
+def test_readme_names_the_licence_and_the_release_files():
+    readme = _read("README.md")
+    assert "Apache License 2.0" in readme and "(LICENSE)" in readme
+    assert "(CHANGELOG.md)" in readme and "python -m build" in readme
