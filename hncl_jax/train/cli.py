@@ -261,10 +261,16 @@ def flags_parser(flag_values, config_flag: str = "config") -> Callable[[list[str
 
 
 def run_main(main: Callable[[], object]) -> None:
-    """Calls `main()`, turning the errors a user can fix into `error: ...` lines (exit 1)."""
+    """Calls `main()`, turning the errors a user can fix into `error: ...` lines (exit 1).
+
+    An error with a `headline` attribute (e.g. `validation.WarmStartMismatch`) prints that
+    line; its full message, with the details, shows with the traceback under `--verbose`.
+    """
     try:
         main()
     except USER_ERRORS as e:
         if verbose():
             raise
+        if getattr(e, "headline", None):  # details (e.g. leaf by leaf) only with --verbose
+            fail(e.headline)
         fail(f"{type(e).__name__}: {_one_line(e)}" if isinstance(e, OSError) else _one_line(e))

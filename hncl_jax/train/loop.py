@@ -275,8 +275,8 @@ def _check_model(config, setup: _Setup, built: Built):
                 {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats},
             )
         except checkpointing.WarmStartMismatchError as e:  # one line; --verbose: the leaves
-            raise validation.ConfigError(
-                warm_start_mismatch_message(config, len(e.problems))
+            raise validation.WarmStartMismatch(
+                warm_start_mismatch_message(config, len(e.problems)), str(e)
             ) from e
     return sample_x, abstract_state, warm
 

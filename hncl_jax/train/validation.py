@@ -88,6 +88,15 @@ class ConfigError(ValueError):
     """A config field has a value the trainer cannot run with."""
 
 
+class WarmStartMismatch(ConfigError):
+    """`config.init_from` holds another model: `headline` names both, the message adds
+    every differing leaf (the command line prints the headline, `--verbose` all)."""
+
+    def __init__(self, headline: str, details: str):
+        super().__init__(f"{headline}\n{details}")
+        self.headline = headline
+
+
 class IgnoredOptionWarning(UserWarning):
     """A config field is set that the chosen loss does not read (it changes nothing)."""
 

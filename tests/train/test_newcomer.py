@@ -292,6 +292,17 @@ def test_warm_start_mismatch_message_names_both_models(tmp_path):
     assert "not recorded" in loop.warm_start_mismatch_message(config, 7)
 
 
+def test_run_main_prints_the_headline_of_an_error_with_details(capsys):
+    def main():
+        raise validation.WarmStartMismatch("one line naming both models", "  leaf 1\n  leaf 2")
+
+    with pytest.raises(SystemExit) as info:
+        cli.run_main(main)
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: one line naming both models\n") and "leaf" not in err
+
+
 def test_cli_warm_start_from_another_model_is_two_lines_and_verbose_lists_leaves(tmp_path):
     source = _other_model_run(tmp_path)
     args = ("--config=digits:smoke", f"--config.init_from={source}", "--workdir=run")
