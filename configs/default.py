@@ -5,7 +5,8 @@ Every other config imports this module and overrides fields. Run it as
     python -m hncl_jax.main --config=configs/default.py --workdir=/tmp/hncl_default
 
 A config argument after a colon selects variants; `:smoke` shrinks any config to a
-run of a few seconds (tiny model, few steps) for checking a set-up, e.g.
+short check of a set-up (tiny model, 2 epochs of at most 256 examples; about a minute of
+CPU time, much of it compiling: README, "Quick check"), e.g.
 
     python -m hncl_jax.main --config=configs/cifar100.py:smoke --workdir=/tmp/smoke
 """
@@ -193,7 +194,7 @@ def apply_args(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigD
 
 
 def shrink_for_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Shrinks a config to a seconds-long check: tiny model, few steps, small k."""
+    """Shrinks a config to a short check: tiny model, 2 epochs of 256 examples, small k."""
     if c.model in ("resnet18", "resnet50", "small_cnn"):
         c.model = "tiny_cnn"
     c.model_kwargs = ml_collections.ConfigDict()

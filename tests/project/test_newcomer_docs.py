@@ -92,3 +92,10 @@ def test_readme_names_the_licence_and_the_release_files():
     readme = _read("README.md")
     assert "Apache License 2.0" in readme and "(LICENSE)" in readme
     assert "(CHANGELOG.md)" in readme and "python -m build" in readme
+
+
+def test_readme_says_which_smoke_runs_need_their_data():
+    smoke = " ".join(_first(_read("README.md"), "**Quick check**").split())
+    assert "`synthetic`, `clop_synthetic` and `digits` need nothing" in smoke
+    for name in ("cifar100", "fashion_mnist", "tinyimagenet"):
+        assert f"`{name}`" in smoke
