@@ -236,11 +236,6 @@ def _acc_order(key: str) -> tuple:
     return kind, k, name, split != "test"
 
 
-def _all_one(history: Sequence[Mapping[str, Any]], key: str) -> bool:
-    found = [r[key] for r in history if r.get(key) is not None]
-    return bool(found) and all(float(v) == 1.0 for v in found)
-
-
 def accuracy_figure(
     history: Sequence[Mapping[str, Any]],
     *,
@@ -265,8 +260,10 @@ def accuracy_figure(
       ValueError: if no row holds an accuracy key.
     """
     keys = sorted({k for r in history for k in r if _ACC.match(k)}, key=_acc_order)
-    # Top-5 of 5 classes or fewer is 1 at every evaluation: a line that says nothing.
-    keys = [k for k in keys if not (k.endswith("probe_top5") and _all_one(history, k))]
+    trivial = [
+        k for k in keys if k.endswith("top5") and all(r.get(k) in (None, 1) for r in history)
+    ]
+    keys = [k for k in keys if k not in trivial]  # top-5 of C <= 5 is 1: a line saying nothing
     if not keys:
         raise ValueError(
             "accuracy_figure: no eval/<split>/<rep>/<ncm_acc|knn<k>_acc|probe_top1> keys in the "
@@ -289,9 +286,8 @@ def accuracy_figure(
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small", loc="best")
     if values:  # the range the curves span (shared y), so close curves stay apart
-        low, high = min(values), max(values)
-        pad = max(0.05 * (high - low), 0.005)
-        axes[0].set_ylim(max(low - pad, -0.02), min(high + pad, 1.02))
+        pad = max(0.05 * (max(values) - min(values)), 0.005)
+        axes[0].set_ylim(max(min(values) - pad, -0.02), min(max(values) + pad, 1.02))
     axes[0].set_ylabel("accuracy")
     _title(fig, title)
     return fig
@@ -386,7 +382,8 @@ def _as_evaluations(spectra: Any) -> list[tuple[float | None, dict[str, np.ndarr
     return out
 
 
-# The smallest normalized DC value drawn (float32's relative resolution is 1.2e-7).
+# The smallest normalized DC value drawn: below float32's resolution relative to the
+# largest (1) a value is rounding noise, not a direction, and would stretch the log axis.
 DC_FLOOR = 1e-7
 
 
@@ -400,9 +397,7 @@ def dc_spectrum_figure(spectra: Any, *, title: str | None = None, max_legend: in
         the curves then go from dark (first evaluation) to light (last).
       title: figure title (the run).
       max_legend: with more evaluations than this, a colour bar of the epoch replaces
-        the legend.
-
-    Values below `DC_FLOOR` (rounding noise next to the largest, 1) are not drawn.
+        the legend. Values below `DC_FLOOR` are not drawn.
 
     Returns:
       The `Figure`.
@@ -440,8 +435,6 @@ def dc_spectrum_figure(spectra: Any, *, title: str | None = None, max_legend: in
             frac = i / max(len(evaluations) - 1, 1)
             color = cmap(norm(epoch) if many else 0.85 * frac) if len(evaluations) > 1 else "C0"
             label = "final" if epoch is None else f"epoch {epoch:g}"
-            # Values below float32's resolution relative to the largest (1) are rounding
-            # noise, not a direction: not drawn, so they do not stretch the log axis.
             ax.plot(
                 np.arange(1, v.size + 1),
                 np.where(v >= DC_FLOOR, v, np.nan),
@@ -1048,11 +1041,8 @@ def sweep_figure(
         ax.set_xlabel(field)
         ax.set_ylabel(metric)
         stds = any(f"{metric}_std" in r for m in groups.values() for r in m)
-        ax.set_title(
-            f"{metric} against {field}" + (f" (mean ± std, n = {n})" if stds else ""),
-            fontsize="medium",
-            wrap=True,  # a long metric name wraps instead of running off the figure
-        )
+        title = f"{metric} against {field}" + (f" (mean ± std, n = {n})" if stds else "")
+        ax.set_title(title, fontsize="medium", wrap=True)  # long names wrap, not cut off
         ax.grid(True, which="both", alpha=0.3)
         if group_by is not None:
             ax.legend(fontsize="small")

@@ -693,7 +693,7 @@ def summary_text(
     """
     workdir = os.fspath(workdir)
     lines = [f"hncl_jax run: {os.path.abspath(workdir)}"]
-    facts = _run_facts(config, workdir, step, total_steps, steps_trained, batch_size)
+    facts = _run_facts(workdir, config, step, total_steps, steps_trained, batch_size)
     if wall_time_s is not None:
         facts.append(("wall time", f"{wall_time_s:.1f} s"))
     if steps_per_sec is not None:
@@ -736,12 +736,12 @@ def summary_text(
 
 
 def _run_facts(
-    config: Any | None,
     workdir: str,
-    step: int | None,
-    total_steps: int | None,
-    steps_trained: int | None,
-    batch_size: int | None,
+    config: Any | None = None,
+    step: int | None = None,
+    total_steps: int | None = None,
+    steps_trained: int | None = None,
+    batch_size: int | None = None,
 ) -> list[tuple[str, str]]:
     """(label, text) lines naming the run: config, loss, data, model, optimizer, steps."""
     facts: list[tuple[str, str]] = []
@@ -777,93 +777,57 @@ def _run_facts(
     return facts
 
 
-def _fmt(value: Any) -> str:
-    try:
-        return f"{float(value):.4g}"
-    except (TypeError, ValueError):
-        return str(value)
+# The headline's lines after the accuracies: (label, ((name, key), ...)).
+_HEADLINE = (
+    ("loss", (("epoch loss", "train/epoch_loss"), ("Theorem bound", "train/theorem_bound"),
+              ("gap", "train/loss_gap"))),
+    ("NC test z", (("within-class var.", "nc/test/z/within_class_variance"),
+                   ("zero sum", "nc/test/z/zero_sum"), ("unit norm", "nc/test/z/unit_norm"),
+                   ("equal inner product", "nc/test/z/equal_inner_product"),
+                   ("NC1", "nc/test/z/nc1"))),
+    ("DC test", (("dc_rank z", "nc/test/z/dc_rank"), ("dc_rank h", "nc/test/h/dc_rank"),
+                 ("dc_sv_min z", "nc/test/z/dc_sv_min"), ("RankMe z", "nc/test/z/rankme"))),
+)  # fmt: skip
+
+
+def _fmt(x: Any) -> str:
+    return f"{float(x):.4g}" if isinstance(x, int | float | np.number) else str(x)
 
 
 def headline_text(
     final_metrics: Mapping[str, Any],
     workdir: str | os.PathLike[str],
     *,
-    config: Any | None = None,
-    step: int | None = None,
-    total_steps: int | None = None,
-    steps_trained: int | None = None,
     wall_time_s: float | None = None,
     steps_per_sec: float | None = None,
-    batch_size: int | None = None,
+    **facts: Any,
 ) -> str:
-    """The run's console summary: what ran and its main figures, in a few lines.
+    """The run's console summary in a few lines, however many classes (`summary_text`'s
+    header, then the test accuracies of `h` and `z`, the loss and its Theorem 2/3 gap,
+    the test NC and DC figures, and where `summary.txt` lists everything).
 
-    The same header as `summary_text`, then one line each for the test accuracies of
-    `h` and `z`, the loss and its gap to the Theorem 2/3 minimum, the test NC figures
-    and the DC figures, then where the full list is (`summary.txt`). Its length does
-    not grow with the number of classes.
-
-    Args: as `summary_text`.
-
-    Returns:
-      Multi-line string (no trailing newline).
+    Args: as `summary_text`. Returns: multi-line string (no trailing newline).
     """
-    workdir = os.fspath(workdir)
-    lines = [f"hncl_jax run: {os.path.abspath(workdir)}"]
-    facts = _run_facts(config, workdir, step, total_steps, steps_trained, batch_size)
-    timing = []
-    if wall_time_s is not None:
-        timing.append(f"{wall_time_s:.1f} s")
-    if steps_per_sec is not None:
-        timing.append(f"{steps_per_sec:.3g} steps/s")
-    if timing:
-        facts.append(("time", ", ".join(timing)))
-    m = final_metrics
-
-    def pick(*keys: str) -> list[str]:
-        return [f"{label} {_fmt(m[key])}" for label, key in keys if key in m]
-
+    workdir, m = os.fspath(workdir), final_metrics
+    rows = _run_facts(workdir, **facts)
+    timing = [f"{wall_time_s:.1f} s"] if wall_time_s is not None else []
+    timing += [f"{steps_per_sec:.3g} steps/s"] if steps_per_sec is not None else []
+    rows += [("time", ", ".join(timing))] if timing else []
     for rep in ("z", "h"):
-        knn = sorted(
-            (k for k in m if re.fullmatch(rf"eval/test/{rep}/knn\d+_acc", k)),
-            key=lambda k: int(re.findall(r"\d+", k.rsplit("/", 1)[1])[0]),
-        )
-        parts = pick(("NCM", f"eval/test/{rep}/ncm_acc"))
-        parts += [f"{k.rsplit('/', 1)[1].removesuffix('_acc')} {_fmt(m[k])}" for k in knn]
-        parts += pick(("probe", f"eval/test/{rep}/probe_top1"))
-        if parts:
-            facts.append((f"test acc {rep}", ", ".join(parts)))
-    loss = pick(
-        ("epoch loss", "train/epoch_loss"),
-        ("Theorem bound", "train/theorem_bound"),
-        ("gap", "train/loss_gap"),
+        knn = [k for k in m if re.fullmatch(rf"eval/test/{rep}/knn\d+_acc", k)]
+        keys = [f"eval/test/{rep}/ncm_acc", *sorted(knn, key=lambda k: int(k[15:-4]))]
+        keys.append(f"eval/test/{rep}/probe_top1")
+        parts = [f"{k.rsplit('/', 1)[1].removesuffix('_acc')} {_fmt(m[k])}" for k in keys if k in m]
+        rows += [(f"test acc {rep}", ", ".join(parts).replace("ncm", "NCM", 1))] if parts else []
+    for label, pairs in _HEADLINE:
+        parts = [f"{name} {_fmt(m[key])}" for name, key in pairs if key in m]
+        rows += [(label, ", ".join(parts))] if parts else []
+    lines = [f"hncl_jax run: {os.path.abspath(workdir)}"]
+    lines += [f"  {label + ':':<11} {text}" for label, text in rows]
+    where = os.path.join(workdir, workdir_lib.SUMMARY_FILE)
+    lines.append(
+        f"  all {len(m)} final metrics and the outputs: {where}" if m else "  (no final metrics)"
     )
-    if loss:
-        facts.append(("loss", ", ".join(loss)))
-    nc = pick(
-        ("within-class var.", "nc/test/z/within_class_variance"),
-        ("zero sum", "nc/test/z/zero_sum"),
-        ("unit norm", "nc/test/z/unit_norm"),
-        ("equal inner product", "nc/test/z/equal_inner_product"),
-        ("NC1", "nc/test/z/nc1"),
-    )
-    if nc:
-        facts.append(("NC test z", ", ".join(nc)))
-    dc = pick(
-        ("dc_rank z", "nc/test/z/dc_rank"),
-        ("dc_rank h", "nc/test/h/dc_rank"),
-        ("dc_sv_min z", "nc/test/z/dc_sv_min"),
-        ("RankMe z", "nc/test/z/rankme"),
-    )
-    if dc:
-        facts.append(("DC test", ", ".join(dc)))
-    for label, text in facts:
-        lines.append(f"  {label + ':':<11} {text}")
-    if m:
-        where = os.path.join(workdir, workdir_lib.SUMMARY_FILE)
-        lines.append(f"  all {len(m)} final metrics and the outputs: {where}")
-    else:
-        lines.append("  (no final metrics)")
     return "\n".join(lines)
 
 

@@ -50,7 +50,7 @@ def test_peer_torch_without_torch_is_one_line_with_the_install_command(tmp_path)
 
 def test_benchmarks_md_and_the_error_give_the_cpu_only_torch_command(monkeypatch):
     assert CPU_TORCH in (ROOT / "BENCHMARKS.md").read_text()
-    from hncl_jax import torch_peer
+    from hncl_jax.benchmark import torch_peer
 
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails as if absent
     with pytest.raises(ImportError) as info:

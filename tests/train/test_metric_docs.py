@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from hncl_jax import reporting, train
+from hncl_jax import train
+from hncl_jax.train import reporting
 from tests.conftest import tiny_synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

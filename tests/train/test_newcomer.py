@@ -331,7 +331,7 @@ def test_progress_bar_in_jupyter_without_ipywidgets_prints_no_warning():
         "class ZMQInteractiveShell: pass\n"
         "IPython.get_ipython = lambda: ZMQInteractiveShell()\n"  # as in a notebook kernel
         "warnings.simplefilter('always')\n"
-        "from hncl_jax import reporting\n"
+        "from hncl_jax.train import reporting\n"
         "reporting.ProgressBar(3, enabled=False).close()\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -5,7 +5,8 @@ whole numbers in the sweep table printed as such."""
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from hncl_jax import plots, sweep
+from hncl_jax import sweep
+from hncl_jax.train import plots
 
 
 def _acc_history(top5: float):
