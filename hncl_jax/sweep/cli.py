@@ -53,7 +53,7 @@ def _define_flags(argv: list[str]):
         "launcher",
         "local",
         "Where the runs train: local (this machine) or slurm (a SLURM job array, through "
-        "submitit: pip install 'hncl_jax[slurm]').",
+        "submitit: pip install submitit).",
         flag_values=fv,
     )
     flags.DEFINE_integer(

@@ -37,7 +37,7 @@ from hncl_jax.sweep import grid
 
 # In a run's workdir: the SLURM job last given to the run.
 JOB_FILE = "slurm_job.json"
-INSTALL = "pip install 'hncl_jax[slurm]'"
+INSTALL = "pip install submitit (in a checkout: pip install -e '.[slurm]')"
 
 # The per-run resources and array options (`--slurm.<name>` on the command line).
 DEFAULTS: dict[str, Any] = {

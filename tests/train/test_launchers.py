@@ -53,7 +53,9 @@ def test_slurm_without_submitit_says_how_to_install(tmp_path, capsys, monkeypatc
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
     with pytest.raises(SystemExit):
         run_cli(tmp_path, "--launcher=slurm")
-    assert "pip install 'hncl_jax[slurm]'" in capsys.readouterr().err
+    assert "pip install submitit (in a checkout: pip install -e '.[slurm]')" in (
+        capsys.readouterr().err
+    )
 
 
 def test_slurm_without_sbatch_on_the_path(tmp_path, capsys, monkeypatch):

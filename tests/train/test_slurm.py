@@ -26,7 +26,7 @@ SETUP = (
     "start a one-node SLURM with `sudo .ci/slurm.sh start /tmp/slurm` and "
     "`export SLURM_CONF=/tmp/slurm/slurm.conf` (Debian: apt-get install -y "
     "--no-install-recommends slurmctld slurmd slurm-client munge; pip install "
-    "'hncl_jax[slurm]')"
+    "submitit)"
 )
 
 
