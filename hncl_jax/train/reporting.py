@@ -818,7 +818,8 @@ def headline_text(
         keys = [f"eval/test/{rep}/ncm_acc", *sorted(knn, key=lambda k: int(k[15:-4]))]
         keys.append(f"eval/test/{rep}/probe_top1")
         parts = [f"{k.rsplit('/', 1)[1].removesuffix('_acc')} {_fmt(m[k])}" for k in keys if k in m]
-        rows += [(f"test acc {rep}", ", ".join(parts).replace("ncm", "NCM", 1))] if parts else []
+        text = ", ".join(parts).replace("ncm", "NCM", 1).replace("probe_top1", "probe", 1)
+        rows += [(f"test acc {rep}", text)] if parts else []
     for label, pairs in _HEADLINE:
         parts = [f"{name} {_fmt(m[key])}" for name, key in pairs if key in m]
         rows += [(label, ", ".join(parts))] if parts else []
