@@ -1041,8 +1041,8 @@ def sweep_figure(
         ax.set_xlabel(field)
         ax.set_ylabel(metric)
         stds = any(f"{metric}_std" in r for m in groups.values() for r in m)
-        title = f"{metric} against {field}" + (f" (mean ± std, n = {n})" if stds else "")
-        ax.set_title(title, fontsize="medium", wrap=True)  # long names wrap, not cut off
+        panel = f"{metric} against {field}" + (f" (mean ± std, n = {n})" if stds else "")
+        ax.set_title(panel, fontsize="medium", wrap=True)  # long names wrap, not cut off
         ax.grid(True, which="both", alpha=0.3)
         if group_by is not None:
             ax.legend(fontsize="small")

@@ -623,7 +623,7 @@ def test_validation_of_the_wandb_field(monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "wandb" else real_find_spec(name, *a),
     )
-    with pytest.raises(validation.ConfigError, match=r"pip install 'hncl_jax\[wandb\]'"):
+    with pytest.raises(validation.ConfigError, match=r"`pip install wandb`"):
         validation.validate_config(config)
     config = synthetic.get_config("smoke")
     with config.ignore_type():
