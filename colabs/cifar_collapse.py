@@ -76,7 +76,7 @@ if "google.colab" in sys.modules:  # hncl_jax alone; colab.setup adds the rest
 # %%
 from hncl_jax import colab
 
-# HNCL_QUICK=1: every run shrunk to run top to bottom on a CPU in well under a minute.
+# HNCL_QUICK=1: every run shrunk to run top to bottom on a CPU (1-2 CPU-minutes: README).
 # WORKDIR holds the runs; rerunning a cell skips finished runs and resumes the others.
 # USE_DRIVE = True keeps them on Google Drive, so a later Colab session resumes them too.
 USE_DRIVE = False

@@ -214,7 +214,7 @@ def quick_mode() -> bool:
     if value not in ("0", "1"):
         raise ValueError(
             f"{QUICK_VARIABLE}={value!r}: use 1 for the CPU-sized runs (every run shrunk to "
-            "run top to bottom in well under a minute) or 0 for the full size."
+            "run top to bottom on a CPU in one to two CPU-minutes) or 0 for the full size."
         )
     return value == "1"
 

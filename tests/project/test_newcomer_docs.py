@@ -99,3 +99,15 @@ def test_readme_says_which_smoke_runs_need_their_data():
     assert "`synthetic`, `clop_synthetic` and `digits` need nothing" in smoke
     for name in ("cifar100", "fashion_mnist", "tinyimagenet"):
         assert f"`{name}`" in smoke
+
+
+def test_durations_are_measured_figures_not_guesses():
+    vague = re.compile(r"few seconds|seconds-long check|well under a minute")
+    found = [p for p, text in _documents().items() if vague.search(text)]
+    assert not found, f"unmeasured durations in {found}"
+    readme = _read("README.md")
+    smoke = _first(readme, "**Quick check**")
+    assert re.search(r"`digits:smoke` takes \d+ CPU-seconds", smoke)
+    assert "/usr/bin/time -v python -m hncl_jax.main" in " ".join(smoke.split())
+    notebooks = _first(readme, "executed at `HNCL_QUICK=1` size")
+    assert re.search(r"\d+ to \d+ CPU-seconds", notebooks) and "/usr/bin/time" in notebooks
