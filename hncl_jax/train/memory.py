@@ -79,7 +79,8 @@ def available_memory() -> tuple[float, str]:
     """Bytes of memory of the first device and where the figure comes from.
 
     The accelerator's `memory_stats()["bytes_limit"]` where JAX reports it (GPU, TPU);
-    otherwise the host's physical RAM (the CPU backend).
+    otherwise the host's physical RAM (the CPU backend), or the container's memory
+    limit (`container_memory_limit`) when that is smaller.
     """
     import jax
 
@@ -90,7 +91,64 @@ def available_memory() -> tuple[float, str]:
     if stats.get("bytes_limit"):
         return float(stats["bytes_limit"]), f"{jax.local_devices()[0].device_kind} memory"
     pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    return float(pages * page), "host RAM"
+    host = float(pages * page)
+    container = container_memory_limit()
+    if container is not None and container < host:
+        return container, "the container's memory limit"
+    return host, "host RAM"
+
+
+# Above this a cgroup v1 "limit" means unlimited (the kernel writes a page-rounded 2**63-1).
+_NO_CGROUP_LIMIT = 2**62
+
+
+def _read_limit(path: str) -> float | None:
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    if not text.isdigit() or int(text) >= _NO_CGROUP_LIMIT:
+        return None  # "max" (cgroup v2) or the v1 no-limit value
+    return float(text)
+
+
+def container_memory_limit(root: str = "/") -> float | None:
+    """The memory limit of this process's cgroup in bytes (None: no limit found).
+
+    Reads cgroup v2's `memory.max` and cgroup v1's `memory.limit_in_bytes` of the
+    process's own cgroup (from `/proc/self/cgroup`) and of every cgroup above it up to
+    the mount point (the smallest limit applies), as a container's runtime sets them.
+
+    Args:
+      root: the filesystem root to read `/proc` and `/sys/fs/cgroup` under (tests).
+    """
+    base = os.path.join(root, "sys", "fs", "cgroup")
+    try:
+        with open(os.path.join(root, "proc", "self", "cgroup")) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        lines = []
+    candidates = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, rel = parts
+        if controllers == "":  # cgroup v2 (unified)
+            mounts, name = [base, os.path.join(base, "unified")], "memory.max"
+        elif "memory" in controllers.split(","):
+            mounts, name = [os.path.join(base, "memory")], "memory.limit_in_bytes"
+        else:
+            continue
+        for mount in mounts:
+            rel_parts = [p for p in rel.split("/") if p]
+            # The cgroup and its ancestors; in a namespaced container the path may not
+            # exist under the mount, whose root is then the container's own cgroup.
+            for i in range(len(rel_parts), -1, -1):
+                candidates.append(os.path.join(mount, *rel_parts[:i], name))
+    limits = [v for v in (_read_limit(p) for p in dict.fromkeys(candidates)) if v is not None]
+    return min(limits) if limits else None
 
 
 def check_memory(
