@@ -202,6 +202,7 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
     workdir_lib.check_layout(workdir)
     has_checkpoint = _has_checkpoint(ckpt_dir)
     validation.validate_config(config, num_devices=num_devices, resuming=has_checkpoint)
+    memory.check_data_size(config)  # before the data is drawn or read
     fingerprint = validation.config_fingerprint(config)
     workdir_lib.check_workdir(
         workdir,

@@ -90,12 +90,94 @@ def available_memory() -> tuple[float, str]:
         stats = {}
     if stats.get("bytes_limit"):
         return float(stats["bytes_limit"]), f"{jax.local_devices()[0].device_kind} memory"
+    return host_memory()
+
+
+def host_memory() -> tuple[float, str]:
+    """Bytes of host memory: physical RAM, or the container's limit where smaller."""
     pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
     host = float(pages * page)
     container = container_memory_limit()
     if container is not None and container < host:
         return container, "the container's memory limit"
     return host, "host RAM"
+
+
+# Examples (train and test together) and channels of the image sets, for the size of a
+# resized copy (`config.image_size`) before it is made.
+IMAGE_SET_SIZES = {
+    "digits": (1797, 1),
+    "fashion_mnist": (70000, 1),
+    "cifar10": (60000, 3),
+    "cifar100": (60000, 3),
+    "tinyimagenet": (110000, 3),
+}
+
+
+def _positive_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def estimate_data_bytes(config: ml_collections.ConfigDict) -> tuple[float, str] | None:
+    """Peak host bytes of loading the data set the config names, and what drives them.
+
+    Counted before anything is drawn or read: the synthetic sets' float64 draws, their
+    float32 copies and the class means (both splits); an image set's resized copy
+    (`config.image_size`). None where the size is fixed by the files.
+    """
+    name = config.dataset
+    kw = {k: v for k, v in dict(config.dataset_kwargs or {}).items() if v is not None}
+    if name in ("hn_synthetic", "clop_synthetic"):
+        defaults = (
+            {"num_classes": 3, "per_class": 100, "dim": 3072}
+            if name == "hn_synthetic"
+            else {"num_classes": 3, "num_points": 500, "dim": 3}
+        )
+        values = {k: kw.get(k, v) for k, v in defaults.items()}
+        if not all(_positive_number(v) for v in values.values()):
+            return None  # the data set's own checks name the bad option
+        c, dim = float(values["num_classes"]), float(values["dim"])
+        n = (
+            c * float(values["per_class"])
+            if name == "hn_synthetic"
+            else float(values["num_points"])
+        )
+        # One split drawn (float64 noise and means[labels], float32 copy) while the
+        # other is held (float32), plus the class means and labels.
+        total = n * dim * (8 + 8 + 4 + 4) + c * dim * 8 + 2 * n * 8
+        drivers = ", ".join(f"dataset_kwargs.{k}={v!r}" for k, v in values.items())
+        return total, drivers
+    size = config.get("image_size")
+    if name in IMAGE_SET_SIZES and _positive_number(size):
+        n, channels = IMAGE_SET_SIZES[name]
+        return float(n) * float(size) ** 2 * channels, f"image_size={size!r} on {name}"
+    return None
+
+
+def check_data_size(config: ml_collections.ConfigDict, limit: float | None = None) -> None:
+    """Refuses a data set too large for host memory before anything is allocated.
+
+    Args:
+      config: the run's config (checked by `validation.validate_config`).
+      limit: bytes available (None: `host_memory()`).
+
+    Raises:
+      ConfigError: the estimate (`estimate_data_bytes`) exceeds the limit.
+    """
+    found = estimate_data_bytes(config)
+    if found is None:
+        return
+    total, drivers = found
+    where = "the given limit"
+    if limit is None:
+        limit, where = host_memory()
+    if total > limit:
+        gb = 2.0**30
+        raise ConfigError(
+            f"config.dataset={config.dataset!r} with {drivers} needs about {total / gb:.3g} GB "
+            f"of host memory to load, {where} is {limit / gb:.3g} GB: it cannot fit. Lower "
+            "those values."
+        )
 
 
 # Above this a cgroup v1 "limit" means unlimited (the kernel writes a page-rounded 2**63-1).

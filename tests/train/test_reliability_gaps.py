@@ -10,6 +10,8 @@ subprocess.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -61,3 +63,78 @@ def test_memory_check_uses_a_container_limit_below_host_ram(monkeypatch, tiny_co
         memory.check_memory(c, **kw)
     monkeypatch.setattr(memory, "container_memory_limit", lambda root="/": None)
     assert memory.available_memory()[1] == "host RAM"
+
+
+# ------------------------------------------------------------------ data sizes
+def _main(*args, cwd, env=None, timeout=300):
+    full_env = {k: v for k, v in os.environ.items() if k != "HNCL_VERBOSE"}
+    full_env.update({"JAX_PLATFORMS": "cpu", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "hncl_jax.main", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _error_lines(proc) -> list[str]:
+    """stderr without absl's INFO/WARNING lines and the traceback hint."""
+    return [
+        ln
+        for ln in proc.stderr.splitlines()
+        if ln.strip() and not ln.startswith(("I1", "I0", "W1", "W0")) and "--verbose" not in ln
+    ]
+
+
+SIZED_CONFIG = """
+from hncl_jax.configs import synthetic
+
+
+def get_config(arg=None):
+    c = synthetic.get_config("smoke")
+    for item in (arg or "").split(","):
+        if item:
+            key, value = item.split("=")
+            if key == "image_size":
+                c.image_size = int(value)
+            else:
+                c.dataset_kwargs[key] = int(value)
+    return c
+"""
+
+
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        ({"per_class": 10**9}, "dataset_kwargs.per_class=1000000000"),
+        ({"num_classes": 10**8}, "dataset_kwargs.num_classes=100000000"),
+        ({"dim": 10**10}, "dataset_kwargs.dim=10000000000"),
+    ],
+)
+def test_huge_synthetic_sets_are_refused_before_allocating(tiny_config, overrides, named):
+    c = tiny_config(**{f"dataset_kwargs.{k}": v for k, v in overrides.items()}, strict=False)
+    validation.validate_config(c)  # the fields themselves are fine
+    with pytest.raises(validation.ConfigError, match=rf"{named}.* GB of host memory") as e:
+        memory.check_data_size(c)
+    assert "\n" not in str(e.value)
+    # Sizes that fit are let through.
+    memory.check_data_size(tiny_config())
+
+
+def test_huge_data_sizes_fail_in_one_line_from_the_command_line(tmp_path):
+    """`per_class=1e9` was OOM-killed silently, `image_size=100000` a numpy traceback."""
+    (tmp_path / "sized.py").write_text(SIZED_CONFIG)
+    proc = _main("--config=sized.py:per_class=1000000000", "--workdir=w1", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = _error_lines(proc)
+    assert len(lines) == 1 and "dataset_kwargs.per_class=1000000000" in lines[0], lines
+    assert "GB of host memory" in lines[0] and "Traceback" not in proc.stderr
+    proc = _main(
+        "--config=digits:smoke", "--config.image_size=100000", "--workdir=w2", cwd=tmp_path
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = _error_lines(proc)
+    assert len(lines) == 1 and "image_size=100000 on digits" in lines[0], lines
+    assert not (tmp_path / "w1").exists() and not (tmp_path / "w2").exists()
