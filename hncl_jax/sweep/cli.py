@@ -187,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     except ValueError as e:  # a refused grid point or data set: one line, no traceback
         print(f"sweep: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except RuntimeError as e:  # runs that failed in their own process or job
+    except (RuntimeError, OSError, FloatingPointError) as e:
+        # Runs that failed in their own process or job, a locked workdir, a full disk,
+        # a non-finite run: the message is the line.
         print(f"sweep: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:

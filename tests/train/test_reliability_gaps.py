@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from hncl_jax.train import memory, validation
+from tests.conftest import make_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GB = 2.0**30
@@ -138,3 +139,40 @@ def test_huge_data_sizes_fail_in_one_line_from_the_command_line(tmp_path):
     lines = _error_lines(proc)
     assert len(lines) == 1 and "image_size=100000 on digits" in lines[0], lines
     assert not (tmp_path / "w1").exists() and not (tmp_path / "w2").exists()
+
+
+# ------------------------------------------------------------------ sweep messages
+def test_sweep_over_a_locked_run_workdir_prints_one_line(tmp_path):
+    """A locked run workdir gave a raw WorkdirLockedError traceback (only ValueError was caught)."""
+    from hncl_jax import sweep
+    from hncl_jax.train import workdir
+
+    base = make_tiny_config(num_epochs=1)
+    ((_, _, run_dir),) = sweep.plan_grid(base, {"loss.beta": [1.0]}, str(tmp_path / "root"))
+    config_py = tmp_path / "tiny.py"
+    config_py.write_text(
+        "from tests.conftest import make_tiny_config\n\n\n"
+        "def get_config(arg=None):\n    return make_tiny_config(num_epochs=1)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HNCL_VERBOSE"}
+    env.update({"JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT})
+    with workdir.lock_workdir(run_dir):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hncl_jax.sweep",
+                f"--config={config_py}",
+                f"--root={tmp_path / 'root'}",
+                "--grid=loss.beta=1.0",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = _error_lines(proc)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith(f"sweep: workdir {run_dir} is in use by"), lines
