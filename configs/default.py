@@ -11,6 +11,8 @@ CPU time, much of it compiling: README, "Quick check"), e.g.
     python -m hncl_jax.main --config=configs/cifar100.py:smoke --workdir=/tmp/smoke
 """
 
+import difflib
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -183,13 +185,32 @@ def hn_real_data(dataset: str, arg: str | None = None) -> ml_collections.ConfigD
     return c
 
 
-def apply_args(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
-    """Applies comma-separated config arguments (currently `smoke`) to `c` in place."""
+def apply_args(
+    c: ml_collections.ConfigDict, arg: str, known: tuple[str, ...] = ()
+) -> ml_collections.ConfigDict:
+    """Applies comma-separated config arguments (currently `smoke`) to `c` in place.
+
+    Args:
+      c: the config.
+      arg: the arguments a config file did not take itself.
+      known: the arguments that config file takes, for the error message.
+
+    Raises:
+      ValueError: an unknown argument; the message lists the config's arguments and
+        the closest one.
+    """
     for a in filter(None, (s.strip() for s in arg.split(","))):
         if a == "smoke":
             shrink_for_smoke(c)
         else:
-            raise ValueError(f"unknown config argument {a!r}; known: 'smoke'")
+            options = [*known, "smoke"]
+            names = [o for o in options if " " not in o]
+            close = difflib.get_close_matches(a, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"unknown config argument {a!r}; this config takes: {', '.join(options)} "
+                f"(comma separated).{hint}"
+            )
     return c
 
 

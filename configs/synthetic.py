@@ -44,5 +44,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         else:
             rest.append(a)
     if rest:
-        default.apply_args(c, ",".join(rest))
+        default.apply_args(c, ",".join(rest), known=("scl", "hscl", "ucl", "hucl", "views"))
     return c

@@ -208,6 +208,28 @@ def one_line_warnings() -> None:
         warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
 
 
+def config_file_error(
+    argv: Sequence[str], name: str = "config", shown: str | None = None
+) -> str | None:
+    """`--<name>=<spec>: <message>` when the config file's `get_config` raises ValueError.
+
+    ml_collections reports such an error with its traceback flattened into the flag's
+    message; loading the config again (only on the error path) gives the message alone,
+    e.g. an unknown `:<arg>` with the config's real arguments. `shown`: the flag's value
+    as the user typed it (before `rewrite_config_flag`).
+    """
+    spec = flag_value(argv, name)
+    if spec is None:
+        return None
+    try:
+        _load_config(spec)
+    except ValueError as e:
+        return f"--{name}={shown or spec}: {_one_line(e)}"
+    except Exception:
+        return None
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
@@ -237,6 +259,7 @@ def flags_parser(flag_values, config_flag: str = "config") -> Callable[[list[str
 
     def parse(argv: list[str]) -> list[str]:
         argv = [a for a in argv if a != "--verbose"]
+        typed = flag_value(argv, config_flag)
         try:
             argv = rewrite_config_flag(argv, config_flag)
             return flag_values(argv)
@@ -251,7 +274,9 @@ def flags_parser(flag_values, config_flag: str = "config") -> Callable[[list[str
         except Exception as e:
             if verbose():
                 raise
-            message = unknown_override(argv, config_flag)
+            message = unknown_override(argv, config_flag) or config_file_error(
+                argv, config_flag, typed
+            )
             if message:  # a usage error: its traceback is only ml_collections' internals
                 fail(message, code=2, traceback_hint=False)
             fail(_one_line(e).replace("\\n", " ").replace("\n", " "), code=2)

@@ -176,3 +176,25 @@ def test_sweep_over_a_locked_run_workdir_prints_one_line(tmp_path):
     lines = _error_lines(proc)
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert len(lines) == 1 and lines[0].startswith(f"sweep: workdir {run_dir} is in use by"), lines
+
+
+# ------------------------------------------------------------------ config arguments
+def test_unknown_config_argument_is_one_line_with_the_configs_own_arguments(tmp_path):
+    """`:hscll` flattened a traceback into the line, and listed only 'smoke' as known."""
+    proc = _main("--config=configs/synthetic.py:hscll", f"--workdir={tmp_path / 'w'}", cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = _error_lines(proc)
+    assert lines == [
+        "error: --config=configs/synthetic.py:hscll: unknown config argument 'hscll'; this "
+        "config takes: scl, hscl, ucl, hucl, views, smoke (comma separated). Did you mean "
+        "'hscl'?"
+    ], lines
+    assert "Traceback" not in proc.stderr
+    from configs import clop_synthetic, digits
+
+    with pytest.raises(
+        ValueError, match=r"takes: smoke \(comma separated\)\. Did you mean 'smoke'"
+    ):
+        digits.get_config("smok")
+    with pytest.raises(ValueError, match=r"takes: variance, smoke .*Did you mean 'variance'"):
+        clop_synthetic.get_config("varience")
