@@ -70,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         common.write_results(results, out)
         print(f"wrote {out}")
-    results = common.read_results(out)
+    try:
+        results = common.read_results(out, m.NAME)
+    except ValueError as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     if hasattr(m, "figures"):
         m.figures(results, os.path.dirname(os.path.abspath(out)))
     common.write_section(m, results, args.doc)

@@ -51,17 +51,50 @@ def default_root(name: str, size: str, unsuffixed: str | None = "full") -> str:
     return os.path.join("runs", "reproduce", file_stem(name, size, unsuffixed))
 
 
-def write_results(results: Mapping[str, Any], path: str) -> str:
-    """Writes a section's results (sorted keys, one space of indent) to `path`."""
+def write_text_atomic(path: str, text: str) -> str:
+    """Writes `path` through a temporary file and a rename: a kill leaves the old file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump(results, fh, indent=1, sort_keys=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
-def read_results(path: str) -> dict[str, Any]:
-    with open(path) as fh:
-        return json.load(fh)
+def write_results(results: Mapping[str, Any], path: str) -> str:
+    """Writes a section's results (sorted keys, one space of indent) to `path`, atomically."""
+    return write_text_atomic(path, json.dumps(results, indent=1, sort_keys=True))
+
+
+def read_results(path: str, name: str | None = None) -> dict[str, Any]:
+    """A results (or cache) file.
+
+    Raises:
+      ValueError: one line naming the file, what is wrong with it and, given the
+        section's `name`, the command that writes it again (a missing, truncated or
+        non-JSON file).
+    """
+    try:
+        with open(path) as fh:
+            results = json.load(fh)
+        if not isinstance(results, dict):
+            raise ValueError(f"a JSON {type(results).__name__}, not an object")
+    except (OSError, ValueError) as e:
+        what = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        again = (
+            f"; compute it again with `python -m hncl_jax.reproduce {name}` (resumable: "
+            "finished runs are reused), or pass --results=<another file>"
+            if name
+            else ""
+        )
+        raise ValueError(f"results file {path} cannot be read ({what}){again}.") from None
+    return results
 
 
 def command(name: str, size: str, default_size: str = "full") -> str:
@@ -93,9 +126,7 @@ def replace_block(doc_path: str, begin: str, end: str, text_block: str) -> str:
         text = head + text_block + tail
     else:
         text = text.rstrip("\n") + "\n\n" + text_block + "\n"
-    with open(doc_path, "w") as fh:
-        fh.write(text)
-    return doc_path
+    return write_text_atomic(doc_path, text)
 
 
 def write_section(section: ModuleType, results: Mapping[str, Any], doc_path: str = DOC) -> str:

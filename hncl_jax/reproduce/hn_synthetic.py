@@ -116,7 +116,10 @@ def _train_grid_cached(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     cfg_json = json.loads(cfg.to_json_best_effort())
     path = os.path.join(workdir, GRID_FILE)
     if os.path.exists(path):
-        record = common.read_results(path)
+        try:
+            record = common.read_results(path)
+        except ValueError:  # a damaged cache: trained again
+            record = {}
         if record.get("config") == cfg_json:
             print(f"[reproduce] the Fig. 2 grid is finished already: {path}", flush=True)
             return record
@@ -130,9 +133,7 @@ def _train_grid_cached(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
         "seconds": res.seconds,
         "cpu_seconds": time.process_time() - cpu,
     }
-    os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump(record, fh, indent=1, sort_keys=True)
+    common.write_results(record, path)
     return record
 
 
