@@ -81,6 +81,8 @@ PyTree = Any
 STATE_ITEM = "state"
 METADATA_ITEM = "metadata"
 CORRUPT_SUFFIX = ".corrupt"
+# A step without checksums set aside for an older step whose checksums match.
+UNVERIFIED_SUFFIX = ".unverified"
 MANIFEST_FILE = "checksums.json"
 # The step-name format `ocp.CheckpointManager` uses by default (the bare step number, no
 # prefix, no padding); it lists finalized steps only, never tmp or `.corrupt` names.
@@ -89,9 +91,12 @@ _STEP_NAME_FORMAT = ocp.path.step.standard_name_format()
 __all__ = [
     "CheckpointCorruptError",
     "CheckpointDiskFullError",
+    "CheckpointRestoreError",
+    "CheckpointShapeError",
     "Checkpointer",
     "verify_manifest",
     "write_manifest",
+    "latest_intact_metadata",
     "load_for_warm_start",
     "read_step_metadata",
     "resolve_checkpoint_path",
@@ -113,6 +118,24 @@ def _fallback_sharding() -> jax.sharding.Sharding:
 
 class CheckpointCorruptError(ValueError):
     """A checkpoint's files differ from the checksums written when it was saved."""
+
+
+class CheckpointShapeError(ValueError):
+    """A checkpoint's arrays have other shapes than the state they are restored into."""
+
+
+class CheckpointRestoreError(RuntimeError):
+    """No step of a checkpoints directory could be restored (`Checkpointer.restore_latest`).
+
+    Attributes:
+      directory: the checkpoints directory.
+      failures: `(step, exception)` for every step tried, newest first.
+    """
+
+    def __init__(self, message: str, directory: str, failures: Sequence[tuple[int, BaseException]]):
+        super().__init__(message)
+        self.directory = directory
+        self.failures = list(failures)
 
 
 class CheckpointDiskFullError(OSError):
@@ -463,11 +486,15 @@ class Checkpointer:
             self._verified.add(int(step))
         elif int(step) not in self._verified:
             logging.warning(
-                "Checkpointer: %s has no %s (saved by an older version, or the process "
-                "stopped right after the save); restored without verifying its files.",
+                "Checkpointer: step %d (%s) has no %s (saved by an older version, or the "
+                "process stopped right after the save); restored without verifying its %d "
+                "files, so a damaged array would be read back silently.",
+                int(step),
                 self.step_path(step),
                 MANIFEST_FILE,
+                len(_step_files(self.step_path(step))),
             )
+        self._check_shapes(int(step), abstract_state)
         restored = self._manager.restore(
             int(step),
             args=ocp.args.Composite(
@@ -480,6 +507,50 @@ class Checkpointer:
             ),
         )
         return restored[STATE_ITEM], dict(restored[METADATA_ITEM] or {})
+
+    def _check_shapes(self, step: int, abstract_state: PyTree) -> None:
+        """Raises CheckpointShapeError naming every array whose saved shape differs.
+
+        Read from the step's array metadata before Orbax reads any array, so a model of
+        other widths or embedding size is one clear error, not a failed restore whose
+        background writes outlive it. Only leaves found on both sides are compared.
+        """
+        try:
+            stored = self._manager.item_metadata(step)[STATE_ITEM]
+        except Exception:  # unreadable metadata: the restore itself reports the damage
+            return
+        found = _flat_leaves(getattr(stored, "tree", stored))
+        expected = _flat_leaves(abstract_state)
+        problems = [
+            f"{name}: saved {tuple(found[name].shape)}, this model {tuple(np.shape(leaf))}"
+            for name, leaf in sorted(expected.items())
+            if name in found
+            and getattr(found[name], "shape", None) is not None
+            and tuple(found[name].shape) != tuple(np.shape(leaf))
+        ]
+        if problems:
+            more = f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
+            raise CheckpointShapeError(
+                f"checkpoint {self.step_path(step)} holds arrays of other shapes than this "
+                f"config's model ({'; '.join(problems[:8])}{more}): it was written by a model "
+                "of other widths, depth or embedding size. allow_config_change cannot change "
+                "array shapes; use a new --workdir (--config.init_from=<that checkpoint> warm "
+                "starts only from a model of the same shapes)."
+            )
+
+    def _restore_order(self, steps: Sequence[int]) -> tuple[list[int], list[int]]:
+        """Steps to try, newest first: checksummed ones, then those without checksums.
+
+        Returns `(order, unverified_newer)`: the second lists the steps without a
+        checksum manifest that are newer than the newest step with one; they are
+        tried only after every checksummed step failed.
+        """
+        checked = [
+            s
+            for s in steps
+            if s in self._verified or os.path.exists(os.path.join(self.step_path(s), MANIFEST_FILE))
+        ]
+        return _restore_order(steps, checked)
 
     def restore_latest(self, abstract_state: PyTree) -> tuple[PyTree, dict[str, Any], int] | None:
         """Restores the newest step that can be read, falling back past damaged ones.
@@ -502,10 +573,13 @@ class Checkpointer:
         """
         self._finalize()
         steps = self.all_steps()
+        order, unverified_newer = self._restore_order(steps)
         failures: list[tuple[int, BaseException]] = []
-        for step in reversed(steps):
+        for step in order:
             try:
                 state, metadata = self.restore(step, abstract_state)
+            except CheckpointShapeError:
+                raise  # another model's checkpoint: no step is damaged, none is moved
             except Exception as e:  # Orbax/tensorstore raise many types on damaged files.
                 logging.warning(
                     "Checkpointer: could not restore checkpoint %s (%s: %s); trying the "
@@ -516,34 +590,62 @@ class Checkpointer:
                 )
                 failures.append((step, e))
                 continue
+            skipped = [s for s in unverified_newer if s > step]
+            broken = [s for s in skipped if not _looks_whole(self.step_path(s))]
+            if broken:  # files missing or empty: damaged, not merely unverified
+                self._quarantine(broken)
+                logging.warning(
+                    "Checkpointer: step(s) %s of %s have no %s and miss files; moved them "
+                    "to <step>%s.",
+                    broken,
+                    self.directory,
+                    MANIFEST_FILE,
+                    CORRUPT_SUFFIX,
+                )
+            skipped = [s for s in skipped if s not in broken]
+            if skipped:
+                # Kept aside, not deleted: they may be intact, but nothing can tell.
+                self._quarantine(skipped, suffix=UNVERIFIED_SUFFIX)
+                logging.warning(
+                    "Checkpointer: step(s) %s of %s have no %s, so their files could not be "
+                    "verified (a damaged array would be read back silently); resumed from "
+                    "step %d, whose checksums match, and moved them to <step>%s.",
+                    skipped,
+                    self.directory,
+                    MANIFEST_FILE,
+                    step,
+                    UNVERIFIED_SUFFIX,
+                )
             if failures:
                 self._quarantine([s for s, _ in failures])
                 logging.warning(
                     "Checkpointer: resumed from step %d of %s instead of step %d.",
                     step,
                     self.directory,
-                    failures[0][0],
+                    max(s for s, _ in failures),
                 )
             return state, metadata, step
         if not failures:
             return None
         details = "; ".join(f"{self.step_path(s)}: {type(e).__name__}: {e}" for s, e in failures)
-        raise RuntimeError(
+        raise CheckpointRestoreError(
             f"Checkpointer.restore_latest: none of the {len(steps)} checkpoints in "
-            f"{self.directory} could be restored against the given abstract_state: {details}"
+            f"{self.directory} could be restored against the given abstract_state: {details}",
+            self.directory,
+            failures,
         ) from failures[-1][1]
 
-    def _quarantine(self, steps: Sequence[int]) -> None:
-        """Renames damaged step directories so Orbax no longer lists them."""
+    def _quarantine(self, steps: Sequence[int], suffix: str = CORRUPT_SUFFIX) -> None:
+        """Renames damaged (or unverifiable) step directories so Orbax no longer lists them."""
         if jax.process_index() == 0:
             for step in steps:
                 src = epath.Path(self.step_path(step))
                 if not src.exists():
                     continue
-                dst = epath.Path(src.parent / f"{src.name}{CORRUPT_SUFFIX}")
+                dst = epath.Path(src.parent / f"{src.name}{suffix}")
                 n = 1
                 while dst.exists():
-                    dst = epath.Path(src.parent / f"{src.name}{CORRUPT_SUFFIX}-{n}")
+                    dst = epath.Path(src.parent / f"{src.name}{suffix}-{n}")
                     n += 1
                 src.rename(dst)
                 logging.warning("Checkpointer: moved damaged checkpoint %s to %s.", src, dst)
@@ -563,6 +665,86 @@ class Checkpointer:
             self._finalize()
         finally:
             self._manager.close()
+
+
+def _restore_order(steps: Sequence[int], checked: Sequence[int]) -> tuple[list[int], list[int]]:
+    """`Checkpointer._restore_order` for the steps and those of them with checksums."""
+    newest_checked = max(checked, default=None)
+    unverified_newer = [s for s in steps if newest_checked is not None and s > newest_checked]
+    rest = [s for s in steps if s not in unverified_newer]
+    return [*reversed(rest), *reversed(unverified_newer)], unverified_newer
+
+
+def _metadata_matches_manifest(step_dir: str) -> bool:
+    """Whether the step's metadata file has the SHA-256 its checksum manifest records.
+
+    True for a step without a manifest (nothing to compare); False when the manifest
+    cannot be read or does not list the file.
+    """
+    manifest = os.path.join(step_dir, MANIFEST_FILE)
+    if not os.path.exists(manifest):
+        return True
+    rel = os.path.join(METADATA_ITEM, METADATA_ITEM)
+    try:
+        with open(manifest) as fh:
+            want = json.load(fh)["files"][rel]
+        path = os.path.join(step_dir, rel)
+        return os.path.getsize(path) == want["bytes"] and _sha256(path) == want["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def latest_intact_metadata(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The metadata dict of the step a resume restores first, read only if intact.
+
+    Steps are taken in `Checkpointer.restore_latest`'s order (checksummed ones first,
+    newest first); a step whose metadata file differs from its checksum manifest, or
+    cannot be parsed, is skipped (its restore fails too, and moves it aside), so a
+    damaged record is never read as the run's config.
+
+    Args:
+      directory: a checkpoints directory.
+
+    Returns:
+      The dict, or None when no step has a readable, intact one.
+    """
+    directory = _absolute(directory)
+    steps = _finalized_steps(directory)
+    checked = [s for s in steps if os.path.exists(os.path.join(directory, str(s), MANIFEST_FILE))]
+    for step in _restore_order(steps, checked)[0]:
+        step_dir = os.path.join(directory, str(step))
+        if not _metadata_matches_manifest(step_dir):
+            logging.warning(
+                "%s does not match its %s; its config record is not read.",
+                os.path.join(step_dir, METADATA_ITEM, METADATA_ITEM),
+                MANIFEST_FILE,
+            )
+            continue
+        try:
+            with open(os.path.join(step_dir, METADATA_ITEM, METADATA_ITEM)) as fh:
+                value = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+# Files every step holds (Orbax's state metadata and manifest, the metadata item).
+_ESSENTIAL_FILES = (
+    os.path.join(STATE_ITEM, "_METADATA"),
+    os.path.join(STATE_ITEM, "manifest.ocdbt"),
+    os.path.join(METADATA_ITEM, METADATA_ITEM),
+)
+
+
+def _looks_whole(step_dir: str) -> bool:
+    """Whether a step directory holds its essential files, none of them empty."""
+    for rel in _ESSENTIAL_FILES:
+        path = os.path.join(step_dir, rel)
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            return False
+    return True
 
 
 def _finalized_steps(directory: str) -> list[int]:

@@ -351,7 +351,10 @@ def _restore_or_init(config, setup: _Setup, built: Built, ckpt, sample_x, abstra
             return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=built.replicated)
         return leaf
 
-    restored = ckpt.restore_latest(jax.tree.map(on_mesh, abstract))
+    try:
+        restored = ckpt.restore_latest(jax.tree.map(on_mesh, abstract))
+    except checkpointing.CheckpointRestoreError as e:
+        raise workdir_lib.WorkdirError(_unrestorable_message(e, setup.workdir)) from e
     epoch_loss: list = []
     if restored is not None:
         state, meta, _ = restored
@@ -365,6 +368,25 @@ def _restore_or_init(config, setup: _Setup, built: Built, ckpt, sample_x, abstra
         state = jax.device_put(state, built.replicated)
     start = int(state.step)
     return _Loop(state=state, step=start, start_step=start, epoch_loss=epoch_loss)
+
+
+def _unrestorable_message(e, workdir: str) -> str:
+    """One line for a workdir none of whose checkpoints restores, with the options."""
+    reasons = []
+    for step, error in e.failures:
+        if isinstance(error, checkpointing.CheckpointCorruptError):
+            why = f"its files differ from its {checkpointing.MANIFEST_FILE}"
+        else:
+            first = (str(error).strip().splitlines() or [""])[0]
+            why = f"{type(error).__name__}: {first[:160]}"
+        reasons.append(f"step {step}: {why}")
+    metrics = os.path.join(workdir, workdir_lib.METRICS_FILE)
+    return (
+        f"none of the {len(e.failures)} checkpoints in {e.directory} could be restored "
+        f"({'; '.join(reasons)}). Nothing was changed. Put intact copies back to resume; or "
+        f"start afresh with another --workdir, or here after moving {e.directory} and "
+        f"{metrics} aside."
+    )
 
 
 def _save(loop: _Loop, ckpt, setup: _Setup, force: bool = False) -> None:
@@ -603,9 +625,13 @@ def _has_checkpoint(ckpt_dir: str) -> bool:
 
 
 def _checkpoint_fingerprint(ckpt_dir: str) -> dict | None:
-    """The config fingerprint saved with the latest checkpoint (None: older checkpoints)."""
-    directory, step = checkpointing.resolve_checkpoint_path(ckpt_dir)
-    record = checkpointing.read_step_metadata(directory, step).get("config_fingerprint")
+    """The config fingerprint saved with the checkpoint a resume restores (None: none).
+
+    Read only where the metadata file matches its checksums: a damaged record would
+    be reported as a different config.
+    """
+    directory, _ = checkpointing.resolve_checkpoint_path(ckpt_dir)
+    record = (checkpointing.latest_intact_metadata(directory) or {}).get("config_fingerprint")
     return record if isinstance(record, dict) else None
 
 

@@ -10,6 +10,7 @@ subprocess.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -198,3 +199,115 @@ def test_unknown_config_argument_is_one_line_with_the_configs_own_arguments(tmp_
         digits.get_config("smok")
     with pytest.raises(ValueError, match=r"takes: variance, smoke .*Did you mean 'variance'"):
         clop_synthetic.get_config("varience")
+
+
+# ------------------------------------------------------------------ damaged checkpoints
+TINY_CONFIG = """
+from tests.conftest import make_tiny_config
+
+
+def get_config(arg=None):
+    return make_tiny_config(num_epochs=4, checkpoint_every_epochs=2, max_checkpoints=None)
+"""
+
+
+def _tiny_main(workdir, *args, cwd):
+    return _main(
+        f"--config={os.path.join(cwd, 'tiny.py')}",
+        f"--workdir={workdir}",
+        *args,
+        cwd=cwd,
+        env={"PYTHONPATH": ROOT},
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished tiny run (checkpoints at steps 10 and 20) made from the command line."""
+    root = tmp_path_factory.mktemp("trained")
+    (root / "tiny.py").write_text(TINY_CONFIG)
+    proc = _tiny_main(root / "run", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(root / "run" / "checkpoints")) == ["10", "20"]
+    return root
+
+
+def _copy_run(trained, tmp_path) -> tuple[str, str]:
+    shutil.copy(trained / "tiny.py", tmp_path / "tiny.py")
+    shutil.copytree(trained / "run", tmp_path / "run")
+    return str(tmp_path / "run"), str(tmp_path / "run" / "checkpoints")
+
+
+def _flip_chunk_byte(step_dir: str) -> None:
+    chunks = [
+        os.path.join(r, n)
+        for r, _, names in os.walk(os.path.join(step_dir, "state"))
+        for n in names
+        if os.path.basename(r) == "d"
+    ]
+    target = max(chunks, key=os.path.getsize)
+    raw = bytearray(open(target, "rb").read())
+    raw[len(raw) // 2] ^= 0x01
+    open(target, "wb").write(bytes(raw))
+
+
+@pytest.mark.slow
+def test_flipped_byte_in_checkpoint_metadata_falls_back_instead_of_refusing(trained, tmp_path):
+    """Item: the config comparison read the damaged record ('loss.reductmon') unverified."""
+    w, ckpts = _copy_run(trained, tmp_path)
+    meta = os.path.join(ckpts, "20", "metadata", "metadata")
+    text = open(meta, "rb").read()
+    assert b"reduction" in text
+    open(meta, "wb").write(text.replace(b"reduction", b"reductmon", 1))  # one bit flipped
+    proc = _tiny_main(w, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "different config" not in proc.stderr
+    assert "resumed from step 10" in proc.stderr
+    assert sorted(os.listdir(ckpts)) == ["10", "20", "20.corrupt"]
+
+
+def test_every_checkpoint_damaged_is_one_line_with_the_options(trained, tmp_path):
+    w, ckpts = _copy_run(trained, tmp_path)
+    for step in ("10", "20"):
+        _flip_chunk_byte(os.path.join(ckpts, step))
+    proc = _tiny_main(w, cwd=str(tmp_path))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = [ln for ln in _error_lines(proc) if not ln.startswith(("E1", "E0"))]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: none of the 2 checkpoints in {ckpts} could be restored")
+    assert "step 20: its files differ from its checksums.json" in lines[0]
+    assert "another --workdir" in lines[0] and "Nothing was changed" in lines[0]
+    assert sorted(os.listdir(ckpts)) == ["10", "20"]  # nothing moved or deleted
+
+
+def test_resuming_another_models_checkpoints_names_the_shapes(trained, tmp_path):
+    """allow_config_change over other widths: asyncio tracebacks, RuntimeError, ImportError."""
+    w, ckpts = _copy_run(trained, tmp_path)
+    proc = _tiny_main(
+        w,
+        "--config.model_kwargs.hidden_sizes=(24,)",
+        "--config.allow_config_change=True",
+        cwd=str(tmp_path),
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    for noise in ("Traceback", "Event loop is closed", "ImportError", "RuntimeError"):
+        assert noise not in proc.stderr, proc.stderr[-3000:]
+    lines = [ln for ln in _error_lines(proc) if not ln.startswith(("E1", "E0"))]
+    assert len(lines) == 1, lines
+    assert f"checkpoint {os.path.join(ckpts, '20')} holds arrays of other shapes" in lines[0]
+    assert "saved (16,), this model (24,)" in lines[0]
+    assert sorted(os.listdir(ckpts)) == ["10", "20"]
+
+
+@pytest.mark.slow
+def test_unverified_damaged_step_yields_to_an_older_verified_one(trained, tmp_path):
+    """A step without checksums.json and with a flipped byte was restored silently."""
+    w, ckpts = _copy_run(trained, tmp_path)
+    os.remove(os.path.join(ckpts, "20", "checksums.json"))
+    _flip_chunk_byte(os.path.join(ckpts, "20"))
+    proc = _tiny_main(w, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "step(s) [20] of" in proc.stderr and "could not be verified" in proc.stderr
+    assert "resumed from step 10, whose checksums match" in proc.stderr
+    assert sorted(os.listdir(ckpts)) == ["10", "20", "20.unverified"]
