@@ -337,6 +337,9 @@ class _Loop:
     train_z: np.ndarray | None = None
     t_last: float = 0.0
     step_last: int = 0
+    # A resumed run's config, recorded in config.json with its first checkpoint (`_save`):
+    # an attempt that fails before it (a non-finite step) leaves the record as it was.
+    config_to_record: ml_collections.ConfigDict | None = None
 
 
 def _restore_or_init(config, setup: _Setup, built: Built, ckpt, sample_x, abstract, warm):
@@ -398,6 +401,9 @@ def _save(loop: _Loop, ckpt, setup: _Setup, force: bool = False) -> None:
     if loop.epoch_loss:  # mid-epoch (preemption): the epoch's losses so far, exact floats
         meta["epoch_losses"] = [float(v) for v in jax.device_get(loop.epoch_loss)]
     ckpt.save(loop.step, loop.state, meta, force=force)
+    if loop.config_to_record is not None and ckpt.latest_step() == loop.step:
+        workdir_lib.save_config_record(setup.workdir, loop.config_to_record)
+        loop.config_to_record = None
 
 
 def _train_and_evaluate(
@@ -427,8 +433,12 @@ def _train_and_evaluate(
         writer = stack.enter_context(
             reporting.MetricWriter(workdir, enabled=primary, resume_step=loop.start_step)
         )
+        finished = loop.start_step >= setup.total_steps
         if primary:
-            workdir_lib.save_config_record(workdir, config)
+            if setup.has_checkpoint and not finished:
+                loop.config_to_record = config
+            else:
+                workdir_lib.save_config_record(workdir, config)
             reporting.log_config_tensorboard(workdir, config, loop.start_step)
         # W&B mirrors every write_scalars call (validation checked it is importable).
         wandb_log = reporting.WandbLogger(
@@ -442,7 +452,6 @@ def _train_and_evaluate(
         loop.spectra = reporting.read_spectra(workdir, max_step=loop.start_step) if primary else []
         # A finished run rerun on its workdir reports its last evaluation again.
         loop.final_scalars = dict(loop.history[-1]) if loop.history else {}
-        finished = loop.start_step >= setup.total_steps
         if finished and primary and verbose:
             print(
                 f"{workdir}: already finished at step {loop.start_step}/{setup.total_steps}; "

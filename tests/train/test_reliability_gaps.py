@@ -311,3 +311,28 @@ def test_unverified_damaged_step_yields_to_an_older_verified_one(trained, tmp_pa
     assert "step(s) [20] of" in proc.stderr and "could not be verified" in proc.stderr
     assert "resumed from step 10, whose checksums match" in proc.stderr
     assert sorted(os.listdir(ckpts)) == ["10", "20", "20.unverified"]
+
+
+@pytest.mark.slow
+def test_failed_attempt_with_another_config_leaves_the_record_alone(trained, tmp_path):
+    """A NaN attempt under allow_config_change rewrote config.json, then the original
+    command was refused as 'a different config'."""
+    w, ckpts = _copy_run(trained, tmp_path)
+    record = open(os.path.join(w, "config.json"), "rb").read()
+    checkpoints = sorted(os.listdir(ckpts))
+    proc = _tiny_main(
+        w,
+        "--config.num_epochs=6",
+        "--config.normalization=none",
+        "--config.optimizer.learning_rate=1e30",
+        "--config.allow_config_change=True",
+        cwd=str(tmp_path),
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "non-finite loss or gradients at step 21" in proc.stderr
+    assert "nothing already written was overwritten" in proc.stderr
+    assert open(os.path.join(w, "config.json"), "rb").read() == record  # true: untouched
+    assert sorted(os.listdir(ckpts)) == checkpoints
+    proc = _tiny_main(w, cwd=str(tmp_path))  # the original command
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "already finished at step 20/20" in proc.stdout
