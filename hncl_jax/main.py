@@ -21,11 +21,14 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from hncl_jax import runtime
 from hncl_jax.train import cli
+
+cli.exit_on_interrupt()  # before the slow imports: Ctrl-C is one line at any moment
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from hncl_jax import runtime  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -55,7 +58,8 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
-    runtime.tune_process()  # huge-page malloc for XLA:CPU; re-executes once
+    # Huge-page malloc for XLA:CPU; re-executes once (Ctrl-C held over the restart).
+    cli.with_interrupts_held(runtime.tune_process)
     cli.one_line_warnings()
     import jax
 
@@ -66,6 +70,9 @@ def main(argv):
     runtime.quiet_logs()
     spec = cli.flag_value(sys.argv, "config") or ""
     workdir = FLAGS.workdir or cli.default_workdir(spec)
+    cli.set_interrupt_message(
+        f"{workdir} keeps its last one, if any: rerun the same command to resume."
+    )
     if "name" in FLAGS.config and not FLAGS.config.name:
         # The run's name in summary.txt, plot titles, TensorBoard and W&B: "digits:smoke".
         path, sep, arg = spec.partition(":")

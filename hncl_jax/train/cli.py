@@ -17,7 +17,9 @@ import difflib
 import importlib.util
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 VERBOSE_ENV = "HNCL_VERBOSE"
@@ -299,3 +301,127 @@ def run_main(main: Callable[[], object]) -> None:
         if getattr(e, "headline", None):  # details (e.g. leaf by leaf) only with --verbose
             fail(e.headline)
         fail(f"{type(e).__name__}: {_one_line(e)}" if isinstance(e, OSError) else _one_line(e))
+
+
+# --------------------------------------------------------------------------- interrupts
+_INTERRUPT = {"message": "rerun the same command to start again."}
+
+
+_EXITING = threading.Lock()
+
+
+def _exit_for(signum: int) -> None:
+    """Prints the interrupt line and ends the process (once, whichever thread comes first)."""
+    if not _EXITING.acquire(blocking=False):
+        if threading.current_thread() is threading.main_thread():
+            threading.Event().wait()  # the other thread is exiting the process
+        return
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    _flush_quietly()
+    line = f"interrupted ({name}): stopped without writing a checkpoint; "
+    # On a terminal the progress bar may hold the line: start a fresh one.
+    fresh = "\n" if os.isatty(2) else ""
+    os.write(2, (fresh + line + _INTERRUPT["message"] + "\n").encode())
+    os._exit(128 + signum)  # the shell's "killed by signal N": 130, 143
+
+
+def _on_signal(signum, frame) -> None:
+    """The Python-level handler while `exit_on_interrupt` is active (main thread)."""
+    _exit_for(signum)
+
+
+def _deferred(signum: int) -> bool:
+    """Whether the handler now installed for `signum` takes the signal itself.
+
+    The trainer's loop (`signals.catch_signals`) marks its handler so once a step has run:
+    it then stops at the next step and writes a checkpoint first.
+    """
+    handler = signal.getsignal(signum)
+    signals = getattr(handler, "signals", None)
+    return bool(getattr(signals, "deferring", False))
+
+
+def _flush_quietly() -> None:
+    """Flushes stdout and stderr, giving up after half a second (never blocks the exit)."""
+
+    def flush():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+    t = threading.Thread(target=flush, daemon=True)
+    t.start()
+    t.join(0.5)
+
+
+def _watch_signals(read_fd: int) -> None:
+    while True:
+        try:
+            data = os.read(read_fd, 64)
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        for signum in data:
+            if signum in (signal.SIGINT, signal.SIGTERM) and not _deferred(signum):
+                _exit_for(signum)
+
+
+def exit_on_interrupt() -> bool:
+    """Makes Ctrl-C and SIGTERM end the command at once with one line, at any moment.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be: inside a
+    garbage-collection callback of XLA it is swallowed ("Exception ignored in ...") and
+    the run goes on; elsewhere it is a traceback; and while XLA compiles, no Python
+    handler runs at all. Here the signal's Python handler prints one line and exits with
+    128 + the signal (130 for Ctrl-C, 143 for SIGTERM), raising nothing; and a watcher
+    thread woken through `signal.set_wakeup_fd` does the same while the main thread is
+    inside native code (in the middle of a compilation). What it leaves is what a kill
+    leaves, which a rerun resumes from. A signal ignored when the process started (a
+    background job of a script) stays ignored.
+    Once the trainer's loop has run a step, its own handler takes the signal instead
+    and stops at a step it checkpoints (see `signals.catch_signals`).
+
+    Call it first thing in a command-line entry point; `set_interrupt_message` adds
+    what the user should do. Returns False (and changes nothing) off the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _on_signal)
+    threading.Thread(
+        target=_watch_signals, args=(read_fd,), daemon=True, name="hncl-interrupts"
+    ).start()
+    # Held pending across a re-execution (`with_interrupts_held`): delivered now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
+    return True
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+def with_interrupts_held(fn: Callable[[], object]) -> None:
+    """Calls `fn` with Ctrl-C and SIGTERM held pending, e.g. `runtime.tune_process`.
+
+    A process `fn` re-executes starts with them still held (the signal mask survives
+    `execve`), and its `exit_on_interrupt` releases them once its watcher runs, so a
+    Ctrl-C during the restart is the same one line, not a traceback.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        fn()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
+
+
+def set_interrupt_message(message: str) -> None:
+    """What `exit_on_interrupt`'s line tells the user to do (e.g. the workdir to resume)."""
+    _INTERRUPT["message"] = message

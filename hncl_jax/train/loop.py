@@ -517,6 +517,7 @@ def _run_loop(config, setup: _Setup, built: Built, data_arrays, loop: _Loop, io,
             perm = permute(perm_epoch)
         loop.state, metrics = built.step_fn(loop.state, *data_arrays, perm)
         loop.step += dispatch
+        caught.deferring = True
         loop.epoch_loss.append(metrics["loss"])
         end_of_epoch = itstime(loop.step, spe)
         if end_of_epoch or itstime(loop.step, config.log_every_steps, total, window=dispatch):

@@ -32,9 +32,15 @@ STOP_SIGNALS = tuple(
 
 
 class Signals:
-    """The signal (SIGTERM, SIGINT, SIGUSR2) received while `catch_signals` was active."""
+    """The signal (SIGTERM, SIGINT, SIGUSR2) received while `catch_signals` was active.
+
+    `deferring` turns True once the loop has run a step: from then on a signal stops
+    the run at a step it checkpoints. Before (while the first step compiles), a command
+    line that called `cli.exit_on_interrupt` exits at once on Ctrl-C or SIGTERM instead.
+    """
 
     signal: int | None = None
+    deferring: bool = False
 
 
 @contextlib.contextmanager
@@ -50,6 +56,8 @@ def catch_signals(enabled: bool = True) -> Iterator[Signals]:
 
     def on_signal(signum, _frame):
         caught.signal = signum
+
+    on_signal.signals = caught  # type: ignore[attr-defined]  (read by cli's watcher)
 
     old: dict[int, Any] = {}
     if enabled:

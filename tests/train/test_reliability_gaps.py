@@ -10,9 +10,12 @@ subprocess.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -336,3 +339,83 @@ def test_failed_attempt_with_another_config_leaves_the_record_alone(trained, tmp
     proc = _tiny_main(w, cwd=str(tmp_path))  # the original command
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "already finished at step 20/20" in proc.stdout
+
+
+# ------------------------------------------------------------------ Ctrl-C at any moment
+_LOG_LINE = re.compile(r"^[IWE]\d{4} ")
+
+
+def _start_tiny(tmp_path, workdir) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "HNCL_VERBOSE"}
+    env.update({"JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT})
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hncl_jax.main",
+            f"--config={tmp_path / 'tiny.py'}",
+            f"--workdir={workdir}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _signal_at(proc, sig, marker: str | None, delay: float) -> tuple[int, str, str]:
+    """Sends `sig` `delay` s after stderr shows `marker` (None: after the start)."""
+    seen = []
+    deadline = time.monotonic() + 60
+    # The command's interrupt watcher is a second thread of a process that has no other
+    # yet (before it, Python's own start-up runs with the default handler).
+    while len(os.listdir(f"/proc/{proc.pid}/task")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if marker is not None:
+        for line in proc.stderr:
+            seen.append(line)
+            if marker in line:
+                break
+    time.sleep(delay)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, "".join(seen) + err
+
+
+@pytest.mark.parametrize(
+    "sig, marker, delay",
+    [
+        (signal.SIGINT, None, 0.0),  # importing, reading flags, loading the config
+        (signal.SIGINT, None, 0.5),  # the same, or the restart of runtime.tune_process
+        (signal.SIGINT, "JAX process", 0.0),  # the workdir lock, data, checks, tracing
+        (signal.SIGINT, "JAX process", 3.0),  # most likely compiling the step
+        (signal.SIGTERM, "JAX process", 1.5),
+    ],
+)
+def test_interrupt_before_the_loop_exits_at_once_with_one_line(tmp_path, sig, marker, delay):
+    """Ctrl-C before the loop was ignored ("Exception ignored in _xla_gc_callback") or a
+    traceback; now: exit 130 (143 for SIGTERM) and one line, the workdir resumable."""
+    (tmp_path / "tiny.py").write_text(TINY_CONFIG)
+    w = tmp_path / "run"
+    code, out, err = _signal_at(_start_tiny(tmp_path, w), sig, marker, delay)
+    assert code == 128 + sig, err[-3000:]
+    for noise in ("Traceback", "Exception ignored", "KeyboardInterrupt"):
+        assert noise not in err, err[-3000:]
+    if "interrupted at step" in out:  # the loop had started: it checkpointed first
+        return
+    lines = [ln for ln in err.splitlines() if ln.strip() and not _LOG_LINE.match(ln)]
+    name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    assert len(lines) == 1 and lines[0].startswith(f"interrupted ({name}): stopped"), lines
+    assert "rerun the same command" in lines[0]
+
+
+@pytest.mark.slow
+def test_a_run_interrupted_while_starting_resumes(tmp_path):
+    (tmp_path / "tiny.py").write_text(TINY_CONFIG)
+    w = tmp_path / "run"
+    code, _, err = _signal_at(_start_tiny(tmp_path, w), signal.SIGINT, "JAX process", 2.0)
+    assert code == 130, err[-3000:]
+    proc = _tiny_main(w, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(w / "checkpoints")) == ["10", "20"]
