@@ -129,6 +129,18 @@ def _holder(path: str) -> str:
         return "a process that has not yet recorded its PID and host"
 
 
+def _broken_link(path: str) -> str | None:
+    """`path` or the nearest of its parents that is a symbolic link to nothing, if any."""
+    while path:
+        if os.path.islink(path) and not os.path.exists(path):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return None
+
+
 def _created_dirs(path: str) -> list[str]:
     """The directories `os.makedirs(path)` would create, deepest first."""
     missing = []
@@ -154,6 +166,13 @@ class _Lock:
         if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
             raise WorkdirError(
                 f"workdir {self.workdir} is a file, not a folder; pass another --workdir."
+            )
+        broken = _broken_link(self.workdir)
+        if broken is not None:
+            raise WorkdirError(
+                f"workdir {self.workdir}: {broken} is a broken symbolic link (to "
+                f"{os.readlink(broken)!r}, which does not exist); create its target, fix the "
+                "link, or pass another --workdir."
             )
         os.makedirs(self.workdir, exist_ok=True)
         while True:

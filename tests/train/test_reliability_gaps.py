@@ -419,3 +419,20 @@ def test_a_run_interrupted_while_starting_resumes(tmp_path):
     proc = _tiny_main(w, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(os.listdir(w / "checkpoints")) == ["10", "20"]
+
+
+# ------------------------------------------------------------------ odd workdirs
+def test_workdir_that_is_a_broken_link_is_named_as_such(tmp_path):
+    """A dangling symlink as --workdir gave a bare FileExistsError."""
+    os.symlink(tmp_path / "gone", tmp_path / "w")
+    os.symlink(tmp_path / "nowhere", tmp_path / "parent")
+    for workdir, link in (
+        (tmp_path / "w", tmp_path / "w"),
+        (tmp_path / "parent" / "run", tmp_path / "parent"),
+    ):
+        proc = _main("--config=synthetic:smoke", f"--workdir={workdir}", cwd=tmp_path)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        lines = _error_lines(proc)
+        assert len(lines) == 1 and "FileExistsError" not in proc.stderr, lines
+        assert f"{link} is a broken symbolic link (to '{os.readlink(link)}'" in lines[0]
+    assert not os.path.exists(tmp_path / "gone") and not os.path.exists(tmp_path / "nowhere")
