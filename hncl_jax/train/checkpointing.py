@@ -360,6 +360,10 @@ class Checkpointer:
         good = [s for s in self.all_steps() if s in self._verified]
         return good[-1] if good else None
 
+    def describe_last_good(self) -> str:
+        """The last good checkpoint's path (or why there is none), for error messages."""
+        return self._describe_last_good()
+
     def _describe_last_good(self, exclude: int | None = None) -> str:
         good = [s for s in self.all_steps() if s in self._verified and s != exclude]
         if good:

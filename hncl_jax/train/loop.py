@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import logging
 import os
@@ -468,6 +469,12 @@ def _train_and_evaluate(
         t_loop = time.perf_counter()
         try:
             _run_loop(config, setup, built, data_arrays, loop, io, caught)
+        except reporting.OutputDiskFullError as e:
+            raise reporting.OutputDiskFullError(
+                errno.ENOSPC,
+                f"{e}; the last good checkpoint is {ckpt.describe_last_good()}. Free space or "
+                "move the workdir, then rerun the same command to resume from it.",
+            ) from None
         except (Preempted, KeyboardInterrupt):
             # Never checkpoint a state that went past a skipped non-finite step.
             _check_finite(loop.state, ckpt, setup.ckpt_dir)

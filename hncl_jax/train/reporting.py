@@ -31,6 +31,7 @@ References:
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -255,8 +256,22 @@ def last_evaluation(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return dict(evaluations[-1]) if evaluations else {}
 
 
+class OutputDiskFullError(OSError):
+    """The disk filled up while metrics.jsonl or TensorBoard's events were written."""
+
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
+        return self.strerror or super().__str__()
+
+
+def _is_enospc(e: BaseException) -> bool:
+    return getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
+
+
 class MetricWriter:
     """Writes scalars to metrics.jsonl and TensorBoard; a no-op when not enabled.
+
+    A full disk raises `OutputDiskFullError` naming the file and the bytes the row
+    needed (the trainer adds the last good checkpoint).
 
     Args:
       workdir: run directory (created if missing).
@@ -354,12 +369,24 @@ class MetricWriter:
             if key == "step":
                 raise ValueError("MetricWriter.write_scalars: 'step' is reserved; pass it as step.")
             row[str(key)] = _scalar(key, value)
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
-        for key, value in row.items():
-            if key != "step":
-                self._tb.add_scalar(key, value, global_step=int(step))
-        self._tb.flush()
+        line = json.dumps(row) + "\n"
+        where = self.path
+        try:
+            self._file.write(line)
+            self._file.flush()
+            where = os.path.join(self.workdir, workdir_lib.TENSORBOARD_DIR)
+            for key, value in row.items():
+                if key != "step":
+                    self._tb.add_scalar(key, value, global_step=int(step))
+            self._tb.flush()
+        except OSError as e:
+            if not _is_enospc(e):
+                raise
+            raise OutputDiskFullError(
+                errno.ENOSPC,
+                f"no space left on device writing {where} (about {len(line)} bytes needed for "
+                f"the row of step {step})",
+            ) from None
 
     def flush(self) -> None:
         if self.enabled and self._file is not None:
@@ -367,13 +394,21 @@ class MetricWriter:
             self._tb.flush()
 
     def close(self) -> None:
-        """Flushes and closes both outputs (idempotent)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        """Flushes and closes both outputs (idempotent).
+
+        On a full disk the unwritten tail is dropped quietly: the write that hit it
+        already raised `OutputDiskFullError`, and a resumed run rewrites those rows.
+        """
+        file, self._file = self._file, None
+        tb, self._tb = self._tb, None
+        for close in (file.close if file else None, tb.close if tb else None):
+            if close is None:
+                continue
+            try:
+                close()
+            except OSError as e:
+                if not _is_enospc(e):
+                    raise
 
     def __enter__(self) -> MetricWriter:
         return self

@@ -9,6 +9,7 @@ subprocess.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -436,3 +437,65 @@ def test_workdir_that_is_a_broken_link_is_named_as_such(tmp_path):
         assert len(lines) == 1 and "FileExistsError" not in proc.stderr, lines
         assert f"{link} is a broken symbolic link (to '{os.readlink(link)}'" in lines[0]
     assert not os.path.exists(tmp_path / "gone") and not os.path.exists(tmp_path / "nowhere")
+
+
+# ------------------------------------------------------------------ disk full in outputs
+class _FullDisk:
+    """A metrics file whose writes fail with ENOSPC from row `after` on."""
+
+    def __init__(self, file, after: int):
+        self.file, self.after, self.rows = file, after, 0
+
+    def write(self, text):
+        self.rows += 1
+        if self.rows > self.after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.file.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+
+def test_disk_full_in_metrics_names_path_bytes_and_last_checkpoint(tmp_path, monkeypatch, capsys):
+    from hncl_jax import train
+    from hncl_jax.train import cli, reporting
+
+    init = reporting.MetricWriter.__init__
+
+    def full_after_some_rows(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._file = _FullDisk(self._file, after=8)  # past the checkpoint at step 10
+
+    monkeypatch.setattr(reporting.MetricWriter, "__init__", full_after_some_rows)
+    w = str(tmp_path / "run")
+    with pytest.raises(reporting.OutputDiskFullError) as info:
+        train.train_and_evaluate(make_tiny_config(), w)
+    error = info.value
+    assert isinstance(error, OSError) and error.errno == errno.ENOSPC
+    message = str(error)
+    metrics = os.path.join(w, "metrics.jsonl")
+    assert message.startswith(f"no space left on device writing {metrics} (about ")
+    assert re.search(r"about \d+ bytes needed for the row of step \d+\)", message)
+    assert f"the last good checkpoint is {os.path.join(w, 'checkpoints', '10')}." in message
+    assert "\n" not in message
+    # From the command line: one line.
+    capsys.readouterr()  # the run's own output
+    with pytest.raises(SystemExit) as code:
+        cli.run_main(lambda: (_ for _ in ()).throw(error))
+    assert code.value.code == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert err[0] == f"error: OutputDiskFullError: {message}", err
+
+
+def test_disk_full_in_tensorboard_names_its_folder(tmp_path, monkeypatch):
+    from hncl_jax.train import reporting
+
+    with reporting.MetricWriter(tmp_path) as writer:
+        writer.write_scalars(1, {"train/loss": 1.0})
+
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(writer._tb, "add_scalar", full)
+        with pytest.raises(reporting.OutputDiskFullError, match=r"writing .*tensorboard \(about"):
+            writer.write_scalars(2, {"train/loss": 0.5})
