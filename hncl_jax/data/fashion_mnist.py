@@ -13,13 +13,16 @@ same arrays:
    package installs them (`apt-get install dataset-fashion-mnist`).
 
 The IDX header is checked (magic number 2051 for images, 2049 for labels, the 28×28
-shape, the split's count) and a missing or damaged file is an error that names the file
-and says how to get it.
+shape, the split's count), then the content against the published files' SHA-256
+(`IDX_SHA256`, of the decompressed bytes, so any recompression passes), so another set's
+files in their place (MNIST digits) are refused; a missing or damaged file is an error
+that names the file and says how to get it.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 import zlib
@@ -33,6 +36,15 @@ TFDS_NAME = "fashion_mnist"
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
 COUNTS = {"train": 60_000, "test": 10_000}
+# SHA-256 of the original files' decompressed bytes (the .gz files of the Fashion-MNIST
+# repository, zalandoresearch/fashion-mnist, whose decompressed MD5s are f4a8712d...,
+# 9018921c..., 8181f547... and 15d48437...).
+IDX_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
 SOURCES = ("auto", "tfds", "idx")
 CLASS_NAMES = (
     "T-shirt/top",
@@ -94,20 +106,24 @@ def _read_bytes(path: str) -> bytes:
         ) from e
 
 
-def read_idx(path: str, *, magic: int, shape: tuple[int, ...]) -> np.ndarray:
+def read_idx(
+    path: str, *, magic: int, shape: tuple[int, ...], sha256: str | None = None
+) -> np.ndarray:
     """Reads one IDX file of unsigned bytes and checks its header.
 
     Args:
       path: the file (gzip-compressed if it ends in .gz).
       magic: the expected magic number (2051 images, 2049 labels).
       shape: the expected array shape, (N, 28, 28) or (N,).
+      sha256: the expected SHA-256 of the decompressed bytes (None: not checked),
+        compared once the header is found right.
 
     Returns:
       The uint8 array of `shape`.
 
     Raises:
       DatasetNotPreparedError: the file is missing.
-      DamagedFileError: bad compression, magic number, dimensions or length.
+      DamagedFileError: bad compression, magic number, dimensions, length or content.
     """
     raw = _read_bytes(path)
     ndim = len(shape)
@@ -130,7 +146,18 @@ def read_idx(path: str, *, magic: int, shape: tuple[int, ...]) -> np.ndarray:
     size = int(np.prod(shape))
     if len(raw) - header != size:
         raise damaged(f"{len(raw) - header} bytes of data, expected {size}")
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        raise DamagedFileError(
+            f"Fashion-MNIST file {path} has a valid header but not the published file's "
+            "content (its SHA-256 differs): another data set's file (MNIST digits?) or a "
+            "damaged copy. Reinstall it (`apt-get install --reinstall dataset-fashion-mnist`) "
+            "or download it again."
+        )
     return np.frombuffer(raw, np.uint8, count=size, offset=header).reshape(shape)
+
+
+def _published(path: str) -> str | None:
+    return IDX_SHA256.get(os.path.basename(path).removesuffix(".gz"))
 
 
 def load_idx(split: str, folder: str) -> Dataset:
@@ -138,8 +165,10 @@ def load_idx(split: str, folder: str) -> Dataset:
     check_split(split, "fashion_mnist")
     n = COUNTS[split]
     images_path, labels_path = idx_paths(split, folder)
-    images = read_idx(images_path, magic=_IMAGES_MAGIC, shape=(n, *IMAGE_SHAPE))
-    labels = read_idx(labels_path, magic=_LABELS_MAGIC, shape=(n,))
+    images = read_idx(
+        images_path, magic=_IMAGES_MAGIC, shape=(n, *IMAGE_SHAPE), sha256=_published(images_path)
+    )
+    labels = read_idx(labels_path, magic=_LABELS_MAGIC, shape=(n,), sha256=_published(labels_path))
     if labels.max() >= NUM_CLASSES:
         raise DamagedFileError(
             f"Fashion-MNIST file {labels_path} is damaged: label {labels.max()} is not in "
