@@ -374,6 +374,32 @@ def _restore_or_init(config, setup: _Setup, built: Built, ckpt, sample_x, abstra
     return _Loop(state=state, step=start, start_step=start, epoch_loss=epoch_loss)
 
 
+def _warn_lost_metrics(workdir: str, start_step: int, rows: list) -> None:
+    """Warns when a resumed run's metrics.jsonl lacks the rows up to its checkpoint.
+
+    The last step before a checkpoint is always logged, so a file that ends earlier (or
+    is gone or empty) lost rows that no checkpoint holds: the curves and the evaluation
+    history start over there.
+    """
+    last = max((r["step"] for r in rows), default=0)
+    if start_step <= 0 or last >= start_step:
+        return
+    path = os.path.join(workdir, workdir_lib.METRICS_FILE)
+    state = f"holds {len(rows)} rows up to step {last}" if rows else "is missing or empty"
+    logging.warning(
+        "%s %s, but the run resumes from its checkpoint at step %d: the rows of steps %d..%d "
+        "(training losses, evaluations) are lost and cannot be recovered from the "
+        "checkpoints; the curves and the evaluation history continue from step %d. Put the "
+        "file back (and rerun) to keep them.",
+        path,
+        state,
+        start_step,
+        last + 1,
+        start_step,
+        start_step,
+    )
+
+
 def _unrestorable_message(e, workdir: str) -> str:
     """One line for a workdir none of whose checkpoints restores, with the options."""
     reasons = []
@@ -446,9 +472,9 @@ def _train_and_evaluate(
             workdir, config, enabled=primary and bool(config.get("wandb", False))
         )
         stack.callback(wandb_log.finish)
-        loop.history = [
-            r for r in reporting.read_metrics(workdir) if reporting.is_evaluation_row(r)
-        ]
+        rows = reporting.read_metrics(workdir)
+        _warn_lost_metrics(workdir, loop.start_step, rows)
+        loop.history = [r for r in rows if reporting.is_evaluation_row(r)]
         # Every evaluation's DC spectra (plotted together); those after the resumed step go.
         loop.spectra = reporting.read_spectra(workdir, max_step=loop.start_step) if primary else []
         # A finished run rerun on its workdir reports its last evaluation again.

@@ -362,6 +362,9 @@ def _start_tiny(tmp_path, workdir) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a test run started in the background of a script inherits
+        # an ignored SIGINT, which the command (rightly) keeps ignoring.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -499,3 +502,28 @@ def test_disk_full_in_tensorboard_names_its_folder(tmp_path, monkeypatch):
         monkeypatch.setattr(writer._tb, "add_scalar", full)
         with pytest.raises(reporting.OutputDiskFullError, match=r"writing .*tensorboard \(about"):
             writer.write_scalars(2, {"train/loss": 0.5})
+
+
+# ------------------------------------------------------------------ lost metrics
+def test_deleted_or_emptied_metrics_beside_checkpoints_is_warned(trained, tmp_path):
+    """The earlier rows were lost without a word."""
+    w, _ = _copy_run(trained, tmp_path)
+    metrics = os.path.join(w, "metrics.jsonl")
+    open(metrics, "w").close()  # emptied
+    proc = _tiny_main(w, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        f"{metrics} is missing or empty, but the run resumes from its checkpoint at step 20: the "
+        "rows "
+        "of steps 1..20 (training losses, evaluations) are lost" in proc.stderr
+    ), proc.stderr[-3000:]
+    os.remove(metrics)  # deleted
+    proc = _tiny_main(w, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{metrics} is missing or empty, but the run resumes from its checkpoint" in (
+        proc.stderr
+    )
+    intact = tmp_path / "intact"
+    shutil.copytree(trained / "run", intact)
+    proc = _tiny_main(intact, cwd=str(tmp_path))  # intact: no warning
+    assert proc.returncode == 0 and "are lost" not in proc.stderr, proc.stderr[-3000:]
