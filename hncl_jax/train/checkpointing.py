@@ -1001,6 +1001,10 @@ class WarmStartMismatchError(ValueError):
         self.problems = list(problems)
 
 
+class _WarmStartMismatch(ValueError):
+    """The checkpoint is readable but holds other fields or shapes than the target."""
+
+
 def load_for_warm_start(
     path: str | os.PathLike[str], abstract_state_subtree: Mapping[str, PyTree]
 ) -> dict[str, PyTree]:
@@ -1038,35 +1042,45 @@ def load_for_warm_start(
     step = _verified_warm_start_step(path, directory, step)
     state_path = os.path.join(directory, str(step), STATE_ITEM)
     target = dict(abstract_state_subtree)
-    with _read_only_manager(directory) as manager:
-        stored = manager.metadata(step).item_metadata[STATE_ITEM]
-        stored = getattr(stored, "tree", stored)
-        missing = [k for k in target if k not in stored]
-        if missing:
-            raise ValueError(
-                f"load_for_warm_start: {state_path} has no field(s) {missing}; it holds "
-                f"{sorted(stored)}. Pass a subtree of those fields."
-            )
-        found = _flat_leaves({k: stored[k] for k in target})
-        problems = _leaf_mismatches(_flat_leaves(target), found)
-        if problems:
-            raise WarmStartMismatchError(
-                problems,
-                f"load_for_warm_start: {len(problems)} leaf/leaves of {state_path} do not "
-                "match the model (same architecture and embed_dim needed):\n  "
-                + "\n  ".join(problems),
-            )
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    STATE_ITEM: ocp.args.PyTreeRestore(
-                        item=target,
-                        restore_args=_partial_restore_args(target, found),
-                        partial_restore=True,
-                    )
-                }
-            ),
-        )[STATE_ITEM]
+    try:
+        with _read_only_manager(directory) as manager:
+            stored = manager.metadata(step).item_metadata[STATE_ITEM]
+            stored = getattr(stored, "tree", stored)
+            missing = [k for k in target if k not in stored]
+            if missing:
+                raise _WarmStartMismatch(
+                    f"load_for_warm_start: {state_path} has no field(s) {missing}; it holds "
+                    f"{sorted(stored)}. Pass a subtree of those fields."
+                )
+            found = _flat_leaves({k: stored[k] for k in target})
+            problems = _leaf_mismatches(_flat_leaves(target), found)
+            if problems:
+                raise WarmStartMismatchError(
+                    problems,
+                    f"load_for_warm_start: {len(problems)} leaf/leaves of {state_path} do not "
+                    "match the model (same architecture and embed_dim needed):\n  "
+                    + "\n  ".join(problems),
+                )
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    **{
+                        STATE_ITEM: ocp.args.PyTreeRestore(
+                            item=target,
+                            restore_args=_partial_restore_args(target, found),
+                            partial_restore=True,
+                        )
+                    }
+                ),
+            )[STATE_ITEM]
+    except (_WarmStartMismatch, WarmStartMismatchError):
+        raise
+    except Exception as e:  # Orbax, tensorstore and json raise many types on damaged files
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise CheckpointCorruptError(
+            f"load_for_warm_start: checkpoint {os.path.join(directory, str(step))} (from "
+            f"{os.fspath(path)!r}) cannot be read, it is damaged: {type(e).__name__}: {first}. "
+            "Pass another --config.init_from (an older step of that run, or an intact copy)."
+        ) from e
     logging.info("load_for_warm_start: restored %s from %s.", sorted(target), state_path)
     return {k: restored[k] for k in target}

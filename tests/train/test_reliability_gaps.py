@@ -527,3 +527,21 @@ def test_deleted_or_emptied_metrics_beside_checkpoints_is_warned(trained, tmp_pa
     shutil.copytree(trained / "run", intact)
     proc = _tiny_main(intact, cwd=str(tmp_path))  # intact: no warning
     assert proc.returncode == 0 and "are lost" not in proc.stderr, proc.stderr[-3000:]
+
+
+# ------------------------------------------------------------------ warm starts
+@pytest.mark.parametrize("damaged", ["state/_METADATA", "state/_sharding"])
+def test_warm_start_from_a_damaged_step_names_the_checkpoint(trained, tmp_path, damaged):
+    """A bare 'Expecting property name enclosed in double quotes', naming nothing."""
+    src, ckpts = _copy_run(trained, tmp_path)
+    step = os.path.join(ckpts, "20")
+    os.remove(os.path.join(step, "checksums.json"))  # nothing tells which file changed
+    with open(os.path.join(step, damaged), "w") as fh:
+        fh.write("{bad")
+    proc = _tiny_main(tmp_path / "new", f"--config.init_from={step}", cwd=str(tmp_path))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = [ln for ln in _error_lines(proc) if not ln.startswith(("E1", "E0"))]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, lines
+    assert lines[0].startswith(f"error: load_for_warm_start: checkpoint {step} (from '{step}')")
+    assert "cannot be read, it is damaged" in lines[0]
+    assert "Pass another --config.init_from" in lines[0]
