@@ -1005,10 +1005,19 @@ class _WarmStartMismatch(ValueError):
     """The checkpoint is readable but holds other fields or shapes than the target."""
 
 
+# Reads retried when the step being read vanished (its run, still training, deleted it).
+_WARM_START_TRIES = 5
+
+
 def load_for_warm_start(
     path: str | os.PathLike[str], abstract_state_subtree: Mapping[str, PyTree]
 ) -> dict[str, PyTree]:
     """Restores a subtree (e.g. params and batch_stats) of another run's checkpoint.
+
+    The source may still be training and delete old steps while one is read: given a
+    workdir or a checkpoints directory, a step that vanished mid-read is replaced by the
+    newest step then present; a step directory given explicitly that vanished is refused
+    with one line (`CheckpointCorruptError`).
 
     The optimizer state and step are not read: the new run starts its own. Every leaf of
     the target is compared with the checkpoint's metadata first, so an architecture
@@ -1033,13 +1042,46 @@ def load_for_warm_start(
         (`WarmStartMismatchError`, whose message lists every differing leaf as
         `path: expected shape dtype, found shape dtype`).
     """
+    explicit = _is_step_dir(epath.Path(_absolute(path))) if os.path.exists(path) else False
+    for attempt in range(_WARM_START_TRIES):
+        reading: list[str] = []
+        try:
+            return _load_for_warm_start(path, abstract_state_subtree, reading)
+        except _WarmStartMismatch:
+            raise
+        except Exception:
+            if not reading or os.path.isdir(reading[-1]):
+                raise  # not a vanished step: the error stands
+            if explicit or attempt == _WARM_START_TRIES - 1:
+                raise CheckpointCorruptError(
+                    f"load_for_warm_start: checkpoint {reading[-1]} was deleted while it was "
+                    "read (its run is still training and keeps only its newest checkpoints). "
+                    "Pass that run's workdir as --config.init_from (its newest step is then "
+                    "read), or wait until it has finished."
+                ) from None
+            logging.warning(
+                "load_for_warm_start: %s was deleted while it was read (its run is still "
+                "training); reading the newest step instead.",
+                reading[-1],
+            )
+    raise AssertionError("unreachable")
+
+
+def _load_for_warm_start(
+    path: str | os.PathLike[str],
+    abstract_state_subtree: Mapping[str, PyTree],
+    reading: list[str],
+) -> dict[str, PyTree]:
+    """`load_for_warm_start`'s body; `reading` collects the step directories it reads."""
     if not isinstance(abstract_state_subtree, Mapping) or not abstract_state_subtree:
         raise ValueError(
             "load_for_warm_start: abstract_state_subtree must be a non-empty dict such as "
             f"{{'params': ..., 'batch_stats': ...}}; got {type(abstract_state_subtree).__name__}."
         )
     directory, step = resolve_checkpoint_path(path)
+    reading.append(os.path.join(directory, str(step)))
     step = _verified_warm_start_step(path, directory, step)
+    reading.append(os.path.join(directory, str(step)))
     state_path = os.path.join(directory, str(step), STATE_ITEM)
     target = dict(abstract_state_subtree)
     try:

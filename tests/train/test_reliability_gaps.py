@@ -545,3 +545,37 @@ def test_warm_start_from_a_damaged_step_names_the_checkpoint(trained, tmp_path, 
     assert lines[0].startswith(f"error: load_for_warm_start: checkpoint {step} (from '{step}')")
     assert "cannot be read, it is damaged" in lines[0]
     assert "Pass another --config.init_from" in lines[0]
+
+
+def test_warm_start_from_a_run_still_training_reads_a_step_that_stays(tmp_path, monkeypatch):
+    """The source's retention deleted the step mid-read: tensorstore NOT_FOUND, or
+    'Checkpoint directory does not exist'."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from hncl_jax.train import checkpointing
+
+    ckpts = str(tmp_path / "src" / "checkpoints")
+    with checkpointing.Checkpointer(ckpts, max_to_keep=None) as ckpt:
+        for step in (1, 2):
+            ckpt.save(step, {"params": {"w": jnp.full((3,), float(step))}})
+    target = {"params": {"w": jax.ShapeDtypeStruct((3,), jnp.float32)}}
+    restore_args = checkpointing._partial_restore_args
+
+    def retention_strikes(target, found):  # the writer deletes the step being read
+        for step in ("2",):
+            shutil.rmtree(os.path.join(ckpts, step), ignore_errors=True)
+        return restore_args(target, found)
+
+    monkeypatch.setattr(checkpointing, "_partial_restore_args", retention_strikes)
+    loaded = checkpointing.load_for_warm_start(str(tmp_path / "src"), target)
+    np.testing.assert_array_equal(np.asarray(loaded["params"]["w"]), [1.0, 1.0, 1.0])
+
+    with checkpointing.Checkpointer(ckpts, max_to_keep=None) as ckpt:
+        ckpt.save(2, {"params": {"w": jnp.full((3,), 2.0)}})
+    with pytest.raises(checkpointing.CheckpointCorruptError) as info:
+        checkpointing.load_for_warm_start(os.path.join(ckpts, "2"), target)
+    message = str(info.value)
+    assert f"checkpoint {os.path.join(ckpts, '2')} was deleted while it was read" in message
+    assert "Pass that run's workdir as --config.init_from" in message and "\n" not in message
