@@ -207,7 +207,19 @@ def load_tfds(split: str, data_dir: str | None) -> Dataset:
     from hncl_jax.data.sources import read_source, tfds_source
 
     check_split(split, "fashion_mnist")
-    images, labels = read_source(tfds_source(TFDS_NAME, split, tfds_dir(data_dir)))
+    try:
+        images, labels = read_source(tfds_source(TFDS_NAME, split, tfds_dir(data_dir)))
+    except DatasetNotPreparedError:
+        raise
+    except Exception as e:  # TFDS and array_record raise many types on damaged folders
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise DamagedFileError(
+            f"the TFDS fashion_mnist in {os.path.join(tfds_dir(data_dir), TFDS_NAME)} cannot "
+            f"be read ({type(e).__name__}{': ' + first if first else ''}): it is damaged or "
+            "was not written by TFDS. Prepare it again (tfds.builder('fashion_mnist', "
+            "file_format='array_record').download_and_prepare()) after removing it, or read "
+            "the IDX files instead: --config.dataset_kwargs.source=idx."
+        ) from e
     if images.shape[1:] != (*IMAGE_SHAPE, 1) or labels.max() >= NUM_CLASSES:
         raise DamagedFileError(
             f"the TFDS fashion_mnist in {tfds_dir(data_dir)} holds images {images.shape[1:]} "

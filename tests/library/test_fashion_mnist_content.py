@@ -79,3 +79,37 @@ def test_other_content_fails_the_command_in_one_line(fashion_mnist_files, tmp_pa
     assert len(lines) == 1 and f"{images} has a valid header" in lines[0], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_fake_tfds_folder_fails_the_command_in_one_line(tmp_path):
+    """A raw TFDS AssertionError traceback before."""
+    version = tmp_path / "tfds" / "fashion_mnist" / "3.0.1"
+    version.mkdir(parents=True)
+    (version / "dataset_info.json").write_text('{"name": "fashion_mnist"}')
+    for split in ("train", "test"):
+        (version / f"fashion_mnist-{split}.array_record-00000-of-00001").write_bytes(
+            bytes(range(256)) * 4
+        )
+    assert fashion_mnist.tfds_prepared(str(tmp_path / "tfds"))
+    with pytest.raises(fashion_mnist.DamagedFileError, match="cannot be read"):
+        data.load_dataset("fashion_mnist", "test", data_dir=str(tmp_path / "tfds"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hncl_jax.main",
+            "--config=fashion_mnist:smoke",
+            f"--config.data_dir={tmp_path / 'tfds'}",
+            f"--workdir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"the TFDS fashion_mnist in {tmp_path / 'tfds' / 'fashion_mnist'} cannot" in lines[0]
+    assert "--config.dataset_kwargs.source=idx" in lines[0]
