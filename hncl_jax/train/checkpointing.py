@@ -39,7 +39,7 @@ restored.
 
 Integrity: Orbax reads a flipped bit in an array chunk back silently (the chunks carry
 no checksum), so once a step is committed `Checkpointer` writes `<step>/checksums.json`,
-the SHA-256 of every file of the step. `restore`, `restore_latest` and
+the SHA-256 of every file of the step (`hncl_jax.train.manifest`). `restore`, `restore_latest` and
 `load_for_warm_start` compare the files with it before reading any array; a mismatch
 is a damaged checkpoint like any other. A step without the file (written by an older
 version, or a process killed between Orbax's commit and the manifest) is restored with
@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging as pylogging
 import os
@@ -74,6 +73,14 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from hncl_jax.train.manifest import (
+    MANIFEST_FILE,
+    CheckpointCorruptError,
+    sha256_file,
+    step_files,
+    verify_manifest,
+    write_manifest,
+)
 from hncl_jax.train.workdir import CHECKPOINTS_DIR
 
 PyTree = Any
@@ -83,7 +90,6 @@ METADATA_ITEM = "metadata"
 CORRUPT_SUFFIX = ".corrupt"
 # A step without checksums set aside for an older step whose checksums match.
 UNVERIFIED_SUFFIX = ".unverified"
-MANIFEST_FILE = "checksums.json"
 # The step-name format `ocp.CheckpointManager` uses by default (the bare step number, no
 # prefix, no padding); it lists finalized steps only, never tmp or `.corrupt` names.
 _STEP_NAME_FORMAT = ocp.path.step.standard_name_format()
@@ -116,10 +122,6 @@ def _fallback_sharding() -> jax.sharding.Sharding:
     return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
 
-class CheckpointCorruptError(ValueError):
-    """A checkpoint's files differ from the checksums written when it was saved."""
-
-
 class CheckpointShapeError(ValueError):
     """A checkpoint's arrays have other shapes than the state they are restored into."""
 
@@ -143,92 +145,6 @@ class CheckpointDiskFullError(OSError):
 
     def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
         return self.strerror or super().__str__()
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _step_files(step_dir: str) -> dict[str, str]:
-    """Relative path -> absolute path of every file of a step (the manifest excluded)."""
-    out = {}
-    for root, _, names in os.walk(step_dir):
-        for name in names:
-            full = os.path.join(root, name)
-            rel = os.path.relpath(full, step_dir)
-            if rel != MANIFEST_FILE and not rel.endswith(".tmp"):
-                out[rel] = full
-    return out
-
-
-def write_manifest(step_dir: str | os.PathLike[str]) -> str:
-    """Writes `<step_dir>/checksums.json`: the SHA-256 and size of every file of the step.
-
-    Args:
-      step_dir: a finalized step directory (`.../checkpoints/<step>`).
-
-    Returns:
-      The manifest's path (written atomically: a temporary file, then a rename).
-    """
-    step_dir = os.fspath(step_dir)
-    files = {
-        rel: {"sha256": _sha256(full), "bytes": os.path.getsize(full)}
-        for rel, full in sorted(_step_files(step_dir).items())
-    }
-    path = os.path.join(step_dir, MANIFEST_FILE)
-    with open(path + ".tmp", "w") as fh:
-        json.dump({"algorithm": "sha256", "files": files}, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(path + ".tmp", path)
-    return path
-
-
-def verify_manifest(step_dir: str | os.PathLike[str]) -> bool:
-    """Compares a step's files with its `checksums.json`.
-
-    Args:
-      step_dir: a step directory.
-
-    Returns:
-      True if every file matches, False if the step has no manifest (unverified).
-
-    Raises:
-      CheckpointCorruptError: a file is missing, has another size or another hash, or
-        the manifest itself cannot be read; the message lists the files.
-    """
-    step_dir = os.fspath(step_dir)
-    path = os.path.join(step_dir, MANIFEST_FILE)
-    if not os.path.exists(path):
-        return False
-    try:
-        with open(path) as fh:
-            expected = json.load(fh)["files"]
-        if not isinstance(expected, dict):
-            raise TypeError("'files' is not a dict")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointCorruptError(f"{path} cannot be read ({e})") from e
-    found = _step_files(step_dir)
-    problems = []
-    for rel, want in sorted(expected.items()):
-        full = found.get(rel)
-        if full is None:
-            problems.append(f"{rel}: missing")
-        elif os.path.getsize(full) != want.get("bytes"):
-            problems.append(f"{rel}: {os.path.getsize(full)} bytes, {want.get('bytes')} saved")
-        elif _sha256(full) != want.get("sha256"):
-            problems.append(f"{rel}: SHA-256 differs from the one saved")
-    if problems:
-        raise CheckpointCorruptError(
-            f"checkpoint {step_dir} does not match its {MANIFEST_FILE} (its files changed "
-            f"after the save): {'; '.join(problems[:10])}"
-            + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
-        )
-    return True
 
 
 def _is_disk_full(e: BaseException) -> bool:
@@ -496,7 +412,7 @@ class Checkpointer:
                 int(step),
                 self.step_path(step),
                 MANIFEST_FILE,
-                len(_step_files(self.step_path(step))),
+                len(step_files(self.step_path(step))),
             )
         self._check_shapes(int(step), abstract_state)
         restored = self._manager.restore(
@@ -693,7 +609,7 @@ def _metadata_matches_manifest(step_dir: str) -> bool:
         with open(manifest) as fh:
             want = json.load(fh)["files"][rel]
         path = os.path.join(step_dir, rel)
-        return os.path.getsize(path) == want["bytes"] and _sha256(path) == want["sha256"]
+        return os.path.getsize(path) == want["bytes"] and sha256_file(path) == want["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

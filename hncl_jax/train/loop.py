@@ -495,12 +495,6 @@ def _train_and_evaluate(
         t_loop = time.perf_counter()
         try:
             _run_loop(config, setup, built, data_arrays, loop, io, caught)
-        except reporting.OutputDiskFullError as e:
-            raise reporting.OutputDiskFullError(
-                errno.ENOSPC,
-                f"{e}; the last good checkpoint is {ckpt.describe_last_good()}. Free space or "
-                "move the workdir, then rerun the same command to resume from it.",
-            ) from None
         except (Preempted, KeyboardInterrupt):
             # Never checkpoint a state that went past a skipped non-finite step.
             _check_finite(loop.state, ckpt, setup.ckpt_dir)
@@ -534,8 +528,21 @@ def _run_loop(config, setup: _Setup, built: Built, data_arrays, loop: _Loop, io,
     """Dispatches steps to the end of the run; logs, evaluates and checkpoints on time.
 
     Raises `Preempted` when a signal arrived (at the step reached), FloatingPointError
-    at the first non-finite log.
+    at the first non-finite log, `reporting.OutputDiskFullError` (naming the last good
+    checkpoint) when the metrics no longer fit on the disk.
     """
+    try:
+        _dispatch_to_the_end(config, setup, built, data_arrays, loop, io, caught)
+    except reporting.OutputDiskFullError as e:
+        raise reporting.OutputDiskFullError(
+            errno.ENOSPC,
+            f"{e}; the last good checkpoint is {io.ckpt.describe_last_good()}. Free space or "
+            "move the workdir, then rerun the same command to resume from it.",
+        ) from None
+
+
+def _dispatch_to_the_end(config, setup: _Setup, built: Built, data_arrays, loop: _Loop, io, caught):
+    """`_run_loop`'s steps: dispatch, log, evaluate and checkpoint on time, stop on a signal."""
     spe, total, dispatch = setup.steps_per_epoch, setup.total_steps, built.steps_per_dispatch
     permute = jax.jit(
         functools.partial(epoch_permutation, config.seed, n=len(setup.train_ds.labels)),
