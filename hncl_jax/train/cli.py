@@ -319,10 +319,19 @@ def _exit_for(signum: int) -> None:
     name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
     _flush_quietly()
     line = f"interrupted ({name}): stopped without writing a checkpoint; "
-    # On a terminal the progress bar may hold the line: start a fresh one.
-    fresh = "\n" if os.isatty(2) else ""
+    # A progress bar (or a terminal's prompt) may hold the line: start a fresh one.
+    fresh = "\n" if os.isatty(2) or _bar_open() else ""
     os.write(2, (fresh + line + _INTERRUPT["message"] + "\n").encode())
     os._exit(128 + signum)  # the shell's "killed by signal N": 130, 143
+
+
+def _bar_open() -> bool:
+    """Whether a tqdm progress bar is open (it holds stderr's line without a newline)."""
+    tqdm = sys.modules.get("tqdm")
+    try:
+        return bool(tqdm is not None and len(tqdm.tqdm._instances))
+    except Exception:  # another tqdm version: no fresh line
+        return False
 
 
 def _on_signal(signum, frame) -> None:
