@@ -963,7 +963,7 @@ def load_for_warm_start(
         reading: list[str] = []
         try:
             return _load_for_warm_start(path, abstract_state_subtree, reading)
-        except _WarmStartMismatch:
+        except (_WarmStartMismatch, WarmStartMismatchError):
             raise
         except Exception:
             if not reading or os.path.isdir(reading[-1]):

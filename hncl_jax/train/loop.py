@@ -528,13 +528,13 @@ def _run_loop(config, setup: _Setup, built: Built, data_arrays, loop: _Loop, io,
     """Dispatches steps to the end of the run; logs, evaluates and checkpoints on time.
 
     Raises `Preempted` when a signal arrived (at the step reached), FloatingPointError
-    at the first non-finite log, `reporting.OutputDiskFullError` (naming the last good
+    at the first non-finite log, `workdir.OutputDiskFullError` (naming the last good
     checkpoint) when the metrics no longer fit on the disk.
     """
     try:
         _dispatch_to_the_end(config, setup, built, data_arrays, loop, io, caught)
-    except reporting.OutputDiskFullError as e:
-        raise reporting.OutputDiskFullError(
+    except workdir_lib.OutputDiskFullError as e:
+        raise workdir_lib.OutputDiskFullError(
             errno.ENOSPC,
             f"{e}; the last good checkpoint is {io.ckpt.describe_last_good()}. Free space or "
             "move the workdir, then rerun the same command to resume from it.",

@@ -256,22 +256,8 @@ def last_evaluation(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return dict(evaluations[-1]) if evaluations else {}
 
 
-class OutputDiskFullError(OSError):
-    """The disk filled up while metrics.jsonl or TensorBoard's events were written."""
-
-    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
-        return self.strerror or super().__str__()
-
-
-def _is_enospc(e: BaseException) -> bool:
-    return getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
-
-
 class MetricWriter:
     """Writes scalars to metrics.jsonl and TensorBoard; a no-op when not enabled.
-
-    A full disk raises `OutputDiskFullError` naming the file and the bytes the row
-    needed (the trainer adds the last good checkpoint).
 
     Args:
       workdir: run directory (created if missing).
@@ -380,9 +366,9 @@ class MetricWriter:
                     self._tb.add_scalar(key, value, global_step=int(step))
             self._tb.flush()
         except OSError as e:
-            if not _is_enospc(e):
+            if e.errno != errno.ENOSPC:
                 raise
-            raise OutputDiskFullError(
+            raise workdir_lib.OutputDiskFullError(
                 errno.ENOSPC,
                 f"no space left on device writing {where} (about {len(line)} bytes needed for "
                 f"the row of step {step})",
@@ -394,20 +380,16 @@ class MetricWriter:
             self._tb.flush()
 
     def close(self) -> None:
-        """Flushes and closes both outputs (idempotent).
-
-        On a full disk the unwritten tail is dropped quietly: the write that hit it
-        already raised `OutputDiskFullError`, and a resumed run rewrites those rows.
-        """
-        file, self._file = self._file, None
-        tb, self._tb = self._tb, None
-        for close in (file.close if file else None, tb.close if tb else None):
-            if close is None:
-                continue
+        """Flushes and closes both outputs (idempotent); on a full disk the unwritten tail
+        is dropped quietly (the write that hit it raised `workdir.OutputDiskFullError`)."""
+        for name in ("_file", "_tb"):
+            out = getattr(self, name)
+            setattr(self, name, None)
             try:
-                close()
+                if out is not None:
+                    out.close()
             except OSError as e:
-                if not _is_enospc(e):
+                if e.errno != errno.ENOSPC:
                     raise
 
     def __enter__(self) -> MetricWriter:

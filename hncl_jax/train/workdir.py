@@ -114,6 +114,13 @@ class WorkdirError(validation.ConfigError):
     """
 
 
+class OutputDiskFullError(OSError):
+    """The disk filled up while a run's outputs (metrics.jsonl, TensorBoard) were written."""
+
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
+        return self.strerror or super().__str__()
+
+
 class WorkdirLockedError(OSError):
     """Another live process holds the workdir's lock (an OSError, like EWOULDBLOCK)."""
 

@@ -465,7 +465,7 @@ class _FullDisk:
 
 def test_disk_full_in_metrics_names_path_bytes_and_last_checkpoint(tmp_path, monkeypatch, capsys):
     from hncl_jax import train
-    from hncl_jax.train import cli, reporting
+    from hncl_jax.train import cli, reporting, workdir
 
     init = reporting.MetricWriter.__init__
 
@@ -475,7 +475,7 @@ def test_disk_full_in_metrics_names_path_bytes_and_last_checkpoint(tmp_path, mon
 
     monkeypatch.setattr(reporting.MetricWriter, "__init__", full_after_some_rows)
     w = str(tmp_path / "run")
-    with pytest.raises(reporting.OutputDiskFullError) as info:
+    with pytest.raises(workdir.OutputDiskFullError) as info:
         train.train_and_evaluate(make_tiny_config(), w)
     error = info.value
     assert isinstance(error, OSError) and error.errno == errno.ENOSPC
@@ -495,7 +495,7 @@ def test_disk_full_in_metrics_names_path_bytes_and_last_checkpoint(tmp_path, mon
 
 
 def test_disk_full_in_tensorboard_names_its_folder(tmp_path, monkeypatch):
-    from hncl_jax.train import reporting
+    from hncl_jax.train import reporting, workdir
 
     with reporting.MetricWriter(tmp_path) as writer:
         writer.write_scalars(1, {"train/loss": 1.0})
@@ -504,7 +504,7 @@ def test_disk_full_in_tensorboard_names_its_folder(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(writer._tb, "add_scalar", full)
-        with pytest.raises(reporting.OutputDiskFullError, match=r"writing .*tensorboard \(about"):
+        with pytest.raises(workdir.OutputDiskFullError, match=r"writing .*tensorboard \(about"):
             writer.write_scalars(2, {"train/loss": 0.5})
 
 
