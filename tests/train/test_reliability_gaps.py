@@ -426,7 +426,9 @@ def test_a_run_interrupted_while_starting_resumes(tmp_path):
     assert code == 130, err[-3000:]
     proc = _tiny_main(w, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(os.listdir(w / "checkpoints")) == ["10", "20"]
+    # On a loaded machine the signal may land after the first step: a checkpoint of it too.
+    assert {"10", "20"} <= set(os.listdir(w / "checkpoints")), os.listdir(w / "checkpoints")
+    assert "already finished" not in proc.stdout  # the rerun trained to the end
 
 
 # ------------------------------------------------------------------ odd workdirs
