@@ -707,7 +707,14 @@ def ignored_loss_options(
             and f in defaults
             and config.loss[f] not in (defaults[f], NEUTRAL_LOSS_OPTIONS.get(f, defaults[f]))
         ]
-    return [f for f in IGNORABLE_LOSS_OPTIONS if f in fields and f not in read]
+    # A neutral value (β = 0: no hardening) says what the loss does anyway, e.g. the
+    # paper grids' "scl at β = 0" points: not an ignored option.
+    neutral = [
+        f
+        for f in fields
+        if f in NEUTRAL_LOSS_OPTIONS and config.loss.get(f) == NEUTRAL_LOSS_OPTIONS[f]
+    ]
+    return [f for f in IGNORABLE_LOSS_OPTIONS if f in fields and f not in read and f not in neutral]
 
 
 def ignored_options_message(config: ml_collections.ConfigDict, fields: Sequence[str]) -> str:
