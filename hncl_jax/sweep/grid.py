@@ -673,7 +673,9 @@ def markdown_table(
 ) -> str:
     """A Markdown table of `columns` (missing entries blank, floats to `digits` places,
     whole numbers as such; a column with a `<column>_std` entry, as `aggregate` writes,
-    shows mean ± std, but a whole number equal in every seed, an epoch, shows alone)."""
+    shows mean ± std, but a field that is not a metric (no "/" in its name: an epoch, a
+    grid value) and is the same whole number in every seed shows alone; a metric keeps its
+    ± even when every seed agrees, e.g. an accuracy of 1)."""
 
     def cell(v: Any) -> str:
         if v is None:
@@ -687,7 +689,8 @@ def markdown_table(
     def entry(r: Mapping[str, Any], c: str) -> str:
         std, value = r.get(f"{c}_std"), r.get(c)
         whole = _is_number(value) and float(value).is_integer()
-        if std is not None and value is not None and not (whole and float(std) == 0.0):
+        alone = whole and float(std or 0.0) == 0.0 and "/" not in c
+        if std is not None and value is not None and not alone:
             return format_mean_std(float(value), float(std), digits)
         return cell(value)  # a whole number equal over the seeds (an epoch): alone
 

@@ -34,7 +34,7 @@ EXPECTED_OUTPUT = {
         "η = 2.1: effective rank after 1000 steps: 1 (k = 30)",
         "effective rank 29 (k − 1 = 29)",
     ],
-    "synthetic_collapse": ["16 runs in", "| noise_views | hucl | 50.0000 |", "last-epoch loss"],
+    "synthetic_collapse": ["16 runs in", "| noise_views | hucl | 50 |", "last-epoch loss"],
     "cifar_collapse": ["**fig3_fig4_unit_ball**", "| setting | theory | observed |"],
     "near_nc_warm_start": ["| near-NC model |", "| HUCL β=30 |"],
     "clop": ["| nt_xent | True |", "| nt_xent | False |"],

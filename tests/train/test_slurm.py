@@ -55,16 +55,16 @@ def slurm():
         pytest.skip(message)
 
 
-# Two values of beta, two lengths: 1 epoch (4 steps) and 300 epochs (1,200 steps, about
-# 30 s of training on 2 cores, evaluated and checkpointed at the end only), so a run is
-# still training when the test cancels it.
-GRID = ["--grid=loss.beta=0,2", "--grid=num_epochs=1,300"]
-LONG_RUN = "loss.beta=0,num_epochs=300"
+# Two values of beta, two lengths: 1 epoch (4 steps) and 1,000 epochs (4,000 steps, about
+# 16 s of training on 2 idle cores and more under load, evaluated and checkpointed at the
+# end only), so a run is still training when the test cancels it after its first 100 steps.
+GRID = ["--grid=loss.beta=0,2", "--grid=num_epochs=1,1000"]
+LONG_RUN = "loss.beta=0,num_epochs=1000"
 SWEEP = [
     *SMALL[:1],  # --config=digits:smoke
     *SMALL[2:],
-    "--config.eval_every_epochs=300",
-    "--config.checkpoint_every_epochs=300",
+    "--config.eval_every_epochs=1000",
+    "--config.checkpoint_every_epochs=1000",
     "--config.log_every_steps=100",
     *GRID,
 ]
@@ -185,16 +185,19 @@ def test_a_run_at_its_time_limit_saves_is_requeued_and_resumes(slurm, tmp_path):
     requeued job resumes from the save. Once the first save is seen, the test lifts the
     requeued job's limit so it finishes in one go (the exactness of a resume is the
     scancel test's)."""
-    run = "loss.beta=0,num_epochs=2000"  # 8,000 steps: longer than the first minute
+    # 40,000 steps (4 per epoch): on an idle machine about 2.5 minutes, so the run is still
+    # training when the signal comes however fast the machine is (8,000 steps once ended
+    # in 32 s, before any signal).
+    run = "loss.beta=0,num_epochs=10000"
     remote = tmp_path / "slurm"
     base = [
         *SMALL[:1],
         *SMALL[2:],
-        "--config.eval_every_epochs=2000",
-        "--config.checkpoint_every_epochs=2000",
+        "--config.eval_every_epochs=10000",
+        "--config.checkpoint_every_epochs=10000",
         "--config.log_every_steps=100",
         "--grid=loss.beta=0",
-        "--grid=num_epochs=2000",
+        "--grid=num_epochs=10000",
     ]
     out = sweep(
         remote,
@@ -222,9 +225,9 @@ def test_a_run_at_its_time_limit_saves_is_requeued_and_resumes(slurm, tmp_path):
     assert "submitted" not in again.stdout  # the requeued job finished the run
     text = log()
     saved = int(text.split("interrupted at step ")[1].split("/")[0])
-    assert 0 < saved < 8000
+    assert 0 < saved < 40000
     record = json.load(open(remote / run / "sweep_result.json"))
-    assert record["final"]["step"] == 8000
+    assert record["final"]["step"] == 40000
     # Resumed from the save, not from the start: no step was trained (logged) twice.
     with open(remote / run / "metrics.jsonl") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
