@@ -34,9 +34,11 @@ def _parser(modules: Mapping[str, ModuleType]) -> argparse.ArgumentParser:
         f"{name} {tuple(m.SIZES)} (default {m.DEFAULT_SIZE})" for name, m in modules.items()
     )
     p.add_argument("--size", default=None, help=f"run size: {sizes}")
-    for m in modules.values():
-        if hasattr(m, "add_arguments"):
-            m.add_arguments(p)
+    # Sections sharing one `add_arguments` (the trained ones') add its options once.
+    for add in dict.fromkeys(
+        m.add_arguments for m in modules.values() if hasattr(m, "add_arguments")
+    ):
+        add(p)
     p.add_argument("--results", default=None, help="results file (default results/<section>.json)")
     p.add_argument(
         "--write_doc",

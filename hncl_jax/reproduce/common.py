@@ -9,6 +9,7 @@ A section's generated block lies between `<!-- BEGIN generated:<name> -->` and
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -102,6 +103,65 @@ def command(name: str, size: str, default_size: str = "full") -> str:
     return f"python -m hncl_jax.reproduce {name}" + (
         "" if size == default_size else f" --size={size}"
     )
+
+
+# --------------------------------------------------------------------- trained sections' options
+def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the sections that train grids of runs (each such section's
+    `add_arguments`; `python -m hncl_jax.reproduce` adds them once)."""
+    parser.add_argument(
+        "--studies",
+        default="",
+        help="trained sections: comma-separated subset of the section's studies (default all)",
+    )
+    parser.add_argument(
+        "--launcher",
+        default="local",
+        help="trained sections: where the runs train: local (this machine) or slurm (job "
+        "arrays; warm starts wait for their sources' jobs)",
+    )
+    parser.add_argument(
+        "--devices_per_run",
+        type=int,
+        default=0,
+        help="trained sections, local: one run per this many GPUs at once (0: one after another)",
+    )
+    parser.add_argument(
+        "--slurm",
+        default="",
+        help="trained sections, slurm: per-run resources, e.g. "
+        "partition=gpu,gpus_per_run=1,time_min=240,parallelism=8",
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="trained sections, slurm: block until all runs finish"
+    )
+
+
+def studies_option(args: argparse.Namespace, studies: Sequence[str]) -> list[str]:
+    """The studies `--studies` names (all of `studies` when it is empty)."""
+    return [s for s in args.studies.split(",") if s] or list(studies)
+
+
+def launch_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`sweep.launchers.launch`'s options from `add_grid_arguments`' flags; ValueError for
+    a bad one, before anything trains or is submitted."""
+    from hncl_jax.sweep import launchers
+    from hncl_jax.sweep import slurm as slurm_lib
+
+    launcher = launchers.check_launcher(args.launcher)
+    launch: dict[str, Any] = {"launcher": launcher}
+    if launcher == "slurm":
+        slurm_lib.parse_options(args.slurm)  # a bad option fails here, before anything runs
+        launch.update(slurm_options=args.slurm, wait=args.wait)
+        slurm_lib.check_available()
+    elif args.slurm or args.wait:
+        raise ValueError("--slurm and --wait are for --launcher=slurm")
+    if args.devices_per_run:
+        if launcher != "local":
+            raise ValueError("--devices_per_run is for --launcher=local")
+        launchers.device_groups(launchers.visible_gpus(), args.devices_per_run)
+        launch["devices_per_run"] = args.devices_per_run
+    return launch
 
 
 # --------------------------------------------------------------------------- blocks

@@ -60,7 +60,7 @@ UNSUFFIXED_SIZE = None  # every size's files name it: results/fashion_mnist_<siz
 # near NC: a start there does not test Table 2, a final model there does not test Fig. 3.
 NEAR_NC_ZERO_SUM = 0.1
 # The smallest normalized singular value of the class means' covariance, as log10 (it
-# spans orders of magnitude; `_groups` adds it to every run that has the smallest value).
+# spans orders of magnitude; `groups` adds it to every run that has the smallest value).
 LOG_SV_MIN = "nc/train/z/log10_dc_sv_min"
 
 # The tables' columns: (heading, metric, digits).
@@ -88,57 +88,14 @@ _verdict = common.difference_verdict  # the section's rule for two groups of see
 
 
 # --------------------------------------------------------------------------- command line
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """This section's options of `python -m hncl_jax.reproduce`."""
-    parser.add_argument(
-        "--studies",
-        default=",".join(grid.STUDIES),
-        help=f"fashion_mnist: comma-separated subset of {','.join(grid.STUDIES)}",
-    )
-    parser.add_argument(
-        "--launcher",
-        default="local",
-        help="fashion_mnist: where the runs train: local (this machine) or slurm (job arrays; "
-        "the warm starts wait for their sources' jobs)",
-    )
-    parser.add_argument(
-        "--devices_per_run",
-        type=int,
-        default=0,
-        help="fashion_mnist, local: one run per this many GPUs at once (0: one after another)",
-    )
-    parser.add_argument(
-        "--slurm",
-        default="",
-        help="fashion_mnist, slurm: per-run resources, e.g. "
-        "partition=gpu,gpus_per_run=1,time_min=240,parallelism=8",
-    )
-    parser.add_argument(
-        "--wait", action="store_true", help="fashion_mnist, slurm: block until all runs finish"
-    )
+add_arguments = common.add_grid_arguments  # --studies and the launcher's options
 
 
 def options(args: argparse.Namespace, size: str) -> dict[str, Any]:
     """`compute`'s options from the parsed command line; ValueError for a bad one."""
-    from hncl_jax.sweep import launchers
-    from hncl_jax.sweep import slurm as slurm_lib
-
-    studies = [s for s in args.studies.split(",") if s]
+    studies = common.studies_option(args, grid.STUDIES)
     grid.check_args(NAME, size, studies)
-    launcher = launchers.check_launcher(args.launcher)
-    launch: dict[str, Any] = {"launcher": launcher}
-    if launcher == "slurm":
-        slurm_lib.parse_options(args.slurm)  # a bad option fails here, before anything runs
-        launch.update(slurm_options=args.slurm, wait=args.wait)
-        slurm_lib.check_available()
-    elif args.slurm or args.wait:
-        raise ValueError("--slurm and --wait are for --launcher=slurm")
-    if args.devices_per_run:
-        if launcher != "local":
-            raise ValueError("--devices_per_run is for --launcher=local")
-        launchers.device_groups(launchers.visible_gpus(), args.devices_per_run)
-        launch["devices_per_run"] = args.devices_per_run
-    return {"studies": studies, "launch": launch}
+    return {"studies": studies, "launch": common.launch_options(args)}
 
 
 def compute(
@@ -162,7 +119,7 @@ def compute(
 
 
 # --------------------------------------------------------------------------- tables
-def _label(a: Mapping[str, Any]) -> str:
+def label(a: Mapping[str, Any]) -> str:
     name = a["loss.name"]
     beta = a.get("loss.beta")
     text = {"scl": "SCL", "ucl": "UCL", "nt_xent": "NT-Xent", "supcon": "SupCon"}.get(name)
@@ -172,10 +129,10 @@ def _label(a: Mapping[str, Any]) -> str:
 
 
 def _clop_label(a: Mapping[str, Any]) -> str:
-    return f"{_label(a)}, {a['label_fraction']:.0%} labels, batch {a['batch_size']}"
+    return f"{label(a)}, {a['label_fraction']:.0%} labels, batch {a['batch_size']}"
 
 
-def _groups(runs: Sequence[Mapping[str, Any]], study: str) -> list[dict[str, Any]]:
+def groups(runs: Sequence[Mapping[str, Any]], study: str) -> list[dict[str, Any]]:
     """Mean ± std over seeds of each setting of a study, in the order of the plan."""
     rows = []
     for r in runs:
@@ -191,11 +148,11 @@ def _groups(runs: Sequence[Mapping[str, Any]], study: str) -> list[dict[str, Any
     return sweep.aggregate(rows, keys=["key"])
 
 
-def _settings(groups: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(_label(json.loads(g["key"])), g) for g in groups]
+def settings(groups: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(label(json.loads(g["key"])), g) for g in groups]
 
 
-def _ms(g: Mapping[str, Any], key: str, digits: int = 3) -> str:
+def ms(g: Mapping[str, Any], key: str, digits: int = 3) -> str:
     if key not in g:
         return "—"
     return sweep.format_mean_std(g[key], g.get(f"{key}_std"), digits)
@@ -204,7 +161,7 @@ def _ms(g: Mapping[str, Any], key: str, digits: int = 3) -> str:
 NOT_RUN = "Not run: no finished run of this study is in the results file."
 
 
-def _table(
+def table(
     groups: Sequence[tuple[str, Mapping[str, Any]]], columns: Sequence[tuple[str, str, int]]
 ) -> str:
     if not groups:
@@ -212,7 +169,7 @@ def _table(
     head = "| setting | seeds | " + " | ".join(c[0] for c in columns) + " |"
     lines = [head, "|" + " --- |" * (len(columns) + 2)]
     for label, g in groups:
-        cells = [_ms(g, key, d) for _, key, d in columns]
+        cells = [ms(g, key, d) for _, key, d in columns]
         lines.append(f"| {label} | {g['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -228,15 +185,15 @@ def _clop_table(groups: Sequence[Mapping[str, Any]]) -> str:
     for g in groups:
         a = json.loads(g["key"])
         lines.append(
-            f"| {_label(a)} | {a['label_fraction']:.0%} | {a['batch_size']} | "
-            f"{a['clop.weight']:g} | {g['n']} | {_ms(g, 'eval/test/z/knn5_acc')} | "
-            f"{_ms(g, 'eval/test/z/probe_top1')} | {_ms(g, 'eval/test/h/probe_top1')} |"
+            f"| {label(a)} | {a['label_fraction']:.0%} | {a['batch_size']} | "
+            f"{a['clop.weight']:g} | {g['n']} | {ms(g, 'eval/test/z/knn5_acc')} | "
+            f"{ms(g, 'eval/test/z/probe_top1')} | {ms(g, 'eval/test/h/probe_top1')} |"
         )
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- verdicts
-def _against(
+def against(
     base: Mapping[str, Any], base_name: str, groups, key: str, higher_is: str, lower_is: str
 ) -> str:
     """`name: verdict` of each group against `base` on `key`, where both have it."""
@@ -248,7 +205,7 @@ def _against(
     )
 
 
-def _far_from_nc(groups: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+def far_from_nc(groups: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     """The caveat of an NC claim when no group's zero-sum is below NEAR_NC_ZERO_SUM."""
     key = "nc/train/z/zero_sum"
     values = [g[key] for _, g in groups if key in g]
@@ -261,7 +218,7 @@ def _far_from_nc(groups: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     )
 
 
-def _dc_rows(groups: list, base_label: str, claim: str) -> list[str]:
+def dc_rows(groups: list, base_label: str, claim: str) -> list[str]:
     """Rows scoring DC against the first group (`base_label`): the DC rank and the log10
     smallest normalized singular value of the class means' covariance, each setting by
     the section's rule (higher = less DC)."""
@@ -276,14 +233,14 @@ def _dc_rows(groups: list, base_label: str, claim: str) -> list[str]:
         if key not in base:
             continue
         parts = [
-            f"{n}: {_ms(g, key, digits)} ("
+            f"{n}: {ms(g, key, digits)} ("
             + _verdict(base, g, key, higher_is="less DC", lower_is="more DC", names=(base_label, n))
             + ")"
             for n, g in others
             if key in g
         ]
         out.append(
-            f"| {claim} ({label}; {base_label}: {_ms(base, key, digits)}) | "
+            f"| {claim} ({label}; {base_label}: {ms(base, key, digits)}) | "
             + "; ".join(parts)
             + " |"
         )
@@ -296,16 +253,16 @@ def _hn_claims(sup: list, unsup: list, bound: float) -> list[str]:
     scl, hscl = sup[0][1], sup[1:]
     out = [
         f"| HSCL has higher {label} than SCL [HN Fig. 3, Table 1] | "
-        f"{_against(scl, 'SCL', hscl, key, 'higher', 'lower')} |"
+        f"{against(scl, 'SCL', hscl, key, 'higher', 'lower')} |"
         for label, key in (
             ("linear-probe accuracy (z)", "eval/test/z/probe_top1"),
             ("NCM accuracy (z)", "eval/test/z/ncm_acc"),
         )
     ]
-    caveat = _far_from_nc(sup)
+    caveat = far_from_nc(sup)
     out += [
         f"| HSCL is closer to NC than SCL ({label}) [HN Fig. 3] | "
-        f"{_against(scl, 'SCL', hscl, key, 'farther from NC', 'closer to NC')}.{caveat} |"
+        f"{against(scl, 'SCL', hscl, key, 'farther from NC', 'closer to NC')}.{caveat} |"
         for label, key in (
             ("zero-sum", "nc/train/z/zero_sum"),
             ("equal inner-product", "nc/train/z/equal_inner_product"),
@@ -313,7 +270,7 @@ def _hn_claims(sup: list, unsup: list, bound: float) -> list[str]:
     ]
     gaps = [(name, g) for name, g in sup if "train/loss_gap" in g]
     if gaps:
-        text = ", ".join(f"{n}: {_ms(g, 'train/loss_gap', 3)}" for n, g in gaps)
+        text = ", ".join(f"{n}: {ms(g, 'train/loss_gap', 3)}" for n, g in gaps)
         out.append(
             f"| HSCL's loss gets closer to the Thm 2 minimum ({bound:.4f} here) than SCL's, "
             "which stays above it (the minimum is the same for every β) [HN Table 1, §5.2] | "
@@ -324,7 +281,7 @@ def _hn_claims(sup: list, unsup: list, bound: float) -> list[str]:
             "staying above decides nothing). Last-epoch loss − minimum, for reference: "
             f"{text} |"
         )
-    out += _dc_rows(
+    out += dc_rows(
         sup,
         "SCL",
         "hard negatives mitigate the DC of SCL: HSCL has less DC than SCL [HN §5.3, "
@@ -349,13 +306,13 @@ def _unsup_claims(sup: list, unsup: list) -> list[str]:
     ]
     out += [
         f"| hard negatives raise unsupervised {label}: HUCL above UCL [HN Fig. 3, right"
-        f"{simclr}] | {_against(ucl, 'UCL', unsup[1:], key, 'higher', 'lower')} |"
+        f"{simclr}] | {against(ucl, 'UCL', unsup[1:], key, 'higher', 'lower')} |"
         for label, key in (
             ("linear-probe accuracy (z)", "eval/test/z/probe_top1"),
             ("NCM accuracy (z)", "eval/test/z/ncm_acc"),
         )
     ]
-    out += _dc_rows(
+    out += dc_rows(
         unsup,
         "UCL",
         "with random initialization HUCL suffers less DC than UCL [HN §5.3, Fig. 4 row 1, "
@@ -369,7 +326,7 @@ def _warm_claims(warm: list, start: Mapping[str, Any] | None) -> list[str]:
         return ["| Table 2 claims | not run |"]
     key = "nc/train/z/zero_sum"
     parts = [
-        f"{n}: {_ms(g, key)} ("
+        f"{n}: {ms(g, key)} ("
         + _verdict(
             start,
             g,
@@ -389,12 +346,12 @@ def _warm_claims(warm: list, start: Mapping[str, Any] | None) -> list[str]:
         )
     rows = [
         f"| supervised settings stay at NC, HUCL at large β leaves it [HN Table 2]; zero-sum "
-        f"of the starting model {_ms(start, key)} | " + "; ".join(parts) + "." + caveat + " |"
+        f"of the starting model {ms(start, key)} | " + "; ".join(parts) + "." + caveat + " |"
     ]
     dc = "nc/train/z/dc_rank"
     if dc in start and any(dc in g for _, g in warm):
         parts = [
-            f"{n}: {_ms(g, dc, 1)} ("
+            f"{n}: {ms(g, dc, 1)} ("
             + _verdict(
                 start,
                 g,
@@ -410,7 +367,7 @@ def _warm_claims(warm: list, start: Mapping[str, Any] | None) -> list[str]:
         rows.append(
             "| from the near-NC start, HUCL at large β collapses dimensions; SCL, HSCL and "
             f"UCL show no or negligible DC [HN §5.4, Fig. 4 row 2]; DC rank of the start "
-            f"{_ms(start, dc, 1)} | " + "; ".join(parts) + "." + caveat + " |"
+            f"{ms(start, dc, 1)} | " + "; ".join(parts) + "." + caveat + " |"
         )
     return rows
 
@@ -494,7 +451,7 @@ def _clop_claims(clop_groups: list[dict[str, Any]], runs, settings) -> list[str]
 
 
 # --------------------------------------------------------------------------- render
-def _model_options(size: Mapping[str, Any]) -> str:
+def model_options(size: Mapping[str, Any]) -> str:
     """The size's model options as the table's heading states them, e.g. " (width 32, depth 1)"."""
     options = ", ".join(f"{name} {size[name]}" for name in ("width", "depth") if size.get(name))
     return f" ({options})" if options else ""
@@ -517,7 +474,7 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
         f"Size `{results['size']}` (chosen so that the grid fits a 2-core CPU; the papers "
         "train ResNets for hundreds of epochs on CIFAR): "
         f"{s['max_examples'] or 'all'} training images (a seeded subset per seed) and as "
-        f"many test images, model `{s['model']}`" + _model_options(s) + f", {s['epochs']} "
+        f"many test images, model `{s['model']}`" + model_options(s) + f", {s['epochs']} "
         f"epochs, batch {s['batch']}, k = {s['k']}, evaluation every {s['eval_every']} "
         f"epochs, linear probe {s['probe_epochs']} epochs at the end. Values are mean ± "
         f"std over {s['seeds']} seeds (sample std). NC metrics are of the training "
@@ -536,10 +493,10 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
 def render(results: Mapping[str, Any]) -> str:
     """The generated Fashion-MNIST block of REPRODUCTION.md (markers included)."""
     runs = results["runs"]
-    sup = _settings(_groups(runs, "hn_supervised"))
-    unsup = _settings(_groups(runs, "hn_unsupervised"))
-    warm = _settings(_groups(runs, "hn_warm_start"))
-    clop = _groups(runs, "clop")
+    sup = settings(groups(runs, "hn_supervised"))
+    unsup = settings(groups(runs, "hn_unsupervised"))
+    warm = settings(groups(runs, "hn_warm_start"))
+    clop = groups(runs, "clop")
     start = next((g for n, g in sup if n == f"HSCL β = {grid.WARM_START_FROM:g}"), None)
     figure = f"results/{results['dataset']}_{results['size']}"
     begin, end = common.markers(NAME)
@@ -548,12 +505,12 @@ def render(results: Mapping[str, Any]) -> str:
         *_intro(results),
         "### HN Fig. 3 / Table 1: SCL and HSCL (label positives)",
         "",
-        _table(
+        table(
             sup,
             ACC + [("final loss", "train/epoch_loss", 4), ("gap to Thm 2", "train/loss_gap", 4)],
         ),
         "",
-        _table(sup, NC),
+        table(sup, NC),
         "",
         f"![accuracy and NC against epochs]({figure}_hn.png)",
         "",
@@ -565,15 +522,15 @@ def render(results: Mapping[str, Any]) -> str:
         "from the anchor's class without augmentation; this grid has no such runs, so its "
         "unsupervised columns are not tested here.",
         "",
-        _table(unsup, ACC),
+        table(unsup, ACC),
         "",
-        _table(unsup, NC),
+        table(unsup, NC),
         "",
         f"![DC spectrum]({figure}_dc.png)",
         "",
         f"### HN Table 2: warm start from the near-NC HSCL β = {grid.WARM_START_FROM:g} model",
         "",
-        _table(warm, NC[:3] + ACC[:1]),
+        table(warm, NC[:3] + ACC[:1]),
         "",
         "### CLOP Fig. 6 / Table 1: with and without the CLOP term",
         "",
@@ -604,11 +561,11 @@ def _curves(results: Mapping[str, Any], study: str, field: str) -> dict[str, lis
     by_setting: dict[str, list] = {}
     for r in results["runs"]:
         if r["study"] == study and (field == "curve" or r[field]):
-            by_setting.setdefault(_label(r["assignments"]), []).append(r[field])
+            by_setting.setdefault(label(r["assignments"]), []).append(r[field])
     return by_setting
 
 
-def _epoch_panel(ax, by_setting: Mapping[str, list], key: str) -> None:
+def epoch_panel(ax, by_setting: Mapping[str, list], key: str) -> None:
     """Mean ± std over seeds of `key` against the epoch, one line per setting."""
     for i, (label, curves) in enumerate(by_setting.items()):
         epochs = sorted({p["epoch"] for c in curves for p in c if key in p})
@@ -640,7 +597,7 @@ def curves_figure(results: Mapping[str, Any]) -> Figure:
     for row, study in enumerate(("hn_supervised", "hn_unsupervised")):
         by_setting = _curves(results, study, "curve")
         for ax, (key, title) in zip(axes[row], panels, strict=True):
-            _epoch_panel(ax, by_setting, key)
+            epoch_panel(ax, by_setting, key)
             setting = "supervised" if row == 0 else "unsupervised, SimCLR sampling"
             ax.set_title(f"{setting}: {title}", fontsize=9)
             ax.set_xlabel("epoch")

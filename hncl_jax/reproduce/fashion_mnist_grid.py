@@ -219,13 +219,25 @@ def check_args(dataset, size, studies) -> None:
         raise ValueError(f"unknown --studies {bad}; expected some of {STUDIES}.")
 
 
-def _run_record(study: str, assignments: Mapping[str, Any], workdir: str) -> dict[str, Any]:
+def run_record(
+    study: str,
+    assignments: Mapping[str, Any],
+    workdir: str,
+    curve_keys: Sequence[str] = CURVE_KEYS,
+    keep: re.Pattern = KEEP,
+) -> dict[str, Any]:
+    """A finished run as the results keep it: its final metrics (those `keep` matches),
+    its curve of `curve_keys` at every evaluated epoch, its DC spectrum and its seconds."""
     record = common.read_results(os.path.join(workdir, sweep.RESULT_FILE))
-    final = {k: v for k, v in record["final"].items() if KEEP.match(k)}
+    final = {k: v for k, v in record["final"].items() if keep.match(k)}
+    rows = reporting.read_metrics(workdir)
+    # The training metrics logged at an evaluation's step join its point of the curve.
+    train_at = {r["step"]: r for r in rows if "epoch" not in r and "step" in r}
     curve = []
-    for r in reporting.read_metrics(workdir):
+    for r in rows:
         if "epoch" in r and any(k.startswith("nc/") for k in r):
-            curve.append({"epoch": r["epoch"], **{k: r[k] for k in CURVE_KEYS if k in r}})
+            r = {**train_at.get(r.get("step"), {}), **r}
+            curve.append({"epoch": r["epoch"], **{k: r[k] for k in curve_keys if k in r}})
     spectrum = sorted(
         (int(k.rsplit("/", 1)[1]), v)
         for k, v in record["final"].items()
@@ -254,7 +266,7 @@ def collect(dataset: str, root: str, size: str) -> dict[str, Any]:
                 if "seed" not in assignments:
                     assignments = {**assignments, "seed": int(base.seed)}
                 if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
-                    runs.append(_run_record(study, assignments, workdir))
+                    runs.append(run_record(study, assignments, workdir))
                 else:
                     missing.append({"study": study, "assignments": assignments})
     env = common.environment()

@@ -399,8 +399,10 @@ def _signal_at(proc, sig, marker: str | None, delay: float) -> tuple[int, str, s
 )
 def test_interrupt_before_the_loop_exits_at_once_with_one_line(tmp_path, sig, marker, delay):
     """Ctrl-C before the loop was ignored ("Exception ignored in _xla_gc_callback") or a
-    traceback; now: exit 130 (143 for SIGTERM) and one line, the workdir resumable."""
-    (tmp_path / "tiny.py").write_text(TINY_CONFIG)
+    traceback; now: exit 130 (143 for SIGTERM) and one line, the workdir resumable.
+    The run is long (2,000 steps), so that a late signal still lands while it trains and
+    never after it has finished."""
+    (tmp_path / "tiny.py").write_text(TINY_CONFIG.replace("num_epochs=4", "num_epochs=400"))
     w = tmp_path / "run"
     code, out, err = _signal_at(_start_tiny(tmp_path, w), sig, marker, delay)
     assert code == 128 + sig, err[-3000:]

@@ -1,0 +1,282 @@
+"""The runs of REPRODUCTION.md's `fashion_mnist_convergence` section: the hard-negative
+paper's Figs. 3-4 and Table 2 trained until the geometry settles, on Fashion-MNIST.
+
+    from hncl_jax.reproduce import convergence_grid as grid
+    grid.run("runs/reproduce/fashion_mnist_convergence_tiny", size="tiny")
+    results = grid.collect("runs/reproduce/fashion_mnist_convergence_tiny", "tiny")
+
+The recipe is the paper's for its Figs. 3-4 in every setting: label positives (the
+positive is another example of the anchor's class, also for UCL / HUCL, whose negatives
+are drawn from the whole batch), no augmentation, the unit ball, a constant Adam learning
+rate, k = 256 negatives per anchor. Its "cpu" size trains the small CNN (width 32, one
+convolution per stage, d = C − 1 = 9) on 2,000 training images drawn at random (about
+200 per class; the test split is 2,000 of the 10,000 test images) for 200 epochs of 7
+steps, which a 2-core CPU trains in about 7 minutes a run.
+
+Studies, each resumable and written to the results as it finishes:
+
+* `supervised` [HN Fig. 3, Fig. 4 left]: SCL, HSCL β ∈ {5, 10}.
+* `unsupervised` [HN Fig. 3, Fig. 4 right]: UCL, HUCL β ∈ {5, 30}, label positives.
+* `warm_start` [HN Table 2]: from each seed's converged HSCL β = 10 model, a fresh Adam
+  for `warm_epochs` more epochs under SCL, HSCL β = 10, UCL and HUCL β ∈ {10, 30}.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from hncl_jax import geometry, losses, sweep
+from hncl_jax.configs import fashion_mnist as fashion_mnist_config
+from hncl_jax.reproduce import common
+from hncl_jax.reproduce import fashion_mnist_grid as fm_grid
+from hncl_jax.sweep import launchers
+
+STUDIES = ("supervised", "warm_start", "unsupervised")
+WARM_START_FROM = 10.0  # the HSCL β whose converged model starts the Table 2 runs
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        max_examples=192, model="tiny_cnn", width=None, depth=None, epochs=4, eval_every=2,
+        warm_epochs=2, batch=64, k=16, seeds=2, probe_epochs=5,
+    ),
+    "cpu": dict(
+        max_examples=2000, model="small_cnn", width=32, depth=1, epochs=200, eval_every=25,
+        warm_epochs=50, batch=256, k=256, seeds=2, probe_epochs=30,
+    ),
+    "full": dict(
+        max_examples=None, model="small_cnn", width=32, depth=2, epochs=300, eval_every=25,
+        warm_epochs=100, batch=512, k=256, seeds=3, probe_epochs=100,
+    ),
+}  # fmt: skip
+DEFAULT_SIZE = "cpu"
+
+# Beyond the Fashion-MNIST grid's curve: the test split's NC, and the hard-negative
+# sampler's diagnostics (the paper explains its §5.4 by latent-class collision).
+CURVE_KEYS = fm_grid.CURVE_KEYS + (
+    "nc/train/z/rankme",
+    "nc/test/z/zero_sum",
+    "nc/test/z/within_class_variance",
+    "nc/test/z/dc_rank",
+    "train/loss_gap",
+    "train/hn_collision",
+    "train/hn_ess_fraction",
+)
+
+
+# The final metrics kept: the Fashion-MNIST grid's, and the test split's NC as well.
+KEEP = re.compile(
+    r"^(eval/|train/(epoch_loss|theorem_bound|loss_gap)$|nc/(train|test)/z/(?!class))"
+)
+
+
+def base_config(size: str) -> ml_collections.ConfigDict:
+    """The recipe at `size`: label positives, no augmentation, constant Adam 1e-3."""
+    s = SIZES[size]
+    c = fashion_mnist_config.get_config()
+    c.model = s["model"]
+    c.model_kwargs = ml_collections.ConfigDict()
+    for option in ("width", "depth"):
+        if s[option] is not None:
+            c.model_kwargs[option] = s[option]
+    c.dataset_kwargs.max_examples = s["max_examples"]
+    c.positives = "labels"
+    c.augment = False
+    c.normalization = "unit_ball"
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.schedule = "constant"
+    c.batch_size = s["batch"]
+    c.loss.k = s["k"]
+    c.num_epochs = s["epochs"]
+    c.eval_every_epochs = s["eval_every"]
+    c.checkpoint_every_epochs = s["eval_every"]
+    c.log_every_steps = 50
+    c.knn_k = (5,)
+    c.probe_epochs = s["probe_epochs"]
+    c.plots = False
+    return c
+
+
+def _points(name: str, betas: Sequence[float]) -> list[dict[str, Any]]:
+    base = "scl" if name == "hscl" else "ucl"
+    return [{"loss.name": base, "loss.beta": 0.0}] + [
+        {"loss.name": name, "loss.beta": float(b)} for b in betas
+    ]
+
+
+def _source(size: str, root: str, seed: int) -> str:
+    point = {"loss.name": "hscl", "loss.beta": WARM_START_FROM, "seed": seed}
+    return os.path.abspath(os.path.join(root, "supervised", sweep.run_name(point)))
+
+
+def study_plan(
+    study: str, size: str, root: str
+) -> list[tuple[ml_collections.ConfigDict, list[dict[str, Any]], str, int | None]]:
+    """The sweeps of one study: (base config, points, root of the runs, seeds) each."""
+    seeds = SIZES[size]["seeds"]
+    if study == "supervised":
+        return [(base_config(size), _points("hscl", (5.0, 10.0)), os.path.join(root, study), seeds)]
+    if study == "unsupervised":
+        return [(base_config(size), _points("hucl", (5.0, 30.0)), os.path.join(root, study), seeds)]
+    if study == "warm_start":
+        stage2 = [
+            {"loss.name": "scl", "loss.beta": 0.0},
+            {"loss.name": "hscl", "loss.beta": WARM_START_FROM},
+            {"loss.name": "ucl", "loss.beta": 0.0},
+            {"loss.name": "hucl", "loss.beta": 10.0},
+            {"loss.name": "hucl", "loss.beta": 30.0},
+        ]
+        out = []
+        for seed in range(seeds):
+            base = base_config(size)
+            base.seed = seed
+            base.num_epochs = SIZES[size]["warm_epochs"]
+            base.eval_every_epochs = base.checkpoint_every_epochs = max(1, base.num_epochs // 5)
+            base.init_from = _source(size, root, seed)
+            out.append((base, stage2, os.path.join(root, study, f"seed={seed}"), None))
+        return out
+    raise ValueError(f"unknown study={study!r}; expected one of {STUDIES}.")
+
+
+def plan(
+    root: str, *, size: str = DEFAULT_SIZE, studies: Sequence[str] = STUDIES
+) -> list[tuple[dict[str, Any], ml_collections.ConfigDict, str]]:
+    """Every run of the studies, in order; a warm start's source comes first (a warm start
+    without `supervised` in `studies` needs that study's runs finished)."""
+    runs = []
+    for study in studies:
+        for base, points, study_root, seeds in study_plan(study, size, root):
+            runs += sweep.plan_grid(base, {}, study_root, points=points, seeds=seeds)
+    return runs
+
+
+def check_args(size: str, studies: Sequence[str]) -> None:
+    """Raises ValueError, naming the option, for an unknown size or study."""
+    if size not in SIZES:
+        raise ValueError(f"unknown --size={size!r}; expected one of {tuple(SIZES)}.")
+    bad = [s for s in studies if s not in STUDIES]
+    if bad:
+        raise ValueError(f"unknown --studies {bad}; expected some of {STUDIES}.")
+
+
+def _check_sources(size: str, root: str, studies: Sequence[str]) -> None:
+    if "warm_start" not in studies or "supervised" in studies:
+        return
+    for seed in range(SIZES[size]["seeds"]):
+        src = _source(size, root, seed)
+        if not os.path.exists(os.path.join(src, sweep.RESULT_FILE)):
+            raise ValueError(
+                f"--studies=warm_start starts from {src}, which has not finished; "
+                "add the study 'supervised' (it trains the sources first)."
+            )
+
+
+def run(
+    root: str,
+    *,
+    size: str = DEFAULT_SIZE,
+    studies: Sequence[str] = STUDIES,
+    launch: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]] | None:
+    """Trains the studies' runs (resumable; `launch`: `sweep.launchers.launch`'s options)
+    and returns their table rows; None while SLURM still holds runs."""
+    check_args(size, studies)
+    _check_sources(size, root, studies)
+    return launchers.launch(plan(root, size=size, studies=studies), root, **dict(launch or {}))
+
+
+def nc_value(setting: str, beta: float, num_classes: int) -> float:
+    """The reweighted (k → ∞, InfoNCE mean form) loss at exact Neural Collapse with equal
+    class sizes: log(1 + E_q e^t).
+
+    SCL/HSCL: every candidate is of another class (t = −C/(C−1)), so the value is Theorem
+    2's minimum log(1 + e^{−C/(C−1)}) for every β. UCL/HUCL: a candidate is of the
+    anchor's class (s = 1, t = 0) with probability 1/C, else t = −C/(C−1) at s = −1/(C−1);
+    the hardening tilts q by e^{βs}. At β = 0 this is the k → ∞ limit of Theorem 3's
+    minimum (`geometry.ucl_reweighted_limit`); for β > 0 it is HUCL's value at NC, which
+    the paper does not prove minimal.
+    """
+    c = num_classes
+    t_other = -c / (c - 1)
+    if setting in ("scl", "hscl"):
+        return math.log1p(math.exp(t_other))
+    beta = 0.0 if setting == "ucl" else float(beta)
+    w_same = math.exp(beta) / c
+    w_other = (c - 1) / c * math.exp(-beta / (c - 1))
+    return math.log1p((w_same + w_other * math.exp(t_other)) / (w_same + w_other))
+
+
+def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """A finished run's final model scored by the deterministic reweighted estimator on
+    its whole training split (every anchor, its class as positives, every candidate
+    weighted by the hardening), so that no sampling noise enters [HN Table 1]:
+
+    * `eval/train/z/reweighted_gap`: the run's own loss (its setting and β) minus that
+      loss's value at Neural Collapse (`nc_value`; Theorem 2's minimum for SCL/HSCL);
+    * `eval/train/z/reweighted_scl_gap`: the SCL loss (β = 0) minus Theorem 2's minimum,
+      one yardstick for every model.
+    """
+    _, z, labels = sweep.restore_representations(config, workdir, "train")
+    num_classes = int(labels.max()) + 1
+    loss = config.loss
+    common_args = dict(
+        estimator="reweighted",
+        positive_ids=labels,
+        self_positive=config.positives == "labels",
+        reduction=loss.reduction,
+    )
+    own = losses.contrastive_loss(
+        z,
+        labels,
+        setting=loss.name,
+        beta=float(loss.beta),
+        hardening=loss.hardening,
+        epsilon=float(loss.epsilon),
+        exclude_anchor=bool(loss.exclude_anchor),
+        **common_args,
+    )
+    scl = losses.contrastive_loss(z, labels, setting="scl", **common_args)
+    return {
+        "eval/train/z/reweighted_gap": float(np.asarray(own))
+        - nc_value(loss.name, loss.beta, num_classes),
+        "eval/train/z/reweighted_scl_gap": float(np.asarray(scl))
+        - nc_value("scl", 0.0, num_classes),
+    }
+
+
+def collect(root: str, size: str) -> dict[str, Any]:
+    """Reads every finished run into one results dict (the unfinished ones listed)."""
+    runs, missing = [], []
+    for study in STUDIES:
+        for base, points, study_root, seeds in study_plan(study, size, root):
+            for assignments, config, workdir in sweep.plan_grid(
+                base, {}, study_root, points=points, seeds=seeds
+            ):
+                if "seed" not in assignments:
+                    assignments = {**assignments, "seed": int(base.seed)}
+                if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
+                    record = fm_grid.run_record(study, assignments, workdir, CURVE_KEYS, KEEP)
+                    record["final"].update(reweighted_losses(config, workdir))
+                    runs.append(record)
+                else:
+                    missing.append({"study": study, "assignments": assignments})
+    env = common.environment()
+    return {
+        "dataset": "fashion_mnist",
+        "size": size,
+        "size_settings": dict(SIZES[size]),
+        "machine": env["machine"],
+        "versions": env["versions"],
+        "theorem2_bound": geometry.scl_lower_bound(10, SIZES[size]["k"]),
+        "command": common.command("fashion_mnist_convergence", size, DEFAULT_SIZE),
+        "written": time.strftime("%Y-%m-%d"),
+        "runs": runs,
+        "missing": missing,
+    }

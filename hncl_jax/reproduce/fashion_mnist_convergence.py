@@ -1,0 +1,415 @@
+"""REPRODUCTION.md, section `fashion_mnist_convergence`: the hard-negative paper's central
+claims on real images, trained until the geometry settles (Neural against Dimensional
+Collapse, HN Figs. 3-4 and Tables 1-2).
+
+    python -m hncl_jax.reproduce fashion_mnist_convergence              # train, write results
+    python -m hncl_jax.reproduce fashion_mnist_convergence --write_doc  # regenerate the section
+
+The recipe and the studies are in `convergence_grid`: label positives in all four
+settings, no augmentation, unit ball, constant Adam, 200 epochs on 2,000 images at size
+`cpu`. `--studies` picks some of `supervised`, `warm_start` and `unsupervised` (each
+resumable; rerunning the command writes every finished run into the results), and the
+launcher options of the `fashion_mnist` section apply (`--devices_per_run`,
+`--launcher=slurm`). The results (final metrics on the train and the test split, curves
+against epochs, the DC spectra, each final model's loss by the deterministic reweighted
+estimator, the seconds of every run) go to `results/fashion_mnist_convergence_<size>.json`;
+`render` and `figures` read that file alone.
+
+Verdict rules, stated in the section:
+* a difference between two settings counts when Welch's two-sided t-test over the seeds
+  gives p < `common.ALPHA` (`common.difference_verdict`); with two seeds the test has
+  about one degree of freedom, so only large, consistent differences count;
+* a setting is "near NC" when every seed has zero-sum, unit-norm, equal inner-product
+  and within-class variance (of the training embeddings) below `NEAR_NC`: HN Table 2's
+  near-NC CIFAR-100 start has zero-sum 0.012, and the same four metrics of the
+  Fashion-MNIST grid's 6-epoch runs lie between 0.1 and 7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from hncl_jax.reproduce import common
+from hncl_jax.reproduce import convergence_grid as grid
+from hncl_jax.reproduce import fashion_mnist as fm
+
+NAME = "fashion_mnist_convergence"
+SIZES = grid.SIZES  # "tiny" (tests), "cpu" (the committed results), "full" (a GPU)
+DEFAULT_SIZE = grid.DEFAULT_SIZE
+UNSUFFIXED_SIZE = None  # results/fashion_mnist_convergence_<size>.json
+NEAR_NC = 0.1
+NC_KEYS = tuple(f"nc/train/z/{m}" for m in common.NC_COLUMNS) + (
+    "nc/train/z/within_class_variance",
+)
+ACC = fm.ACC + [
+    ("own loss − its NC value (reweighted)", "eval/train/z/reweighted_gap", 4),
+    ("SCL loss − Thm 2 min. (reweighted)", "eval/train/z/reweighted_scl_gap", 4),
+]
+NC_TRAIN = fm.NC + [("RankMe", "nc/train/z/rankme", 2)]
+NC_TEST = [
+    ("zero-sum (test)", "nc/test/z/zero_sum", 3),
+    ("within-class var. (test)", "nc/test/z/within_class_variance", 3),
+    ("DC rank (test)", "nc/test/z/dc_rank", 1),
+]
+ACCURACY_CLAIMS = (("linear-probe accuracy (z)", ACC[2][1]), ("NCM accuracy (z)", ACC[0][1]))
+HARDNESS = [
+    ("class collision", "train/hn_collision", 3),
+    ("ESS fraction", "train/hn_ess_fraction", 3),
+]
+
+
+def results_path(size: str = DEFAULT_SIZE, repo: str | None = None) -> str:
+    """`results/fashion_mnist_convergence_<size>.json`, under `repo` when given."""
+    return common.results_path(NAME, size, UNSUFFIXED_SIZE, repo)
+
+
+# --------------------------------------------------------------------------- command line
+add_arguments = common.add_grid_arguments  # the same options as the fashion_mnist section
+
+
+def options(args: argparse.Namespace, size: str) -> dict[str, Any]:
+    """`compute`'s options from the parsed command line; ValueError for a bad one."""
+    studies = common.studies_option(args, grid.STUDIES)
+    grid.check_args(size, studies)
+    return {"studies": studies, "launch": common.launch_options(args)}
+
+
+def compute(
+    root: str,
+    size: str = DEFAULT_SIZE,
+    *,
+    studies: Sequence[str] = grid.STUDIES,
+    launch: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Trains the studies' runs (resumable), then reads every finished run of the
+    section into the results (`grid.collect`); None while SLURM still holds runs."""
+    if grid.run(root, size=size, studies=studies, launch=launch) is None:
+        return None
+    results = grid.collect(root, size)
+    print(
+        f"[reproduce] {len(results['runs'])} runs finished, {len(results['missing'])} missing",
+        flush=True,
+    )
+    return results
+
+
+# --------------------------------------------------------------------------- rows
+def _final_hardness(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The runs with the sampler's diagnostics of their last evaluated step in `final`."""
+    out = []
+    for r in runs:
+        last = r["curve"][-1] if r["curve"] else {}
+        extra = {key: last[key] for _, key, _ in HARDNESS if key in last}
+        out.append({**r, "final": {**r["final"], **extra}})
+    return out
+
+
+def _study(results: Mapping[str, Any], study: str) -> list[tuple[str, dict[str, Any]]]:
+    return fm.settings(fm.groups(_final_hardness(results["runs"]), study))
+
+
+def _near_nc(results: Mapping[str, Any], study: str) -> dict[str, bool]:
+    """Setting label -> whether every seed is near NC (all of NC_KEYS below NEAR_NC)."""
+    out: dict[str, bool] = {}
+    for r in results["runs"]:
+        if r["study"] == study:
+            near = all(abs(r["final"].get(k, np.inf)) < NEAR_NC for k in NC_KEYS)
+            name = fm.label(r["assignments"])
+            out[name] = out.get(name, True) and near
+    return out
+
+
+def _nc_row(results: Mapping[str, Any], study: str, claim: str, settings) -> str:
+    near = _near_nc(results, study)
+    parts = []
+    for name, g in settings:
+        values = ", ".join(
+            f"{k.rsplit('/', 1)[1].replace('_', ' ')} {fm.ms(g, k)}" for k in NC_KEYS if k in g
+        )
+        parts.append(f"{name}: {'near NC' if near.get(name) else 'not near NC'} ({values})")
+    return f"| {claim} | " + "; ".join(parts) + " |"
+
+
+def _loss_rows(sup: list) -> list[str]:
+    if len(sup) < 2:
+        return []
+    scl, hscl = sup[0][1], sup[1:]
+    return [
+        f"| HSCL gets closer to the minimum of its loss than SCL [HN Table 1, §5.2] "
+        f"({label}; SCL: {fm.ms(scl, key, 4)}) | "
+        + "; ".join(
+            f"{n}: {fm.ms(g, key, 4)} ("
+            + common.difference_verdict(
+                scl, g, key, higher_is="farther", lower_is="closer", names=("SCL", n)
+            )
+            + ")"
+            for n, g in hscl
+            if key in g
+        )
+        + " |"
+        for label, key in (
+            ("each model's own loss, reweighted, minus its minimum", ACC[-2][1]),
+            ("every model's SCL loss, reweighted, minus Theorem 2's minimum", ACC[-1][1]),
+        )
+    ]
+
+
+def _claims(results: Mapping[str, Any], sup: list, unsup: list) -> list[str]:
+    rows = []
+    if sup:
+        rows.append(
+            _nc_row(
+                results, "supervised", "SCL and HSCL attain NC (unit ball, Adam) [HN Fig. 3]", sup
+            )
+        )
+        rows += [
+            f"| HSCL has higher {label} than SCL [HN Fig. 3, Table 1] | "
+            f"{fm.against(sup[0][1], 'SCL', sup[1:], key, 'higher', 'lower')} |"
+            for label, key in ACCURACY_CLAIMS
+        ]
+        rows += _loss_rows(sup)
+        rows += fm.dc_rows(
+            sup,
+            "SCL",
+            "SCL suffers DC, which hard negatives mitigate: HSCL has less DC than SCL "
+            "[HN §5.3, Fig. 4 row 1, left]",
+        )
+    if unsup:
+        rows.append(
+            _nc_row(
+                results,
+                "unsupervised",
+                "UCL with label positives attains NC, HUCL at small β too [HN Fig. 3, right]",
+                unsup,
+            )
+        )
+        rows += [
+            f"| hard negatives raise unsupervised {label}: HUCL above UCL [HN Fig. 3, right] | "
+            f"{fm.against(unsup[0][1], 'UCL', unsup[1:], key, 'higher', 'lower')} |"
+            for label, key in ACCURACY_CLAIMS
+        ]
+        rows += fm.dc_rows(
+            unsup,
+            "UCL",
+            "with random initialization HUCL suffers less DC than UCL [HN §5.3, Fig. 4 row 1, "
+            "right]",
+        )
+    return rows
+
+
+def _warm_claims(warm: list, start: Mapping[str, Any] | None) -> list[str]:
+    if not warm or start is None:
+        return []
+    rows = []
+    for metric, key, digits, up, down in (
+        ("zero-sum", "nc/train/z/zero_sum", 3, "leaves NC", "closer to NC"),
+        ("equal inner-product", "nc/train/z/equal_inner_product", 3, "leaves NC", "closer to NC"),
+        ("DC rank", "nc/train/z/dc_rank", 1, "higher", "lower (more DC)"),
+        ("log10 smallest singular value", fm.LOG_SV_MIN, 2, "less DC", "more DC"),
+    ):
+        if key not in start:
+            continue
+        parts = [
+            f"{n}: {fm.ms(g, key, digits)} ("
+            + common.difference_verdict(
+                start, g, key, higher_is=up, lower_is=down, names=("the start", n)
+            )
+            + ")"
+            for n, g in warm
+            if key in g
+        ]
+        rows.append(
+            f"| from the near-NC start, SCL, HSCL and UCL stay at NC; HUCL at large β leaves "
+            f"it and collapses dimensions [HN Table 2, §5.4, Fig. 4 row 2] ({metric}; the "
+            f"start: {fm.ms(start, key, digits)}) | " + "; ".join(parts) + " |"
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- the section
+def _intro(results: Mapping[str, Any]) -> list[str]:
+    s = results["size_settings"]
+    runs = results["runs"]
+    m, v = results["machine"], results["versions"]
+    per_study = []
+    for study in grid.STUDIES:
+        secs = [r["seconds"] for r in runs if r["study"] == study]
+        if secs:
+            per_study.append(
+                f"`{study}` {len(secs)} runs in {common.duration(sum(secs))} "
+                f"({common.duration(max(secs))} the longest)"
+            )
+    lines = [
+        "## Fashion-MNIST trained to convergence (real images, measured here)",
+        "",
+        f"Generated by `python -m hncl_jax.reproduce {NAME} --write_doc` from "
+        f"`{results_path(results['size'])}`, which `{results['command']}` wrote; do not edit "
+        f"by hand. Machine: {m['cpu_count']} CPU cores ({m['processor']}, JAX {v['jax']}, "
+        f"{m['platform']}). Wall time of training and evaluation, one run after another: "
+        + ("; ".join(per_study) or "no run finished")
+        + ".",
+        "",
+        "The recipe of the paper's Figs. 3-4 in all four settings: the positive of an anchor "
+        "is another example of its class (also for UCL and HUCL, whose negatives come from "
+        "the whole batch), no augmentation, the unit ball, a constant Adam learning rate of "
+        f"1e-3. Size `{results['size']}`: {s['max_examples'] or 'all'} training images drawn "
+        "at random per seed (about a tenth per class) and as many test images, model "
+        f"`{s['model']}`" + fm.model_options(s) + f", d = 9, {s['epochs']} epochs "
+        f"(warm starts {s['warm_epochs']} more), batch {s['batch']}, k = {s['k']}, "
+        f"evaluation every {s['eval_every']} epochs. Values are mean ± std over "
+        f"{s['seeds']} seeds (sample std). NC metrics are of the training embeddings z "
+        "unless marked test; accuracies are on the test images. The reweighted gaps score "
+        "each final model on its whole training split with the deterministic k → ∞ "
+        "estimator (no sampling noise): its own loss minus that loss's value at exact Neural "
+        "Collapse with equal classes (for SCL/HSCL Theorem 2's minimum, "
+        f"{grid.nc_value('scl', 0.0, 10):.4f} for every β; for UCL the k → ∞ limit of "
+        f"Theorem 3's minimum, {grid.nc_value('ucl', 0.0, 10):.4f}; for HUCL its value at NC, "
+        "which the paper does not prove minimal), and the SCL loss of every model minus "
+        "Theorem 2's minimum.",
+        "",
+    ]
+    if results["missing"]:
+        studies = sorted({r["study"] for r in results["missing"]})
+        lines += [
+            f"**{len(results['missing'])} runs are missing** from the results file (studies "
+            f"{', '.join(studies)}); their rows and verdicts are absent below.",
+            "",
+        ]
+    return lines
+
+
+def _setting_tables(title: str, groups: list) -> list[str]:
+    return [
+        title,
+        "",
+        fm.table(groups, ACC),
+        "",
+        fm.table(groups, NC_TRAIN),
+        "",
+        fm.table(groups, NC_TEST + HARDNESS),
+        "",
+    ]
+
+
+def render(results: Mapping[str, Any]) -> str:
+    """The generated block of REPRODUCTION.md (markers included), from the results alone."""
+    sup, unsup = _study(results, "supervised"), _study(results, "unsupervised")
+    warm = _study(results, "warm_start")
+    start_label = f"HSCL β = {grid.WARM_START_FROM:g}"
+    start = next((g for n, g in sup if n == start_label), None)
+    figure = f"results/{NAME}_{results['size']}"
+    begin, end = common.markers(NAME)
+    warm_rows = ([(f"the start ({start_label}, converged)", start)] if start else []) + warm
+    lines = [
+        begin,
+        *_intro(results),
+        *_setting_tables("### HN Fig. 3, Fig. 4 (left): SCL and HSCL", sup),
+        *_setting_tables("### HN Fig. 3, Fig. 4 (right): UCL and HUCL, label positives", unsup),
+        f"![accuracy and NC against epochs]({figure}_curves.png)",
+        "",
+        f"![DC spectra]({figure}_dc.png)",
+        "",
+        f"### HN Table 2: warm start from the converged {start_label} model",
+        "",
+        fm.table(warm_rows, NC_TRAIN[:4] + NC_TRAIN[4:5] + ACC[:1]) if warm else fm.NOT_RUN,
+        "",
+        f"### Verdicts (a difference counts when Welch's two-sided t-test over the seeds gives "
+        f"p < {common.ALPHA:g}; p is stated; with no spread in either group there is no test "
+        f"and the values are stated as seen. Near NC: every seed below {NEAR_NC:g} in "
+        "zero-sum, unit-norm, equal inner-product and within-class variance)",
+        "",
+        "| claim | Fashion-MNIST, trained to convergence |",
+        "| --- | --- |",
+        *_claims(results, sup, unsup),
+        *_warm_claims(warm, start),
+        "",
+        end,
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- figures
+CURVE_PANELS = [
+    ("eval/test/z/ncm_acc", "test NCM accuracy (z)", False),
+    ("nc/train/z/zero_sum", "zero-sum", True),
+    ("nc/train/z/equal_inner_product", "equal inner-product", True),
+    ("nc/train/z/within_class_variance", "within-class variance", True),
+    ("nc/train/z/dc_rank", "DC rank", False),
+]
+
+
+def _by_setting(results: Mapping[str, Any], study: str, field: str) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for r in results["runs"]:
+        if r["study"] == study and r[field]:
+            out.setdefault(fm.label(r["assignments"]), []).append(r[field])
+    return out
+
+
+def curves_figure(results: Mapping[str, Any]) -> Figure:
+    """Accuracy, NC and DC rank against epochs, supervised above, unsupervised below
+    (HN Fig. 3 style), mean ± std over seeds."""
+    fig = Figure(figsize=(16, 6.5))
+    axes = fig.subplots(2, len(CURVE_PANELS))
+    for row, study in enumerate(("supervised", "unsupervised")):
+        by_setting = _by_setting(results, study, "curve")
+        for ax, (key, title, log) in zip(axes[row], CURVE_PANELS, strict=True):
+            fm.epoch_panel(ax, by_setting, key)
+            ax.set_title(f"{study}: {title}", fontsize=9)
+            ax.set_xlabel("epoch")
+            if log:
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        if by_setting:
+            axes[row][0].legend(fontsize=7)
+    fig.suptitle(
+        f"Fashion-MNIST trained to convergence, size {results['size']} (mean ± std over seeds)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def spectrum_figure(results: Mapping[str, Any]) -> Figure:
+    """The final DC spectra (the class means' covariance of z) of each study (HN Fig. 4
+    style), mean ± std over seeds."""
+    fig = Figure(figsize=(14, 3.8))
+    axes = fig.subplots(1, 3)
+    for ax, study in zip(axes, grid.STUDIES, strict=True):
+        by_setting = _by_setting(results, study, "dc_spectrum")
+        for i, (label, spectra) in enumerate(by_setting.items()):
+            arr = np.asarray(spectra, np.float64)
+            ax.errorbar(
+                np.arange(1, arr.shape[1] + 1),
+                arr.mean(0),
+                yerr=arr.std(0),
+                capsize=3,
+                marker=fm.MARKERS[i % 5],
+                label=label,
+                alpha=0.85,
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("index of the singular value")
+        ax.set_title(f"DC spectrum, {study.replace('_', ' ')}", fontsize=9)
+        if by_setting:
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("normalized singular value")
+    fig.tight_layout()
+    return fig
+
+
+def figures(results: Mapping[str, Any], out_dir: str) -> list[str]:
+    """Writes `<out_dir>/fashion_mnist_convergence_<size>_{curves,dc}.png`; returns the paths."""
+    stem = os.path.join(out_dir, f"{NAME}_{results['size']}")
+    paths = []
+    for suffix, draw in (("_curves.png", curves_figure), ("_dc.png", spectrum_figure)):
+        paths.append(stem + suffix)
+        draw(results).savefig(paths[-1], dpi=90)
+    return paths

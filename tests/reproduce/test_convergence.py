@@ -1,0 +1,143 @@
+"""The `fashion_mnist_convergence` section: its recipe, the reweighted score of a final
+model, the verdict rules and the section through the command line at size tiny."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from hncl_jax import geometry, sweep
+from hncl_jax.reproduce import common
+from hncl_jax.reproduce import convergence_grid as grid
+from hncl_jax.reproduce import fashion_mnist_convergence as section
+from hncl_jax.reproduce.__main__ import main as reproduce_main
+
+
+def test_the_cpu_plan_is_the_papers_recipe(tmp_path):
+    """Label positives in all four settings, no augmentation, a constant Adam 1e-3, the
+    unit ball; the warm starts start from their own seed's HSCL β = 10 run, after it."""
+    runs = grid.plan(str(tmp_path), size="cpu")
+    assert len(runs) == 6 + 10 + 6
+    for _, c, workdir in runs:
+        assert c.positives == "labels" and c.augment is False, workdir
+        assert c.optimizer.name == "adam" and c.optimizer.schedule == "constant"
+        assert c.optimizer.learning_rate == 1e-3 and c.normalization == "unit_ball"
+        assert c.dataset_kwargs.max_examples == 2000 and c.batch_size == 256 and c.loss.k == 256
+        assert (c.model, dict(c.model_kwargs)) == ("small_cnn", {"width": 32, "depth": 1})
+    names = [(a["loss.name"], a["loss.beta"]) for a, _, _ in runs]
+    assert names[:6:2] == [("scl", 0.0), ("hscl", 5.0), ("hscl", 10.0)]
+    assert names[-6::2] == [("ucl", 0.0), ("hucl", 5.0), ("hucl", 30.0)]
+    workdirs = [w for _, _, w in runs]
+    for _, c, w in runs[6:16]:
+        seed = int(c.seed)
+        assert c.num_epochs == 50 and f"seed={seed}" in w
+        source = os.path.join(
+            str(tmp_path), "supervised", f"loss.name=hscl,loss.beta=10,seed={seed}"
+        )
+        assert c.init_from == source and workdirs.index(source) < workdirs.index(w)
+    assert all(c.num_epochs == 200 for _, c, _ in runs[:6] + runs[16:])
+
+
+def test_bad_studies_and_a_warm_start_without_its_source_fail_first(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown --studies \['fig3'\]"):
+        grid.run(str(tmp_path), size="tiny", studies=["fig3"])
+    with pytest.raises(ValueError, match="add the study 'supervised'"):
+        grid.run(str(tmp_path), size="tiny", studies=["warm_start"])
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("num_classes", [3, 10])
+def test_nc_value_of_ucl_is_theorem_3s_limit(num_classes):
+    assert grid.nc_value("ucl", 0.0, num_classes) == pytest.approx(
+        geometry.ucl_reweighted_limit(num_classes), abs=1e-14
+    )
+    assert grid.nc_value("hucl", 0.0, num_classes) == grid.nc_value("ucl", 5.0, num_classes)
+    assert grid.nc_value("hscl", 30.0, num_classes) == pytest.approx(
+        geometry.scl_lower_bound(num_classes, 256), abs=1e-14
+    )
+    # Hardening tilts a UCL anchor towards its own class (t = 0): a larger value at NC.
+    assert grid.nc_value("hucl", 30.0, num_classes) > grid.nc_value("hucl", 5.0, num_classes)
+
+
+@pytest.mark.parametrize(
+    "setting,beta", [("scl", 0.0), ("hscl", 10.0), ("ucl", 0.0), ("hucl", 30.0)]
+)
+def test_reweighted_gaps_vanish_at_neural_collapse(monkeypatch, setting, beta):
+    """A model whose training embeddings are a simplex ETF (equal classes) scores a gap
+    of 0 on its own loss and on SCL's; a model off NC scores more."""
+    c, per_class = 10, 7
+    etf = np.asarray(geometry.simplex_etf(c, c - 1), np.float64)
+    labels = np.repeat(np.arange(c), per_class)
+    z = etf[labels]
+    monkeypatch.setattr(sweep, "restore_representations", lambda config, w, s: (z, z, labels))
+    config = copy.deepcopy(grid.base_config("tiny"))
+    config.loss.name, config.loss.beta = setting, beta
+    gaps = grid.reweighted_losses(config, "unused")
+    assert gaps["eval/train/z/reweighted_gap"] == pytest.approx(0.0, abs=1e-6)
+    assert gaps["eval/train/z/reweighted_scl_gap"] == pytest.approx(0.0, abs=1e-6)
+    off = z + 0.3 * np.random.default_rng(0).normal(size=z.shape)
+    off = off / np.linalg.norm(off, axis=1, keepdims=True)
+    monkeypatch.setattr(sweep, "restore_representations", lambda config, w, s: (off, off, labels))
+    worse = grid.reweighted_losses(config, "unused")
+    assert worse["eval/train/z/reweighted_scl_gap"] > 0.01
+
+
+def _run(study, a, seed, **final):
+    return {"study": study, "assignments": {**a, "seed": seed}, "seed": seed,
+            "batch_size": 256, "seconds": 60.0 + seed, "final": final, "curve": [],
+            "dc_spectrum": []}  # fmt: skip
+
+
+def test_near_nc_needs_every_seed_and_every_metric_below_the_threshold():
+    keys = section.NC_KEYS
+    near = {k: 0.01 for k in keys}
+    scl, hscl = {"loss.name": "scl", "loss.beta": 0.0}, {"loss.name": "hscl", "loss.beta": 10.0}
+    results = {"runs": [
+        _run("supervised", scl, 0, **near), _run("supervised", scl, 1, **near),
+        _run("supervised", hscl, 0, **near),
+        _run("supervised", hscl, 1, **{**near, keys[-1]: section.NEAR_NC * 1.5}),
+    ]}  # fmt: skip
+    assert section._near_nc(results, "supervised") == {"SCL": True, "HSCL β = 10": False}
+
+
+def test_the_committed_section_records_its_wall_time():
+    """The section's wall time per study comes from the runs' seconds in the results."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(section.results_path(section.DEFAULT_SIZE, root)) as fh:
+        results = json.load(fh)
+    block = section.render(results)
+    for study in grid.STUDIES:
+        secs = [r["seconds"] for r in results["runs"] if r["study"] == study]
+        if secs:
+            assert f"`{study}` {len(secs)} runs in {common.duration(sum(secs))}" in block
+    slower = copy.deepcopy(results)
+    slower["runs"][0]["seconds"] += 3600
+    assert section.render(slower) != block
+    assert math.isfinite(results["theorem2_bound"])
+
+
+@pytest.mark.slow
+def test_tiny_section_through_the_command_line(tmp_path, fashion_mnist_files):
+    """The supervised and warm-start studies at size tiny on the real files: the results
+    file, then the block, which --write_doc renders again from the file alone."""
+    doc, out = tmp_path / "DOC.md", tmp_path / "results" / "conv.json"
+    args = [section.NAME, "--size=tiny", f"--root={tmp_path / 'runs'}", f"--results={out}"]
+    assert reproduce_main([*args, "--studies=supervised,warm_start", f"--doc={doc}"]) == 0
+    results = json.loads(out.read_text())
+    assert len(results["runs"]) == 16 and len(results["missing"]) == 6
+    for r in results["runs"]:
+        assert "eval/train/z/reweighted_scl_gap" in r["final"], r["assignments"]
+        assert "nc/test/z/zero_sum" in r["final"] and r["curve"]
+        assert "train/hn_ess_fraction" in r["curve"][-1]
+    block = common.section_block(section.NAME, str(doc))
+    assert block == section.render(results) and "| HSCL β = 10 | 2 |" in block
+    assert "6 runs are missing" in block
+    assert reproduce_main([*args, f"--doc={doc}", "--write_doc"]) == 0
+    assert common.section_block(section.NAME, str(doc)) == block
+    for name in ("curves", "dc"):
+        assert os.path.getsize(out.parent / f"{section.NAME}_tiny_{name}.png") > 1000
