@@ -179,15 +179,16 @@ def _clop_table(groups: Sequence[Mapping[str, Any]]) -> str:
         return NOT_RUN
     lines = [
         "| loss | labels | batch | CLOP λ | seeds | kNN-5 (z) | probe top-1 (z) "
-        "| probe top-1 (h) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| probe top-1 (h) | probe top-5 (z) | probe top-5 (h) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for g in groups:
         a = json.loads(g["key"])
         lines.append(
             f"| {label(a)} | {a['label_fraction']:.0%} | {a['batch_size']} | "
             f"{a['clop.weight']:g} | {g['n']} | {ms(g, 'eval/test/z/knn5_acc')} | "
-            f"{ms(g, 'eval/test/z/probe_top1')} | {ms(g, 'eval/test/h/probe_top1')} |"
+            f"{ms(g, 'eval/test/z/probe_top1')} | {ms(g, 'eval/test/h/probe_top1')} | "
+            f"{ms(g, 'eval/test/z/probe_top5')} | {ms(g, 'eval/test/h/probe_top5')} |"
         )
     return "\n".join(lines)
 

@@ -283,6 +283,8 @@ def test_reproduction_md_agrees_with_the_committed_results():
     for name in ("hn", "dc"):
         assert os.path.exists(os.path.join(ROOT, "results", f"fashion_mnist_cpu_{name}.png"))
     assert len(results["runs"]) >= 3 * 5  # at least the supervised study over 3 seeds
+    # CLOP reports top-1 and top-5 of the linear probe for every experiment (§5).
+    assert "| probe top-5 (z) | probe top-5 (h) |" in fashion_mnist.render(results)
 
 
 @pytest.mark.slow
