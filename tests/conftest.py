@@ -27,6 +27,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The fast tier (`-m "not slow"`) compiles at XLA's backend optimization level 0: its
+# programs are tiny, so compiling them is most of their time (two model tests: 52 s at
+# the default level, 18 s at 0, on a 2-core CPU). The slow tier (real-data runs, kill
+# tests, notebooks) compiles as users do. The level is read when JAX's CPU backend starts,
+# so it is set here, before anything imports JAX; CLI runs started by the tests inherit it.
+FAST_TIER_XLA_FLAG = "--xla_backend_optimization_level=0"
+
+
+def _fast_tier(argv) -> bool:
+    for i, arg in enumerate(argv):
+        expr = argv[i + 1] if arg == "-m" and i + 1 < len(argv) else None
+        if arg.startswith("-m") and arg != "-m":
+            expr = arg[2:]
+        if expr is not None and expr.strip().strip("'\"") == "not slow":
+            return True
+    return False
+
+
+if _fast_tier(sys.argv) or os.environ.get("HNCL_TEST_FAST_TIER") == "1":
+    os.environ["HNCL_TEST_FAST_TIER"] = "1"  # xdist workers have their own argv
+    if FAST_TIER_XLA_FLAG not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_TIER_XLA_FLAG}".strip()
 # The package sets XLA:CPU's flags on import; JAX reads them when its backend starts, so
 # import it before anything (a test module, a fixture) runs a JAX computation.
 import hncl_jax  # noqa: E402, F401

@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+# The benchmark's command line in subprocesses: the slow tier.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CPU_TORCH = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
 

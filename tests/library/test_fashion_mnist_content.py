@@ -18,6 +18,9 @@ import pytest
 from hncl_jax import data
 from hncl_jax.data import fashion_mnist
 
+# Real data (Debian's IDX files) through the command line: the slow tier.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAMES = [
     "train-images-idx3-ubyte.gz",

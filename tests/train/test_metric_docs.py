@@ -15,6 +15,9 @@ from hncl_jax import train
 from hncl_jax.train import reporting
 from tests.conftest import tiny_synthetic
 
+# Trains a run through the command line: the slow tier.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -311,6 +311,7 @@ def test_run_main_prints_the_headline_of_an_error_with_details(capsys):
     assert err.startswith("error: one line naming both models\n") and "leaf" not in err
 
 
+@pytest.mark.slow
 def test_cli_warm_start_from_another_model_is_two_lines_and_verbose_lists_leaves(tmp_path):
     source = _other_model_run(tmp_path)
     args = ("--config=digits:smoke", f"--config.init_from={source}", "--workdir=run")

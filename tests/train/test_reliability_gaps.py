@@ -25,6 +25,9 @@ from tests.conftest import make_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GB = 2.0**30
+# Most cases run the command line (subprocesses that import JAX and train, interrupt or
+# fail): the slow tier.
+pytestmark = pytest.mark.slow
 
 
 # ------------------------------------------------------------------ container memory
