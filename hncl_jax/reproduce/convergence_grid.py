@@ -48,7 +48,7 @@ SIZES: dict[str, dict[str, Any]] = {
     ),
     "cpu": dict(
         max_examples=2000, model="small_cnn", width=32, depth=1, epochs=200, eval_every=25,
-        warm_epochs=50, batch=256, k=256, seeds=2, probe_epochs=30,
+        warm_epochs=30, batch=256, k=256, seeds=2, probe_epochs=30,
     ),
     "full": dict(
         max_examples=None, model="small_cnn", width=32, depth=2, epochs=300, eval_every=25,
@@ -138,7 +138,7 @@ def study_plan(
             base = base_config(size)
             base.seed = seed
             base.num_epochs = SIZES[size]["warm_epochs"]
-            base.eval_every_epochs = base.checkpoint_every_epochs = max(1, base.num_epochs // 5)
+            base.eval_every_epochs = base.checkpoint_every_epochs = max(1, base.num_epochs // 3)
             base.init_from = _source(size, root, seed)
             out.append((base, stage2, os.path.join(root, study, f"seed={seed}"), None))
         return out
@@ -213,7 +213,7 @@ def nc_value(setting: str, beta: float, num_classes: int) -> float:
     return math.log1p((w_same + w_other * math.exp(t_other)) / (w_same + w_other))
 
 
-def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """A finished run's final model scored by the deterministic reweighted estimator on
     its whole training split (every anchor, its class as positives, every candidate
     weighted by the hardening), so that no sampling noise enters [HN Table 1]:
@@ -221,7 +221,9 @@ def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[s
     * `eval/train/z/reweighted_gap`: the run's own loss (its setting and β) minus that
       loss's value at Neural Collapse (`nc_value`; Theorem 2's minimum for SCL/HSCL);
     * `eval/train/z/reweighted_scl_gap`: the SCL loss (β = 0) minus Theorem 2's minimum,
-      one yardstick for every model.
+      one yardstick for every model;
+    * `train_class_counts`: the examples of each class in the training split (a random
+      subset is not exactly balanced, and NC's simplex is the minimum for equal classes).
     """
     _, z, labels = sweep.restore_representations(config, workdir, "train")
     num_classes = int(labels.max()) + 1
@@ -244,6 +246,7 @@ def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[s
     )
     scl = losses.contrastive_loss(z, labels, setting="scl", **common_args)
     return {
+        "train_class_counts": np.bincount(np.asarray(labels), minlength=num_classes).tolist(),
         "eval/train/z/reweighted_gap": float(np.asarray(own))
         - nc_value(loss.name, loss.beta, num_classes),
         "eval/train/z/reweighted_scl_gap": float(np.asarray(scl))
@@ -263,7 +266,9 @@ def collect(root: str, size: str) -> dict[str, Any]:
                     assignments = {**assignments, "seed": int(base.seed)}
                 if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
                     record = fm_grid.run_record(study, assignments, workdir, CURVE_KEYS, KEEP)
-                    record["final"].update(reweighted_losses(config, workdir))
+                    scores = reweighted_losses(config, workdir)
+                    record["train_class_counts"] = scores.pop("train_class_counts")
+                    record["final"].update(scores)
                     runs.append(record)
                 else:
                     missing.append({"study": study, "assignments": assignments})

@@ -35,7 +35,7 @@ def test_the_cpu_plan_is_the_papers_recipe(tmp_path):
     workdirs = [w for _, _, w in runs]
     for _, c, w in runs[6:16]:
         seed = int(c.seed)
-        assert c.num_epochs == 50 and f"seed={seed}" in w
+        assert c.num_epochs == 30 and f"seed={seed}" in w
         source = os.path.join(
             str(tmp_path), "supervised", f"loss.name=hscl,loss.beta=10,seed={seed}"
         )
