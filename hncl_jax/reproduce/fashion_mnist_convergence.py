@@ -343,6 +343,8 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
 
 
 def _setting_tables(title: str, groups: list) -> list[str]:
+    if not groups:
+        return [title, "", fm.NOT_RUN, ""]
     return [
         title,
         "",
