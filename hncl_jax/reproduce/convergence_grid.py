@@ -257,21 +257,17 @@ def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[s
 def collect(root: str, size: str) -> dict[str, Any]:
     """Reads every finished run into one results dict (the unfinished ones listed)."""
     runs, missing = [], []
-    for study in STUDIES:
-        for base, points, study_root, seeds in study_plan(study, size, root):
-            for assignments, config, workdir in sweep.plan_grid(
-                base, {}, study_root, points=points, seeds=seeds
-            ):
-                if "seed" not in assignments:
-                    assignments = {**assignments, "seed": int(base.seed)}
-                if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
-                    record = fm_grid.run_record(study, assignments, workdir, CURVE_KEYS, KEEP)
-                    scores = reweighted_losses(config, workdir)
-                    record["train_class_counts"] = scores.pop("train_class_counts")
-                    record["final"].update(scores)
-                    runs.append(record)
-                else:
-                    missing.append({"study": study, "assignments": assignments})
+    for study, assignments, config, workdir in fm_grid.planned_runs(
+        study_plan, STUDIES, size, root
+    ):
+        if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
+            record = fm_grid.run_record(study, assignments, workdir, CURVE_KEYS, KEEP)
+            scores = reweighted_losses(config, workdir)
+            record["train_class_counts"] = scores.pop("train_class_counts")
+            record["final"].update(scores)
+            runs.append(record)
+        else:
+            missing.append({"study": study, "assignments": assignments})
     env = common.environment()
     return {
         "dataset": "fashion_mnist",

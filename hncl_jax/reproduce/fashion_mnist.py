@@ -521,7 +521,7 @@ def render(results: Mapping[str, Any]) -> str:
         "SimCLR sampling of the paper's App. B.5 (Fig. 13 with the InfoNCE loss), where the "
         "paper says NC is not attained. The paper's Figs. 3-4 UCL/HUCL draw the positive "
         "from the anchor's class without augmentation; this grid has no such runs (the "
-        "section \"Fashion-MNIST trained to convergence\" has them).",
+        'section "Fashion-MNIST trained to convergence" has them).',
         "",
         table(unsup, ACC),
         "",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -255,20 +255,29 @@ def run_record(
     }
 
 
-def collect(dataset: str, root: str, size: str) -> dict[str, Any]:
-    """Reads every finished run of the grid into one results dict (missing runs listed)."""
-    runs, missing = [], []
-    for study in STUDIES:
-        for base, points, study_root, seeds in study_plan(study, size, root):
-            for assignments, _, workdir in sweep.plan_grid(
+def planned_runs(
+    plan_fn: Callable, studies: Sequence[str], size: str, root: str
+) -> Iterator[tuple[str, dict[str, Any], ml_collections.ConfigDict, str]]:
+    """(study, assignments with the seed, config, workdir) of every run that `plan_fn`
+    (a `study_plan`) gives the studies, in plan order."""
+    for study in studies:
+        for base, points, study_root, seeds in plan_fn(study, size, root):
+            for assignments, config, workdir in sweep.plan_grid(
                 base, {}, study_root, points=points, seeds=seeds
             ):
                 if "seed" not in assignments:
                     assignments = {**assignments, "seed": int(base.seed)}
-                if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
-                    runs.append(run_record(study, assignments, workdir))
-                else:
-                    missing.append({"study": study, "assignments": assignments})
+                yield study, assignments, config, workdir
+
+
+def collect(dataset: str, root: str, size: str) -> dict[str, Any]:
+    """Reads every finished run of the grid into one results dict (missing runs listed)."""
+    runs, missing = [], []
+    for study, assignments, _, workdir in planned_runs(study_plan, STUDIES, size, root):
+        if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
+            runs.append(run_record(study, assignments, workdir))
+        else:
+            missing.append({"study": study, "assignments": assignments})
     env = common.environment()
     return {
         "dataset": dataset,
