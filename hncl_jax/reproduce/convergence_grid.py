@@ -19,6 +19,9 @@ Studies, each resumable and written to the results as it finishes:
 * `unsupervised` [HN Fig. 3, Fig. 4 right]: UCL, HUCL β ∈ {5, 30}, label positives.
 * `warm_start` [HN Table 2]: from each seed's converged HSCL β = 10 model, a fresh Adam
   for `warm_epochs` more epochs under SCL, HSCL β = 10, UCL and HUCL β ∈ {10, 30}.
+* `variants` [HN §5.5, §5.7]: SCL and HSCL β = 10 on the unit sphere and without
+  normalization, and HSCL with polynomial hardening (ε = 10) on the unit ball; the
+  `supervised` study's unit-ball runs are their reference.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ from hncl_jax.reproduce import common
 from hncl_jax.reproduce import fashion_mnist_grid as fm_grid
 from hncl_jax.sweep import launchers
 
-STUDIES = ("supervised", "warm_start", "unsupervised")
+STUDIES = ("supervised", "warm_start", "unsupervised", "variants")
 WARM_START_FROM = 10.0  # the HSCL β whose converged model starts the Table 2 runs
+VARIANT_BETA = 10.0  # the HSCL β of the normalization variants [HN §5.5]
+POLYNOMIAL_EPSILON = 10.0  # ε of the polynomial hardening, one of the paper's 3, 5, 10, 20
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(
         max_examples=192, model="tiny_cnn", width=None, depth=None, epochs=4, eval_every=2,
@@ -111,6 +116,24 @@ def _points(name: str, betas: Sequence[float]) -> list[dict[str, Any]]:
     ]
 
 
+def variant_points() -> list[dict[str, Any]]:
+    """The `variants` study's points: [HN §5.5] the other two normalizations for SCL and
+    HSCL, then [HN §5.7] HSCL with polynomial hardening max(t + 1, 0)^ε."""
+    points = [
+        {"normalization": norm, **p}
+        for norm in ("unit_sphere", "none")
+        for p in _points("hscl", (VARIANT_BETA,))
+    ]
+    return points + [
+        {
+            "loss.name": "hscl",
+            "loss.beta": 0.0,  # polynomial hardening reads ε, not β
+            "loss.hardening": "polynomial",
+            "loss.epsilon": POLYNOMIAL_EPSILON,
+        }
+    ]
+
+
 def _source(size: str, root: str, seed: int) -> str:
     point = {"loss.name": "hscl", "loss.beta": WARM_START_FROM, "seed": seed}
     return os.path.abspath(os.path.join(root, "supervised", sweep.run_name(point)))
@@ -125,6 +148,8 @@ def study_plan(
         return [(base_config(size), _points("hscl", (5.0, 10.0)), os.path.join(root, study), seeds)]
     if study == "unsupervised":
         return [(base_config(size), _points("hucl", (5.0, 30.0)), os.path.join(root, study), seeds)]
+    if study == "variants":
+        return [(base_config(size), variant_points(), os.path.join(root, study), seeds)]
     if study == "warm_start":
         stage2 = [
             {"loss.name": "scl", "loss.beta": 0.0},
@@ -224,9 +249,15 @@ def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[s
       one yardstick for every model;
     * `train_class_counts`: the examples of each class in the training split (a random
       subset is not exactly balanced, and NC's simplex is the minimum for equal classes).
+
+    Without normalization the losses have no minimum (scaling z lowers them towards 0),
+    so such a run gets its class counts only.
     """
     _, z, labels = sweep.restore_representations(config, workdir, "train")
     num_classes = int(labels.max()) + 1
+    counts = np.bincount(np.asarray(labels), minlength=num_classes).tolist()
+    if config.normalization == "none":
+        return {"train_class_counts": counts}
     loss = config.loss
     common_args = dict(
         estimator="reweighted",
@@ -246,7 +277,7 @@ def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[s
     )
     scl = losses.contrastive_loss(z, labels, setting="scl", **common_args)
     return {
-        "train_class_counts": np.bincount(np.asarray(labels), minlength=num_classes).tolist(),
+        "train_class_counts": counts,
         "eval/train/z/reweighted_gap": float(np.asarray(own))
         - nc_value(loss.name, loss.beta, num_classes),
         "eval/train/z/reweighted_scl_gap": float(np.asarray(scl))

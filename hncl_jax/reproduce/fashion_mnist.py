@@ -123,9 +123,19 @@ def label(a: Mapping[str, Any]) -> str:
     name = a["loss.name"]
     beta = a.get("loss.beta")
     text = {"scl": "SCL", "ucl": "UCL", "nt_xent": "NT-Xent", "supcon": "SupCon"}.get(name)
+    if text is None and a.get("loss.hardening") == "polynomial":
+        text = f"{name.upper()} polynomial ε = {a['loss.epsilon']:g}"
     if text is None:
         text = f"{name.upper()} β = {beta:g}"
-    return text
+    norm = a.get("normalization")
+    return text if norm is None else f"{text}, {NORMALIZATION_NAMES.get(norm, norm)}"
+
+
+NORMALIZATION_NAMES = {
+    "unit_ball": "unit ball",
+    "unit_sphere": "unit sphere",
+    "none": "no normalization",
+}
 
 
 def _clop_label(a: Mapping[str, Any]) -> str:

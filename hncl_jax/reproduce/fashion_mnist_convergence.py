@@ -7,9 +7,9 @@ Collapse, HN Figs. 3-4 and Tables 1-2).
 
 The recipe and the studies are in `convergence_grid`: label positives in all four
 settings, no augmentation, unit ball, constant Adam, 200 epochs on 2,000 images at size
-`cpu`. `--studies` picks some of `supervised`, `warm_start` and `unsupervised` (each
-resumable; rerunning the command writes every finished run into the results), and the
-launcher options of the `fashion_mnist` section apply (`--devices_per_run`,
+`cpu`. `--studies` picks some of `supervised`, `warm_start`, `unsupervised` and
+`variants` (each resumable; rerunning the command writes every finished run into the
+results), and the launcher options of the `fashion_mnist` section apply (`--devices_per_run`,
 `--launcher=slurm`). The results (final metrics on the train and the test split, curves
 against epochs, the DC spectra, each final model's loss by the deterministic reweighted
 estimator, the seconds of every run) go to `results/fashion_mnist_convergence_<size>.json`;
@@ -250,6 +250,75 @@ def _claims(results: Mapping[str, Any], sup: list, unsup: list) -> list[str]:
     return rows
 
 
+def _variant_claims(results: Mapping[str, Any], sup: list, var: list) -> list[str]:
+    """The rows of HN §5.5 (normalization) and §5.7 (polynomial hardening); the unit-ball
+    runs of the `supervised` study are their reference."""
+    ball = {f"{n}, unit ball": g for n, g in sup}
+    ref = dict(sup)
+    kind = {
+        suffix: [(n, g) for n, g in var if n.endswith(suffix)]
+        for suffix in (", unit sphere", ", no normalization")
+    }
+    sphere, none = kind[", unit sphere"], kind[", no normalization"]
+    poly = [(n, g) for n, g in var if "polynomial" in n]
+    rows = []
+    if len(sphere) > 1:
+        rows += _closer_rows(
+            sphere,
+            0,
+            sphere[1:],
+            "unit sphere: with hard negatives SCL's loss achieves NC, HSCL closer to NC than "
+            "SCL [HN §5.5, Fig. 4 row 3]",
+        )
+        rows += fm.dc_rows(
+            sphere, sphere[0][0], "unit sphere: HSCL less DC than SCL [HN §5.5, Fig. 4 row 3]"
+        )
+    for n, g in sphere:
+        twin = n.replace(", unit sphere", ", unit ball")
+        if twin in ball:
+            rows += _closer_rows(
+                [(twin, ball[twin])],
+                0,
+                [(n, g)],
+                "the unit sphere behaves like the unit ball [HN §5.5, Fig. 4 rows 1, 3]",
+            )
+    if none:
+        rows.append(
+            _nc_row(
+                results,
+                "variants",
+                "without normalization neither SCL nor HSCL attains NC [HN §5.5, Fig. 4 row 4]",
+                none,
+            )
+        )
+    for n, g in none:
+        name = n.replace(", no normalization", "")
+        if name in ref:
+            claim = (
+                "without normalization SCL suffers less DC than on the unit ball [HN §5.5, "
+                "Fig. 4 rows 1, 4]"
+                if name == "SCL"
+                else f"normalization can reduce the DC of hard negatives: {n} more DC than on "
+                "the unit ball [HN §5.5, Fig. 4 rows 1, 4]"
+            )
+            rows += fm.dc_rows(
+                [(f"{name}, unit ball", ref[name]), (n, g)], f"{name}, unit ball", claim
+            )
+    if poly and "SCL" in ref:
+        scl = [("SCL", ref["SCL"])]
+        rows += _closer_rows(
+            scl + poly,
+            0,
+            poly,
+            "polynomial hardening, like the exponential, brings HSCL closer to NC than SCL "
+            "[HN §5.7, App. B.4]",
+        )
+        rows += fm.dc_rows(
+            scl + poly, "SCL", "polynomial hardening mitigates DC: less DC than SCL [HN §5.7]"
+        )
+    return rows
+
+
 def _warm_claims(warm: list, start: Mapping[str, Any] | None) -> list[str]:
     if not warm or start is None:
         return []
@@ -360,7 +429,7 @@ def _setting_tables(title: str, groups: list) -> list[str]:
 def render(results: Mapping[str, Any]) -> str:
     """The generated block of REPRODUCTION.md (markers included), from the results alone."""
     sup, unsup = _study(results, "supervised"), _study(results, "unsupervised")
-    warm = _study(results, "warm_start")
+    warm, var = _study(results, "warm_start"), _study(results, "variants")
     start_label = f"HSCL β = {grid.WARM_START_FROM:g}"
     start = next((g for n, g in sup if n == start_label), None)
     figure = f"results/{NAME}_{results['size']}"
@@ -371,6 +440,9 @@ def render(results: Mapping[str, Any]) -> str:
         *_intro(results),
         *_setting_tables("### HN Fig. 3, Fig. 4 (left): SCL and HSCL", sup),
         *_setting_tables("### HN Fig. 3, Fig. 4 (right): UCL and HUCL, label positives", unsup),
+        *_setting_tables(
+            "### HN §5.5, §5.7: unit sphere, no normalization, polynomial hardening", var
+        ),
         f"![accuracy and NC against epochs]({figure}_curves.png)",
         "",
         f"![DC spectra]({figure}_dc.png)",
@@ -387,6 +459,7 @@ def render(results: Mapping[str, Any]) -> str:
         "| claim | Fashion-MNIST, trained to convergence |",
         "| --- | --- |",
         *_claims(results, sup, unsup),
+        *_variant_claims(results, sup, var),
         *_warm_claims(warm, start),
         "",
         end,
@@ -413,11 +486,11 @@ def _by_setting(results: Mapping[str, Any], study: str, field: str) -> dict[str,
 
 
 def curves_figure(results: Mapping[str, Any]) -> Figure:
-    """Accuracy, NC and DC rank against epochs, supervised above, unsupervised below
-    (HN Fig. 3 style), mean ± std over seeds."""
-    fig = Figure(figsize=(16, 6.5))
-    axes = fig.subplots(2, len(CURVE_PANELS))
-    for row, study in enumerate(("supervised", "unsupervised")):
+    """Accuracy, NC and DC rank against epochs, one row per study (supervised,
+    unsupervised, variants; HN Fig. 3 style), mean ± std over seeds."""
+    fig = Figure(figsize=(16, 9.5))
+    axes = fig.subplots(3, len(CURVE_PANELS))
+    for row, study in enumerate(("supervised", "unsupervised", "variants")):
         by_setting = _by_setting(results, study, "curve")
         for ax, (key, title, log) in zip(axes[row], CURVE_PANELS, strict=True):
             fm.epoch_panel(ax, by_setting, key)
@@ -439,8 +512,8 @@ def curves_figure(results: Mapping[str, Any]) -> Figure:
 def spectrum_figure(results: Mapping[str, Any]) -> Figure:
     """The final DC spectra (the class means' covariance of z) of each study (HN Fig. 4
     style), mean ± std over seeds."""
-    fig = Figure(figsize=(14, 3.8))
-    axes = fig.subplots(1, 3)
+    fig = Figure(figsize=(18, 3.8))
+    axes = fig.subplots(1, len(grid.STUDIES))
     for ax, study in zip(axes, grid.STUDIES, strict=True):
         by_setting = _by_setting(results, study, "dc_spectrum")
         for i, (label, spectra) in enumerate(by_setting.items()):

@@ -22,11 +22,13 @@ def test_the_cpu_plan_is_the_papers_recipe(tmp_path):
     """Label positives in all four settings, no augmentation, a constant Adam 1e-3, the
     unit ball; the warm starts start from their own seed's HSCL β = 10 run, after it."""
     runs = grid.plan(str(tmp_path), size="cpu")
-    assert len(runs) == 6 + 10 + 6
-    for _, c, workdir in runs:
+    assert len(runs) == 6 + 10 + 6 + 10
+    variants, runs = runs[22:], runs[:22]
+    for _, c, workdir in runs + variants:
         assert c.positives == "labels" and c.augment is False, workdir
         assert c.optimizer.name == "adam" and c.optimizer.schedule == "constant"
-        assert c.optimizer.learning_rate == 1e-3 and c.normalization == "unit_ball"
+        assert c.optimizer.learning_rate == 1e-3
+        assert c.normalization == "unit_ball" or c in [v[1] for v in variants]
         assert c.dataset_kwargs.max_examples == 2000 and c.batch_size == 256 and c.loss.k == 256
         assert (c.model, dict(c.model_kwargs)) == ("small_cnn", {"width": 32, "depth": 1})
     names = [(a["loss.name"], a["loss.beta"]) for a, _, _ in runs]
@@ -40,7 +42,19 @@ def test_the_cpu_plan_is_the_papers_recipe(tmp_path):
             str(tmp_path), "supervised", f"loss.name=hscl,loss.beta=10,seed={seed}"
         )
         assert c.init_from == source and workdirs.index(source) < workdirs.index(w)
-    assert all(c.num_epochs == 200 for _, c, _ in runs[:6] + runs[16:])
+    assert all(c.num_epochs == 200 for _, c, _ in runs[:6] + runs[16:] + variants)
+    # HN §5.5: SCL and HSCL β = 10 on the unit sphere and unnormalized; §5.7: polynomial.
+    got = [
+        (c.normalization, c.loss.name, c.loss.hardening, float(c.loss.beta), float(c.loss.epsilon))
+        for _, c, _ in variants[::2]
+    ]
+    assert got == [
+        ("unit_sphere", "scl", "exponential", 0.0, 3.0),
+        ("unit_sphere", "hscl", "exponential", 10.0, 3.0),
+        ("none", "scl", "exponential", 0.0, 3.0),
+        ("none", "hscl", "exponential", 10.0, 3.0),
+        ("unit_ball", "hscl", "polynomial", 0.0, 10.0),
+    ]
 
 
 def test_bad_studies_and_a_warm_start_without_its_source_fail_first(tmp_path):
@@ -85,6 +99,9 @@ def test_reweighted_gaps_vanish_at_neural_collapse(monkeypatch, setting, beta):
     monkeypatch.setattr(sweep, "restore_representations", lambda config, w, s: (off, off, labels))
     worse = grid.reweighted_losses(config, "unused")
     assert worse["eval/train/z/reweighted_scl_gap"] > 0.01
+    # Unnormalized, the losses have no minimum: the run gets its class counts only.
+    config.normalization = "none"
+    assert grid.reweighted_losses(config, "unused") == {"train_class_counts": [per_class] * c}
 
 
 def _run(study, a, seed, **final):
@@ -105,6 +122,44 @@ def test_near_nc_needs_every_seed_and_every_metric_below_the_threshold():
     assert section._near_nc(results, "supervised") == {"SCL": True, "HSCL β = 10": False}
 
 
+def test_the_variants_verdicts_compare_each_variant_with_its_reference():
+    """HN §5.5 and §5.7: the sphere against its SCL and against the unit ball, the
+    unnormalized runs' NC and DC against the unit ball, polynomial hardening against SCL."""
+    nc = {k: 0.01 for k in section.NC_KEYS}
+    dc = {"nc/train/z/dc_rank": 9.0, "nc/train/z/dc_sv_min": 0.5}
+    far = {**{k: 2.0 for k in section.NC_KEYS}, "nc/train/z/dc_rank": 5.0,
+           "nc/train/z/dc_sv_min": 1e-4}  # fmt: skip
+    scl, hscl = {"loss.name": "scl", "loss.beta": 0.0}, {"loss.name": "hscl", "loss.beta": 10.0}
+    runs = []
+    for seed in (0, 1):
+        good = {k: v * (1 + 0.01 * seed) for k, v in {**nc, **dc}.items()}
+        bad = {k: v * (1 + 0.01 * seed) for k, v in far.items()}
+        runs += [_run("supervised", scl, seed, **bad), _run("supervised", hscl, seed, **good)]
+        for p in grid.variant_points():
+            value = bad if p["loss.name"] == "scl" or p.get("normalization") == "none" else good
+            runs.append(_run("variants", p, seed, **value))
+    results = {"runs": runs}
+    sup, var = section._study(results, "supervised"), section._study(results, "variants")
+    assert [n for n, _ in var] == [
+        "SCL, unit sphere", "HSCL β = 10, unit sphere", "SCL, no normalization",
+        "HSCL β = 10, no normalization", "HSCL polynomial ε = 10",
+    ]  # fmt: skip
+    rows = section._variant_claims(results, sup, var)
+    text = "\n".join(rows)
+    sphere = [r for r in rows if "HSCL closer to NC than SCL [HN §5.5" in r]
+    assert len(sphere) == 2 and all("(closer to NC (difference" in r for r in sphere)
+    like = [r for r in rows if "behaves like the unit ball" in r]
+    assert len(like) == 4 and all("no significant difference" in r for r in like)
+    assert "HSCL β = 10, no normalization: not near NC" in text
+    assert "SCL, no normalization: not near NC" in text
+    poly = [r for r in rows if "polynomial hardening mitigates DC" in r]
+    assert len(poly) == 2 and all("HSCL polynomial ε = 10: " in r and "(less DC" in r for r in poly)
+    # The unnormalized HSCL has more DC than its unit-ball twin.
+    hscl_none = [r for r in rows if "normalization can reduce the DC" in r]
+    assert hscl_none and all("(more DC" in r for r in hscl_none)
+    assert section._variant_claims(results, sup, []) == []
+
+
 def test_the_committed_section_records_its_wall_time():
     """The section's wall time per study comes from the runs' seconds in the results."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -123,19 +178,22 @@ def test_the_committed_section_records_its_wall_time():
 
 @pytest.mark.slow
 def test_tiny_section_through_the_command_line(tmp_path, fashion_mnist_files):
-    """The supervised and warm-start studies at size tiny on the real files: the results
-    file, then the block, which --write_doc renders again from the file alone."""
+    """The supervised, warm-start and variants studies at size tiny on the real files: the
+    results file, then the block, which --write_doc renders again from the file alone."""
     doc, out = tmp_path / "DOC.md", tmp_path / "results" / "conv.json"
     args = [section.NAME, "--size=tiny", f"--root={tmp_path / 'runs'}", f"--results={out}"]
-    assert reproduce_main([*args, "--studies=supervised,warm_start", f"--doc={doc}"]) == 0
+    studies = "--studies=supervised,warm_start,variants"
+    assert reproduce_main([*args, studies, f"--doc={doc}"]) == 0
     results = json.loads(out.read_text())
-    assert len(results["runs"]) == 16 and len(results["missing"]) == 6
+    assert len(results["runs"]) == 26 and len(results["missing"]) == 6
     for r in results["runs"]:
-        assert "eval/train/z/reweighted_scl_gap" in r["final"], r["assignments"]
+        unnormalized = r["assignments"].get("normalization") == "none"
+        assert unnormalized != ("eval/train/z/reweighted_scl_gap" in r["final"]), r["assignments"]
         assert "nc/test/z/zero_sum" in r["final"] and r["curve"]
         assert "train/hn_ess_fraction" in r["curve"][-1]
     block = common.section_block(section.NAME, str(doc))
     assert block == section.render(results) and "| HSCL β = 10 | 2 |" in block
+    assert "| HSCL polynomial ε = 10 | 2 |" in block and "| SCL, no normalization | 2 |" in block
     assert "6 runs are missing" in block
     assert reproduce_main([*args, f"--doc={doc}", "--write_doc"]) == 0
     assert common.section_block(section.NAME, str(doc)) == block
