@@ -1,0 +1,460 @@
+"""REPRODUCTION.md, section `fashion_mnist_clop`: CLOP's learning-rate sweep, its λ
+ablation and its prototypes against the simplex ETF on Fashion-MNIST, under the paper's
+optimizer (LARS).
+
+    python -m hncl_jax.reproduce fashion_mnist_clop              # train, write results
+    python -m hncl_jax.reproduce fashion_mnist_clop --write_doc  # regenerate the section
+
+The recipe is CLOP §5's fully supervised one at CPU size: SupCon on two crop-and-flip
+views of every (labelled) image, with and without the CLOP term (λ = 1, orthonormal
+prototypes), LARS (momentum 0.9, trust coefficient 0.001) with cosine decay, d = 16,
+unit sphere, τ = 0.5, and the paper's base learning rate 0.3·B/256. Studies, each
+resumable and written to the results as it finishes (`--studies`):
+
+* `learning_rate` [CLOP Fig. 7, Thm 1]: the learning rates of `SIZES[size]
+  ["learning_rates"]`, with and without CLOP;
+* `lambda` [CLOP Table 1]: λ of `SIZES[size]["lambdas"]` at the base learning rate
+  (λ = 0 and 1 there are the `learning_rate` study's runs);
+* `prototypes` [CLOP §4]: simplex-ETF prototypes at the base and the largest learning
+  rate, against the orthonormal ones of the `learning_rate` study.
+
+Collapse is measured as the paper does (top-1 and top-5 of a linear probe, here also
+kNN-5) and by the geometry the paper's Theorem 1 speaks of: the DC rank and the smallest
+normalized singular value of the class means' covariance, and RankMe of the embeddings.
+
+Verdict rule: a difference between two settings counts when Welch's two-sided t-test
+over the seeds gives p < `common.ALPHA` (`common.difference_verdict`); with two seeds
+the test has about one degree of freedom, so only large, consistent differences count.
+
+The project's CLOP term is a mean over the labelled anchors (docs/math.md §9) where the
+paper's eq. 4 sums: at the same λ it weighs 1/|S| of the paper's term against the
+contrastive loss (|S| = the labelled anchors of a batch, 2·256 here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+from matplotlib.figure import Figure
+
+from hncl_jax import sweep
+from hncl_jax.configs import clop_fashion_mnist as clop_config
+from hncl_jax.reproduce import common
+from hncl_jax.reproduce import fashion_mnist as fm
+from hncl_jax.reproduce import fashion_mnist_grid as fm_grid
+from hncl_jax.sweep import launchers
+
+NAME = "fashion_mnist_clop"
+STUDIES = ("learning_rate", "lambda", "prototypes")
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        max_examples=192, model="tiny_cnn", width=None, depth=None, epochs=2, eval_every=2,
+        batch=64, seeds=2, probe_epochs=5, learning_rates=(0.075, 10.0), lambdas=(0.5,),
+    ),
+    "cpu": dict(
+        max_examples=8000, model="small_cnn", width=32, depth=1, epochs=6, eval_every=3,
+        batch=256, seeds=2, probe_epochs=30, learning_rates=(0.3, 3.0, 10.0),
+        lambdas=(0.1, 0.5, 1.5),
+    ),
+    "full": dict(
+        max_examples=None, model="small_cnn", width=32, depth=2, epochs=50, eval_every=10,
+        batch=1024, seeds=3, probe_epochs=100, learning_rates=(0.1, 0.3, 1.2, 3.0, 10.0),
+        lambdas=(0.1, 0.5, 1.5),
+    ),
+}  # fmt: skip
+DEFAULT_SIZE = "cpu"
+UNSUFFIXED_SIZE = None  # results/fashion_mnist_clop_<size>.json
+KEEP = re.compile(r"^(eval/test/|train/epoch_loss$|train/nonfinite|nc/train/z/(?!class))")
+CURVE_KEYS = fm_grid.CURVE_KEYS + ("nc/train/z/rankme",)
+
+ACCURACY = [
+    ("kNN-5 (z)", "eval/test/z/knn5_acc", 3),
+    ("probe top-1 (z)", "eval/test/z/probe_top1", 3),
+    ("probe top-1 (h)", "eval/test/h/probe_top1", 3),
+    ("probe top-5 (z)", "eval/test/z/probe_top5", 3),
+]
+GEOMETRY = [
+    ("DC rank (of 9)", "nc/train/z/dc_rank", 1),
+    ("log10 smallest sing. value", fm.LOG_SV_MIN, 2),
+    ("RankMe (of 16)", "nc/train/z/rankme", 2),
+    ("final loss", "train/epoch_loss", 3),
+]
+# The metrics each claim is scored on: accuracy as the paper reports it, and collapse.
+SCORED = [
+    ("probe top-1 (z)", "eval/test/z/probe_top1", 3),
+    ("probe top-5 (z)", "eval/test/z/probe_top5", 3),
+    ("RankMe", "nc/train/z/rankme", 2),
+]
+
+
+def base_learning_rate(size: str) -> float:
+    """The paper's learning rate 0.3·B/256 [CLOP §5, Fig. 6] at the size's batch."""
+    return 0.3 * SIZES[size]["batch"] / 256
+
+
+def results_path(size: str = DEFAULT_SIZE, repo: str | None = None) -> str:
+    """`results/fashion_mnist_clop_<size>.json`, under `repo` when given."""
+    return common.results_path(NAME, size, UNSUFFIXED_SIZE, repo)
+
+
+# --------------------------------------------------------------------------- the runs
+def base_config(size: str) -> ml_collections.ConfigDict:
+    """SupCon on every label with CLOP λ = 1 (orthonormal), LARS at the base rate."""
+    s = SIZES[size]
+    c = clop_config.get_config("100pct")
+    c.model = s["model"]
+    c.model_kwargs = ml_collections.ConfigDict()
+    for option in ("width", "depth"):
+        if s[option] is not None:
+            c.model_kwargs[option] = s[option]
+    c.dataset_kwargs.max_examples = s["max_examples"]
+    c.loss.name = "supcon"
+    c.optimizer.name = "lars"
+    c.optimizer.learning_rate = base_learning_rate(size)
+    c.batch_size = s["batch"]
+    c.num_epochs = s["epochs"]
+    c.eval_every_epochs = s["eval_every"]
+    c.checkpoint_every_epochs = s["eval_every"]
+    c.probe_epochs = s["probe_epochs"]
+    c.plots = False
+    return c
+
+
+def study_plan(
+    study: str, size: str, root: str
+) -> list[tuple[ml_collections.ConfigDict, list[dict[str, Any]], str, int]]:
+    """The sweep of one study: [(base config, points, root of its runs, seeds)]."""
+    s, base_lr = SIZES[size], base_learning_rate(size)
+    if study == "learning_rate":
+        points = [
+            {"optimizer.learning_rate": float(lr), "clop.weight": w}
+            for lr in s["learning_rates"]
+            for w in (0.0, 1.0)
+        ]
+    elif study == "lambda":
+        points = [
+            {"optimizer.learning_rate": base_lr, "clop.weight": float(w)} for w in s["lambdas"]
+        ]
+    elif study == "prototypes":
+        points = [
+            {"optimizer.learning_rate": float(lr), "clop.weight": 1.0, "clop.prototypes": "simplex"}
+            for lr in sorted({base_lr, max(s["learning_rates"])})
+        ]
+    else:
+        raise ValueError(f"unknown study={study!r}; expected one of {STUDIES}.")
+    return [(base_config(size), points, os.path.join(root, study), s["seeds"])]
+
+
+def plan(
+    root: str, *, size: str = DEFAULT_SIZE, studies: Sequence[str] = STUDIES
+) -> list[tuple[dict[str, Any], ml_collections.ConfigDict, str]]:
+    """Every run of the studies, in order."""
+    runs = []
+    for study in studies:
+        for base, points, study_root, seeds in study_plan(study, size, root):
+            runs += sweep.plan_grid(base, {}, study_root, points=points, seeds=seeds)
+    return runs
+
+
+def check_args(size: str, studies: Sequence[str]) -> None:
+    """Raises ValueError, naming the option, for an unknown size or study, or a size whose
+    learning rates leave out the base rate that the λ and prototype studies use."""
+    if size not in SIZES:
+        raise ValueError(f"unknown --size={size!r}; expected one of {tuple(SIZES)}.")
+    bad = [s for s in studies if s not in STUDIES]
+    if bad:
+        raise ValueError(f"unknown --studies {bad}; expected some of {STUDIES}.")
+    if base_learning_rate(size) not in SIZES[size]["learning_rates"]:
+        raise ValueError(
+            f"size {size!r}: its learning_rates {SIZES[size]['learning_rates']} must include "
+            f"the base rate 0.3·B/256 = {base_learning_rate(size):g}."
+        )
+
+
+# --------------------------------------------------------------------------- command line
+add_arguments = common.add_grid_arguments  # the same options as the other grid sections
+
+
+def options(args: argparse.Namespace, size: str) -> dict[str, Any]:
+    """`compute`'s options from the parsed command line; ValueError for a bad one."""
+    studies = common.studies_option(args, STUDIES)
+    check_args(size, studies)
+    return {"studies": studies, "launch": common.launch_options(args)}
+
+
+def collect(root: str, size: str) -> dict[str, Any]:
+    """Reads every finished run into one results dict (the unfinished ones listed)."""
+    runs, missing = [], []
+    for study, assignments, _, workdir in fm_grid.planned_runs(study_plan, STUDIES, size, root):
+        if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
+            runs.append(fm_grid.run_record(study, assignments, workdir, CURVE_KEYS, KEEP))
+        else:
+            missing.append({"study": study, "assignments": assignments})
+    env = common.environment()
+    return {
+        "dataset": "fashion_mnist",
+        "size": size,
+        "size_settings": dict(SIZES[size]),
+        "base_learning_rate": base_learning_rate(size),
+        "machine": env["machine"],
+        "versions": env["versions"],
+        "command": common.command(NAME, size, DEFAULT_SIZE),
+        "written": time.strftime("%Y-%m-%d"),
+        "runs": runs,
+        "missing": missing,
+    }
+
+
+def compute(
+    root: str,
+    size: str = DEFAULT_SIZE,
+    *,
+    studies: Sequence[str] = STUDIES,
+    launch: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Trains the studies' runs (resumable), then reads every finished run of the
+    section into the results; None while SLURM still holds runs."""
+    check_args(size, studies)
+    if launchers.launch(plan(root, size=size, studies=studies), root, **dict(launch or {})) is None:
+        return None
+    results = collect(root, size)
+    print(
+        f"[reproduce] {len(results['runs'])} runs finished, {len(results['missing'])} missing",
+        flush=True,
+    )
+    return results
+
+
+# --------------------------------------------------------------------------- groups
+def _setting(a: Mapping[str, Any]) -> tuple[float, float, str]:
+    """(learning rate, λ, prototypes) of a run's assignments."""
+    return (
+        float(a["optimizer.learning_rate"]),
+        float(a["clop.weight"]),
+        a.get("clop.prototypes", "orthonormal"),
+    )
+
+
+def label(lr: float, weight: float, prototypes: str) -> str:
+    if weight == 0:
+        return f"SupCon, lr {lr:g}"
+    return f"SupCon + CLOP λ = {weight:g} ({prototypes}), lr {lr:g}"
+
+
+def groups(results: Mapping[str, Any]) -> dict[tuple[float, float, str], dict[str, Any]]:
+    """(learning rate, λ, prototypes) -> mean ± std over the seeds, whichever study ran it."""
+    rows = []
+    for r in results["runs"]:
+        final = dict(r["final"])
+        if final.get("nc/train/z/dc_sv_min", 0) > 0:
+            final[fm.LOG_SV_MIN] = math.log10(final["nc/train/z/dc_sv_min"])
+        a = {k: v for k, v in r["assignments"].items() if k != "seed"}
+        rows.append({"key": json.dumps(_setting(a)), "seed": r["seed"], **final})
+    return {tuple(json.loads(g["key"])): g for g in sweep.aggregate(rows, keys=["key"])}
+
+
+def _table(rows: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    return fm.table(rows, ACCURACY + GEOMETRY)
+
+
+def _versus(a: tuple[str, Mapping], b: tuple[str, Mapping], higher: str, lower: str) -> str:
+    """b against a on each scored metric, by the section's rule."""
+    (na, ga), (nb, gb) = a, b
+    return "; ".join(
+        f"{metric}: {fm.ms(ga, key, d)} → {fm.ms(gb, key, d)} ("
+        + common.difference_verdict(ga, gb, key, higher_is=higher, lower_is=lower, names=(na, nb))
+        + ")"
+        for metric, key, d in SCORED
+        if key in ga and key in gb
+    )
+
+
+def claims(results: Mapping[str, Any]) -> list[str]:
+    """The verdict rows of CLOP Fig. 7, Table 1 and §4 on the runs present."""
+    g = groups(results)
+    lrs = sorted({lr for lr, w, p in g if w in (0.0, 1.0) and p == "orthonormal"})
+    base = results["base_learning_rate"]
+    top = max(lrs) if lrs else None
+
+    def get(lr, w, p="orthonormal"):
+        key = (lr, w, p)
+        return (label(*key), g[key]) if key in g else None
+
+    rows = []
+    for w, who in ((0.0, "SupCon"), (1.0, "SupCon + CLOP")):
+        lo, hi = get(base, w), get(top, w)
+        if lo and hi and top != base:
+            rows.append(
+                f"| an excessively large learning rate collapses {who} [CLOP Fig. 7, Thm 1] "
+                f"(lr {base:g} → {top:g}) | "
+                + _versus(lo, hi, "higher at the large rate", "lower at the large rate")
+                + " |"
+            )
+    for lr in lrs:
+        without, with_clop = get(lr, 0.0), get(lr, 1.0)
+        if without and with_clop:
+            rows.append(
+                f"| CLOP outperforms the baseline at every learning rate [CLOP Fig. 7] "
+                f"(lr {lr:g}; SupCon → SupCon + CLOP) | "
+                + _versus(without, with_clop, "CLOP higher", "CLOP lower")
+                + " |"
+            )
+    one = get(base, 1.0)
+    for w in sorted(w for lr, w, p in g if lr == base and p == "orthonormal" and w not in (0, 1)):
+        if one:
+            rows.append(
+                f"| accuracy is stable for λ from 0.1 to 1.5 [CLOP Table 1] (λ = 1 → λ = {w:g}, "
+                f"lr {base:g}) | " + _versus(one, get(base, w), "higher", "lower") + " |"
+            )
+    for lr in sorted(lr for lr, w, p in g if p == "simplex"):
+        ortho, simplex = get(lr, 1.0), get(lr, 1.0, "simplex")
+        if ortho:
+            rows.append(
+                f"| orthonormal prototypes do better than the simplex ETF, whose embeddings "
+                f"lie on a hyperplane [CLOP §4] (lr {lr:g}; orthonormal → simplex) | "
+                + _versus(ortho, simplex, "simplex higher", "simplex lower")
+                + " |"
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- the section
+def _intro(results: Mapping[str, Any]) -> list[str]:
+    s, runs = results["size_settings"], results["runs"]
+    m, v = results["machine"], results["versions"]
+    per_study = []
+    for study in STUDIES:
+        secs = [r["seconds"] for r in runs if r["study"] == study]
+        if secs:
+            per_study.append(
+                f"`{study}` {len(secs)} runs in {common.duration(sum(secs))} "
+                f"({common.duration(max(secs))} the longest)"
+            )
+    lines = [
+        "## CLOP on Fashion-MNIST under LARS: learning rate, λ, prototypes (measured here)",
+        "",
+        f"Generated by `python -m hncl_jax.reproduce {NAME} --write_doc` from "
+        f"`{results_path(results['size'])}`, which `{results['command']}` wrote; do not edit "
+        f"by hand. Machine: {m['cpu_count']} CPU cores ({m['processor']}, JAX {v['jax']}, "
+        f"{m['platform']}). Wall time of training and evaluation, one run after another: "
+        + ("; ".join(per_study) or "no run finished")
+        + ".",
+        "",
+        "The paper's fully supervised recipe [CLOP §5, Fig. 7, Table 1] at CPU size: SupCon "
+        "on two crop-and-flip views of every labelled image, with and without the CLOP term "
+        "(orthonormal prototypes unless marked simplex), LARS (momentum 0.9) with cosine "
+        f"decay, the paper's base learning rate 0.3·B/256 = {results['base_learning_rate']:g}"
+        f" for the λ and prototype studies. Size `{results['size']}`: "
+        f"{s['max_examples'] or 'all'} training images, model `{s['model']}`"
+        + fm.model_options(s)
+        + f", d = 16, {s['epochs']} epochs, batch {s['batch']}; the paper trains ResNet-50 "
+        "on CIFAR-100 and Tiny-ImageNet for 100-200 epochs at batch 1024. Values are mean ± "
+        f"std over {s['seeds']} seeds (sample std); accuracies are on the test images, the "
+        "geometry is of the training embeddings z (the DC rank and smallest normalized "
+        "singular value of the class means' covariance, RankMe of the embeddings). The "
+        "project's CLOP term is a mean over the labelled anchors where the paper's eq. 4 "
+        "sums, so the same λ weighs less here (docs/math.md §9).",
+        "",
+    ]
+    if results["missing"]:
+        studies = sorted({r["study"] for r in results["missing"]})
+        lines += [
+            f"**{len(results['missing'])} runs are missing** from the results file (studies "
+            f"{', '.join(studies)}); their rows and verdicts are absent below.",
+            "",
+        ]
+    return lines
+
+
+def render(results: Mapping[str, Any]) -> str:
+    """The generated block of REPRODUCTION.md (markers included), from the results alone."""
+    g = groups(results)
+    base = results["base_learning_rate"]
+    ordered = sorted(g, key=lambda k: (k[2] != "orthonormal", k[1] not in (0, 1), k[0], k[1]))
+    lr_rows = [(label(*k), g[k]) for k in ordered if k[2] == "orthonormal" and k[1] in (0, 1)]
+    lam_rows = [
+        (label(*k), g[k])
+        for k in sorted(g, key=lambda k: k[1])
+        if k[0] == base and k[2] == "orthonormal"
+    ]
+    simplex_lrs = {k[0] for k in g if k[2] == "simplex"}
+    proto_rows = [
+        (label(*k), g[k])
+        for k in sorted(g, key=lambda k: (k[0], k[2]))
+        if k[1] == 1.0 and k[0] in simplex_lrs
+    ]
+    begin, end = common.markers(NAME)
+    lines = [
+        begin,
+        *_intro(results),
+        "### CLOP Fig. 7: the learning rate, with and without CLOP",
+        "",
+        _table(lr_rows),
+        "",
+        f"![accuracy and RankMe against the learning rate](results/{NAME}_{results['size']}"
+        "_lr.png)",
+        "",
+        f"### CLOP Table 1: λ at the base learning rate {base:g}",
+        "",
+        _table(lam_rows),
+        "",
+        "### CLOP §4: orthonormal prototypes against the simplex ETF",
+        "",
+        _table(proto_rows),
+        "",
+        f"### Verdicts (a difference counts when Welch's two-sided t-test over the seeds gives "
+        f"p < {common.ALPHA:g}; p is stated)",
+        "",
+        "| claim | Fashion-MNIST, LARS |",
+        "| --- | --- |",
+        *claims(results),
+        "",
+        end,
+    ]
+    return "\n".join(lines)
+
+
+def lr_figure(results: Mapping[str, Any]) -> Figure:
+    """Probe top-1, top-5 and RankMe against the learning rate, with and without CLOP
+    (CLOP Fig. 7 style), mean ± std over seeds."""
+    g = groups(results)
+    panels = [(n, k) for n, k, _ in SCORED]
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, len(panels))
+    for ax, (title, key) in zip(axes, panels, strict=True):
+        for i, w in enumerate((0.0, 1.0)):
+            pts = sorted((lr, s) for (lr, ww, p), s in g.items() if ww == w and p == "orthonormal")
+            pts = [(lr, s) for lr, s in pts if key in s]
+            if not pts:
+                continue
+            x = np.array([lr for lr, _ in pts])
+            y = np.array([s[key] for _, s in pts])
+            e = np.array([s.get(f"{key}_std", 0.0) for _, s in pts])
+            name = "SupCon + CLOP λ = 1" if w else "SupCon"
+            ax.errorbar(x, y, yerr=e, capsize=3, marker=fm.MARKERS[i], label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (LARS)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(
+        f"CLOP on Fashion-MNIST, size {results['size']} (mean ± std over seeds)", fontsize=10
+    )
+    fig.tight_layout()
+    return fig
+
+
+def figures(results: Mapping[str, Any], out_dir: str) -> list[str]:
+    """Writes `<out_dir>/fashion_mnist_clop_<size>_lr.png`; returns its path."""
+    path = os.path.join(out_dir, f"{NAME}_{results['size']}_lr.png")
+    lr_figure(results).savefig(path, dpi=90)
+    return [path]
