@@ -142,6 +142,45 @@ def studies_option(args: argparse.Namespace, studies: Sequence[str]) -> list[str
     return [s for s in args.studies.split(",") if s] or list(studies)
 
 
+def check_size_and_studies(
+    size: str, sizes: Sequence[str], studies: Sequence[str], known: Sequence[str]
+) -> None:
+    """Raises ValueError, naming the option, for a size not in `sizes` or a study not in
+    `known` (a trained section's `--size` and `--studies`)."""
+    if size not in sizes:
+        raise ValueError(f"unknown --size={size!r}; expected one of {tuple(sizes)}.")
+    bad = [s for s in studies if s not in known]
+    if bad:
+        raise ValueError(f"unknown --studies {bad}; expected some of {tuple(known)}.")
+
+
+def study_times(runs: Sequence[Mapping[str, Any]], studies: Sequence[str]) -> str:
+    """The wall time of each study's runs, one after another (a trained section's header):
+    "`study` n runs in T (t the longest); ..." from the runs' recorded seconds."""
+    parts = []
+    for study in studies:
+        secs = [r["seconds"] for r in runs if r["study"] == study]
+        if secs:
+            parts.append(
+                f"`{study}` {len(secs)} runs in {duration(sum(secs))} "
+                f"({duration(max(secs))} the longest)"
+            )
+    return "; ".join(parts) or "no run finished"
+
+
+def missing_note(results: Mapping[str, Any]) -> list[str]:
+    """The lines saying which studies' runs a trained section's results lack (none when
+    every planned run finished)."""
+    if not results["missing"]:
+        return []
+    studies = sorted({r["study"] for r in results["missing"]})
+    return [
+        f"**{len(results['missing'])} runs are missing** from the results file (studies "
+        f"{', '.join(studies)}); their rows and verdicts are absent below.",
+        "",
+    ]
+
+
 def launch_options(args: argparse.Namespace) -> dict[str, Any]:
     """`sweep.launchers.launch`'s options from `add_grid_arguments`' flags; ValueError for
     a bad one, before anything trains or is submitted."""

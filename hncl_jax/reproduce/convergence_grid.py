@@ -175,20 +175,12 @@ def plan(
 ) -> list[tuple[dict[str, Any], ml_collections.ConfigDict, str]]:
     """Every run of the studies, in order; a warm start's source comes first (a warm start
     without `supervised` in `studies` needs that study's runs finished)."""
-    runs = []
-    for study in studies:
-        for base, points, study_root, seeds in study_plan(study, size, root):
-            runs += sweep.plan_grid(base, {}, study_root, points=points, seeds=seeds)
-    return runs
+    return fm_grid.plan_studies(study_plan, studies, size, root)
 
 
 def check_args(size: str, studies: Sequence[str]) -> None:
     """Raises ValueError, naming the option, for an unknown size or study."""
-    if size not in SIZES:
-        raise ValueError(f"unknown --size={size!r}; expected one of {tuple(SIZES)}.")
-    bad = [s for s in studies if s not in STUDIES]
-    if bad:
-        raise ValueError(f"unknown --studies {bad}; expected some of {STUDIES}.")
+    common.check_size_and_studies(size, SIZES, studies, STUDIES)
 
 
 def _check_sources(size: str, root: str, studies: Sequence[str]) -> None:

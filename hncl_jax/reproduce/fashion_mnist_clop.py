@@ -158,21 +158,13 @@ def plan(
     root: str, *, size: str = DEFAULT_SIZE, studies: Sequence[str] = STUDIES
 ) -> list[tuple[dict[str, Any], ml_collections.ConfigDict, str]]:
     """Every run of the studies, in order."""
-    runs = []
-    for study in studies:
-        for base, points, study_root, seeds in study_plan(study, size, root):
-            runs += sweep.plan_grid(base, {}, study_root, points=points, seeds=seeds)
-    return runs
+    return fm_grid.plan_studies(study_plan, studies, size, root)
 
 
 def check_args(size: str, studies: Sequence[str]) -> None:
     """Raises ValueError, naming the option, for an unknown size or study, or a size whose
     learning rates leave out the base rate that the λ and prototype studies use."""
-    if size not in SIZES:
-        raise ValueError(f"unknown --size={size!r}; expected one of {tuple(SIZES)}.")
-    bad = [s for s in studies if s not in STUDIES]
-    if bad:
-        raise ValueError(f"unknown --studies {bad}; expected some of {STUDIES}.")
+    common.check_size_and_studies(size, SIZES, studies, STUDIES)
     if base_learning_rate(size) not in SIZES[size]["learning_rates"]:
         raise ValueError(
             f"size {size!r}: its learning_rates {SIZES[size]['learning_rates']} must include "
@@ -331,14 +323,6 @@ def claims(results: Mapping[str, Any]) -> list[str]:
 def _intro(results: Mapping[str, Any]) -> list[str]:
     s, runs = results["size_settings"], results["runs"]
     m, v = results["machine"], results["versions"]
-    per_study = []
-    for study in STUDIES:
-        secs = [r["seconds"] for r in runs if r["study"] == study]
-        if secs:
-            per_study.append(
-                f"`{study}` {len(secs)} runs in {common.duration(sum(secs))} "
-                f"({common.duration(max(secs))} the longest)"
-            )
     lines = [
         "## CLOP on Fashion-MNIST under LARS: learning rate, λ, prototypes (measured here)",
         "",
@@ -346,7 +330,7 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
         f"`{results_path(results['size'])}`, which `{results['command']}` wrote; do not edit "
         f"by hand. Machine: {m['cpu_count']} CPU cores ({m['processor']}, JAX {v['jax']}, "
         f"{m['platform']}). Wall time of training and evaluation, one run after another: "
-        + ("; ".join(per_study) or "no run finished")
+        + common.study_times(runs, STUDIES)
         + ".",
         "",
         "The paper's fully supervised recipe [CLOP §5, Fig. 7, Table 1] at CPU size: SupCon "
@@ -365,14 +349,7 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
         "sums, so the same λ weighs less here (docs/math.md §9).",
         "",
     ]
-    if results["missing"]:
-        studies = sorted({r["study"] for r in results["missing"]})
-        lines += [
-            f"**{len(results['missing'])} runs are missing** from the results file (studies "
-            f"{', '.join(studies)}); their rows and verdicts are absent below.",
-            "",
-        ]
-    return lines
+    return lines + common.missing_note(results)
 
 
 def render(results: Mapping[str, Any]) -> str:

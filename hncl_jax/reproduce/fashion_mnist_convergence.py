@@ -364,14 +364,6 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
     s = results["size_settings"]
     runs = results["runs"]
     m, v = results["machine"], results["versions"]
-    per_study = []
-    for study in grid.STUDIES:
-        secs = [r["seconds"] for r in runs if r["study"] == study]
-        if secs:
-            per_study.append(
-                f"`{study}` {len(secs)} runs in {common.duration(sum(secs))} "
-                f"({common.duration(max(secs))} the longest)"
-            )
     lines = [
         "## Fashion-MNIST trained to convergence (real images, measured here)",
         "",
@@ -379,7 +371,7 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
         f"`{results_path(results['size'])}`, which `{results['command']}` wrote; do not edit "
         f"by hand. Machine: {m['cpu_count']} CPU cores ({m['processor']}, JAX {v['jax']}, "
         f"{m['platform']}). Wall time of training and evaluation, one run after another: "
-        + ("; ".join(per_study) or "no run finished")
+        + common.study_times(runs, grid.STUDIES)
         + ".",
         "",
         "The recipe of the paper's Figs. 3-4 in all four settings: the positive of an anchor "
@@ -401,14 +393,7 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
         "Theorem 2's minimum.",
         "",
     ]
-    if results["missing"]:
-        studies = sorted({r["study"] for r in results["missing"]})
-        lines += [
-            f"**{len(results['missing'])} runs are missing** from the results file (studies "
-            f"{', '.join(studies)}); their rows and verdicts are absent below.",
-            "",
-        ]
-    return lines
+    return lines + common.missing_note(results)
 
 
 def _setting_tables(title: str, groups: list) -> list[str]:

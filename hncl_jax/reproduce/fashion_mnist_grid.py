@@ -174,9 +174,17 @@ def plan(
     root: str, *, size: str = DEFAULT_SIZE, studies: Sequence[str] = STUDIES
 ) -> list[tuple[dict[str, Any], ml_collections.ConfigDict, str]]:
     """Every run of the studies, in order (a warm start after its source): `sweep`'s plan."""
+    return plan_studies(study_plan, studies, size, root)
+
+
+def plan_studies(
+    plan_fn: Callable, studies: Sequence[str], size: str, root: str
+) -> list[tuple[dict[str, Any], ml_collections.ConfigDict, str]]:
+    """`sweep.plan_grid`'s (assignments, config, workdir) of every run that `plan_fn` (a
+    section's `study_plan`) gives the studies, in order."""
     runs = []
     for study in studies:
-        for base, points, study_root, seeds in study_plan(study, size, root):
+        for base, points, study_root, seeds in plan_fn(study, size, root):
             runs += sweep.plan_grid(base, {}, study_root, points=points, seeds=seeds)
     return runs
 
@@ -212,11 +220,7 @@ def check_args(dataset, size, studies) -> None:
     """Raises ValueError, naming the option, for an unknown dataset, size or study."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}.")
-    if size not in SIZES:
-        raise ValueError(f"unknown --size={size!r}; expected one of {tuple(SIZES)}.")
-    bad = [s for s in studies if s not in STUDIES]
-    if bad:
-        raise ValueError(f"unknown --studies {bad}; expected some of {STUDIES}.")
+    common.check_size_and_studies(size, SIZES, studies, STUDIES)
 
 
 def run_record(
