@@ -96,6 +96,9 @@ SCORED = [
 ]
 
 
+TRUST_COEFFICIENT = 0.001  # optax.lars' default, which the trainer's "lars" uses
+
+
 def base_learning_rate(size: str) -> float:
     """The paper's learning rate 0.3·B/256 [CLOP §5, Fig. 6] at the size's batch."""
     return 0.3 * SIZES[size]["batch"] / 256
@@ -346,7 +349,10 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
         "geometry is of the training embeddings z (the DC rank and smallest normalized "
         "singular value of the class means' covariance, RankMe of the embeddings). The "
         "project's CLOP term is a mean over the labelled anchors where the paper's eq. 4 "
-        "sums, so the same λ weighs less here (docs/math.md §9).",
+        "sums, so the same λ weighs less here (docs/math.md §9). LARS scales each layer's "
+        f"update to lr · {TRUST_COEFFICIENT:g} · ‖w‖ before momentum, so the learning rate "
+        "sets a step relative to the layer's weights (at lr 10, 1 % of ‖w‖), unlike the "
+        "plain gradient step on the embeddings of CLOP's Theorem 1.",
         "",
     ]
     return lines + common.missing_note(results)

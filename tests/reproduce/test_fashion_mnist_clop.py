@@ -4,9 +4,11 @@ rows, and the section through the command line at size tiny."""
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 
+import optax
 import pytest
 
 from hncl_jax.reproduce import common
@@ -26,6 +28,9 @@ def test_the_cpu_plan_is_the_papers_recipe(tmp_path):
         assert c.embed_dim == 16 and c.batch_size == 256 and c.num_epochs == 6
         assert c.dataset_kwargs.max_examples == 8000
     assert section.base_learning_rate("cpu") == pytest.approx(0.3)
+    # The section's note on LARS states the trust coefficient the trainer's "lars" uses.
+    default = inspect.signature(optax.lars).parameters["trust_coefficient"].default
+    assert section.TRUST_COEFFICIENT == default
     settings = [
         (float(c.optimizer.learning_rate), float(c.clop.weight), c.clop.prototypes)
         for _, c, _ in runs[::2]
