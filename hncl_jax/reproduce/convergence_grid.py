@@ -85,12 +85,7 @@ def base_config(size: str) -> ml_collections.ConfigDict:
     """The recipe at `size`: label positives, no augmentation, constant Adam 1e-3."""
     s = SIZES[size]
     c = fashion_mnist_config.get_config()
-    c.model = s["model"]
-    c.model_kwargs = ml_collections.ConfigDict()
-    for option in ("width", "depth"):
-        if s[option] is not None:
-            c.model_kwargs[option] = s[option]
-    c.dataset_kwargs.max_examples = s["max_examples"]
+    fm_grid.set_model_and_data(c, s)
     c.positives = "labels"
     c.augment = False
     c.normalization = "unit_ball"

@@ -114,12 +114,7 @@ def base_config(size: str) -> ml_collections.ConfigDict:
     """SupCon on every label with CLOP λ = 1 (orthonormal), LARS at the base rate."""
     s = SIZES[size]
     c = clop_config.get_config("100pct")
-    c.model = s["model"]
-    c.model_kwargs = ml_collections.ConfigDict()
-    for option in ("width", "depth"):
-        if s[option] is not None:
-            c.model_kwargs[option] = s[option]
-    c.dataset_kwargs.max_examples = s["max_examples"]
+    fm_grid.set_model_and_data(c, s)
     c.loss.name = "supcon"
     c.optimizer.name = "lars"
     c.optimizer.learning_rate = base_learning_rate(size)

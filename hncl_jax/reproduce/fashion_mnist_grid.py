@@ -69,14 +69,20 @@ CURVE_KEYS = (
 
 
 # --------------------------------------------------------------------------- configs
-def _sized(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
-    s = SIZES[size]
+def set_model_and_data(c: ml_collections.ConfigDict, s: Mapping[str, Any]) -> None:
+    """Sets a config's model (`model`, and `width` / `depth` where not None) and its
+    training subset (`max_examples`) from a size's settings `s`."""
     c.model = s["model"]
     c.model_kwargs = ml_collections.ConfigDict()
     for option in ("width", "depth"):
         if s[option] is not None:
             c.model_kwargs[option] = s[option]
     c.dataset_kwargs.max_examples = s["max_examples"]
+
+
+def _sized(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
+    s = SIZES[size]
+    set_model_and_data(c, s)
     c.num_epochs = s["epochs"]
     c.eval_every_epochs = s["eval_every"]
     c.checkpoint_every_epochs = s["epochs"]
