@@ -274,18 +274,15 @@ def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[s
 
 def collect(root: str, size: str) -> dict[str, Any]:
     """Reads every finished run into one results dict (the unfinished ones listed)."""
-    runs, missing = [], []
-    for study, assignments, config, workdir in fm_grid.planned_runs(
-        study_plan, STUDIES, size, root
-    ):
-        if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
-            record = fm_grid.run_record(study, assignments, workdir, CURVE_KEYS, KEEP)
-            scores = reweighted_losses(config, workdir)
-            record["train_class_counts"] = scores.pop("train_class_counts")
-            record["final"].update(scores)
-            runs.append(record)
-        else:
-            missing.append({"study": study, "assignments": assignments})
+
+    def record(study, assignments, config, workdir):
+        out = fm_grid.run_record(study, assignments, workdir, CURVE_KEYS, KEEP)
+        scores = reweighted_losses(config, workdir)
+        out["train_class_counts"] = scores.pop("train_class_counts")
+        out["final"].update(scores)
+        return out
+
+    runs, missing = fm_grid.collect_runs(study_plan, STUDIES, size, root, record)
     env = common.environment()
     return {
         "dataset": "fashion_mnist",

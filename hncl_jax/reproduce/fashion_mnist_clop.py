@@ -28,7 +28,7 @@ the test has about one degree of freedom, so only large, consistent differences 
 
 The project's CLOP term is a mean over the labelled anchors (docs/math.md §9) where the
 paper's eq. 4 sums: at the same λ it weighs 1/|S| of the paper's term against the
-contrastive loss (|S| = the labelled anchors of a batch, 2·256 here).
+contrastive loss (|S| = the labelled anchors of a batch).
 """
 
 from __future__ import annotations
@@ -183,12 +183,13 @@ def options(args: argparse.Namespace, size: str) -> dict[str, Any]:
 
 def collect(root: str, size: str) -> dict[str, Any]:
     """Reads every finished run into one results dict (the unfinished ones listed)."""
-    runs, missing = [], []
-    for study, assignments, _, workdir in fm_grid.planned_runs(study_plan, STUDIES, size, root):
-        if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
-            runs.append(fm_grid.run_record(study, assignments, workdir, CURVE_KEYS, KEEP))
-        else:
-            missing.append({"study": study, "assignments": assignments})
+    runs, missing = fm_grid.collect_runs(
+        study_plan,
+        STUDIES,
+        size,
+        root,
+        lambda study, a, _, w: fm_grid.run_record(study, a, w, CURVE_KEYS, KEEP),
+    )
     env = common.environment()
     return {
         "dataset": "fashion_mnist",

@@ -253,7 +253,6 @@ def _claims(results: Mapping[str, Any], sup: list, unsup: list) -> list[str]:
 def _variant_claims(results: Mapping[str, Any], sup: list, var: list) -> list[str]:
     """The rows of HN §5.5 (normalization) and §5.7 (polynomial hardening); the unit-ball
     runs of the `supervised` study are their reference."""
-    ball = {f"{n}, unit ball": g for n, g in sup}
     ref = dict(sup)
     kind = {
         suffix: [(n, g) for n, g in var if n.endswith(suffix)]
@@ -274,10 +273,10 @@ def _variant_claims(results: Mapping[str, Any], sup: list, var: list) -> list[st
             sphere, sphere[0][0], "unit sphere: HSCL less DC than SCL [HN §5.5, Fig. 4 row 3]"
         )
     for n, g in sphere:
-        twin = n.replace(", unit sphere", ", unit ball")
-        if twin in ball:
+        name = n.removesuffix(", unit sphere")
+        if name in ref:
             rows += _closer_rows(
-                [(twin, ball[twin])],
+                [(f"{name}, unit ball", ref[name])],
                 0,
                 [(n, g)],
                 "the unit sphere behaves like the unit ball [HN §5.5, Fig. 4 rows 1, 3]",
@@ -292,7 +291,7 @@ def _variant_claims(results: Mapping[str, Any], sup: list, var: list) -> list[st
             )
         )
     for n, g in none:
-        name = n.replace(", no normalization", "")
+        name = n.removesuffix(", no normalization")
         if name in ref:
             claim = (
                 "without normalization SCL suffers less DC than on the unit ball [HN §5.5, "

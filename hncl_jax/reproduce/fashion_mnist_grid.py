@@ -280,14 +280,30 @@ def planned_runs(
                 yield study, assignments, config, workdir
 
 
-def collect(dataset: str, root: str, size: str) -> dict[str, Any]:
-    """Reads every finished run of the grid into one results dict (missing runs listed)."""
+def collect_runs(
+    plan_fn: Callable,
+    studies: Sequence[str],
+    size: str,
+    root: str,
+    record: Callable[[str, dict[str, Any], ml_collections.ConfigDict, str], dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(runs, missing): `record(study, assignments, config, workdir)` of every finished
+    run that `plan_fn` (a `study_plan`) gives the studies, and {study, assignments} of
+    every unfinished one, in plan order."""
     runs, missing = [], []
-    for study, assignments, _, workdir in planned_runs(study_plan, STUDIES, size, root):
+    for study, assignments, config, workdir in planned_runs(plan_fn, studies, size, root):
         if os.path.exists(os.path.join(workdir, sweep.RESULT_FILE)):
-            runs.append(run_record(study, assignments, workdir))
+            runs.append(record(study, assignments, config, workdir))
         else:
             missing.append({"study": study, "assignments": assignments})
+    return runs, missing
+
+
+def collect(dataset: str, root: str, size: str) -> dict[str, Any]:
+    """Reads every finished run of the grid into one results dict (missing runs listed)."""
+    runs, missing = collect_runs(
+        study_plan, STUDIES, size, root, lambda study, a, _, w: run_record(study, a, w)
+    )
     env = common.environment()
     return {
         "dataset": dataset,
