@@ -26,9 +26,10 @@ One module per section (`SECTIONS`, loaded by `section(name)`), each written to
   the geometry settles (label positives in all four settings, no augmentation, constant
   Adam, 200 epochs on 2,000 images; `convergence_grid`), with each final model's loss by
   the deterministic reweighted estimator.
-* `fashion_mnist_clop` [CLOP Fig. 7, Table 1, §4]: CLOP under LARS on Fashion-MNIST: the
-  learning-rate sweep with and without CLOP, the λ ablation, and orthonormal against
-  simplex-ETF prototypes, collapse measured by accuracy and by the DC spectrum / RankMe.
+* `fashion_mnist_clop` [CLOP Figs. 6-7, Table 1, §4]: CLOP under LARS on Fashion-MNIST:
+  the learning-rate sweep with and without CLOP, the λ ablation, orthonormal against
+  simplex-ETF prototypes, and the batch size at lr = 0.3·B/256, collapse measured by
+  accuracy and by the DC spectrum / RankMe.
 
 A section module has the same names as every other: `NAME`, `SIZES` (its run sizes;
 `--size=tiny` runs it small, for tests), `DEFAULT_SIZE`, `results_path(size)`,

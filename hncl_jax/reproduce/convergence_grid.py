@@ -22,6 +22,13 @@ Studies, each resumable and written to the results as it finishes:
 * `variants` [HN §5.5, §5.7]: SCL and HSCL β = 10 on the unit sphere and without
   normalization, and HSCL with polynomial hardening (ε = 10) on the unit ball; the
   `supervised` study's unit-ball runs are their reference.
+* `batch` [HN §5.6, App. B.3]: HSCL β = 10 at batch 64 and 32, β = 30 at 32, the same number of
+  epochs (so 4 and 8 times the steps) and the same k = 256 negatives per anchor, drawn
+  with replacement from the smaller batch; the `supervised` study's HSCL β = 10 at the
+  size's batch is their reference.
+* `simclr` [HN App. B.5, Figs. 12-13]: SimCLR sampling (the positive is a second
+  augmented view of the anchor's image, no label used) under InfoNCE (UCL, k = 256) and
+  under the SimCLR-form loss of eq. 42 (Q = batch − 2).
 """
 
 from __future__ import annotations
@@ -42,10 +49,13 @@ from hncl_jax.reproduce import common
 from hncl_jax.reproduce import fashion_mnist_grid as fm_grid
 from hncl_jax.sweep import launchers
 
-STUDIES = ("supervised", "warm_start", "unsupervised", "variants")
+STUDIES = ("supervised", "warm_start", "unsupervised", "variants", "batch", "simclr")
 WARM_START_FROM = 10.0  # the HSCL β whose converged model starts the Table 2 runs
 VARIANT_BETA = 10.0  # the HSCL β of the normalization variants [HN §5.5]
 POLYNOMIAL_EPSILON = 10.0  # ε of the polynomial hardening, one of the paper's 3, 5, 10, 20
+# HN App. B.3 (Figs. 8, 9): at batch 64 HSCL β ∈ {5, 10, 30} is nearly at NC, at batch 32
+# only β = 30 is; the `batch` study's (batch, β) points test both statements.
+SMALL_BATCH_POINTS = ((64, 10.0), (32, 10.0), (32, 30.0))
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(
         max_examples=192, model="tiny_cnn", width=None, depth=None, epochs=4, eval_every=2,
@@ -129,6 +139,29 @@ def variant_points() -> list[dict[str, Any]]:
     ]
 
 
+def batch_points() -> list[dict[str, Any]]:
+    """The `batch` study's points [HN §5.6]: HSCL at each (batch, β) of
+    `SMALL_BATCH_POINTS`."""
+    return [
+        {"batch_size": b, "loss.name": "hscl", "loss.beta": beta} for b, beta in SMALL_BATCH_POINTS
+    ]
+
+
+def simclr_points() -> list[dict[str, Any]]:
+    """The `simclr` study's points [HN App. B.5]: two augmented views of one image as the
+    positive pair, under InfoNCE (Fig. 13) and under the SimCLR-form loss (Fig. 12)."""
+    return [
+        {"positives": "views", "loss.name": name, "loss.beta": 0.0}
+        for name in ("ucl", "simclr_form")
+    ]
+
+
+def views_of(size: str) -> dict[str, Any]:
+    """The `simclr` study's views: their kind and options, as its runs train them."""
+    c = base_config(size)
+    return {"views": c.views, **c.view_kwargs.to_dict()}
+
+
 def _source(size: str, root: str, seed: int) -> str:
     point = {"loss.name": "hscl", "loss.beta": WARM_START_FROM, "seed": seed}
     return os.path.abspath(os.path.join(root, "supervised", sweep.run_name(point)))
@@ -145,6 +178,10 @@ def study_plan(
         return [(base_config(size), _points("hucl", (5.0, 30.0)), os.path.join(root, study), seeds)]
     if study == "variants":
         return [(base_config(size), variant_points(), os.path.join(root, study), seeds)]
+    if study == "batch":
+        return [(base_config(size), batch_points(), os.path.join(root, study), seeds)]
+    if study == "simclr":
+        return [(base_config(size), simclr_points(), os.path.join(root, study), seeds)]
     if study == "warm_start":
         stage2 = [
             {"loss.name": "scl", "loss.beta": 0.0},
@@ -238,7 +275,8 @@ def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[s
       subset is not exactly balanced, and NC's simplex is the minimum for equal classes).
 
     Without normalization the losses have no minimum (scaling z lowers them towards 0),
-    so such a run gets its class counts only.
+    so such a run gets its class counts only. A run whose own loss has no value at NC
+    here (views as positives, or the SimCLR-form loss) gets the SCL yardstick alone.
     """
     _, z, labels = sweep.restore_representations(config, workdir, "train")
     num_classes = int(labels.max()) + 1
@@ -247,11 +285,16 @@ def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[s
         return {"train_class_counts": counts}
     loss = config.loss
     common_args = dict(
-        estimator="reweighted",
-        positive_ids=labels,
-        self_positive=config.positives == "labels",
-        reduction=loss.reduction,
+        estimator="reweighted", positive_ids=labels, self_positive=True, reduction=loss.reduction
     )
+    scl = losses.contrastive_loss(z, labels, setting="scl", **common_args)
+    out = {
+        "train_class_counts": counts,
+        "eval/train/z/reweighted_scl_gap": float(np.asarray(scl))
+        - nc_value("scl", 0.0, num_classes),
+    }
+    if config.positives != "labels" or loss.name not in losses.SETTINGS:
+        return out
     own = losses.contrastive_loss(
         z,
         labels,
@@ -262,14 +305,10 @@ def reweighted_losses(config: ml_collections.ConfigDict, workdir: str) -> dict[s
         exclude_anchor=bool(loss.exclude_anchor),
         **common_args,
     )
-    scl = losses.contrastive_loss(z, labels, setting="scl", **common_args)
-    return {
-        "train_class_counts": counts,
-        "eval/train/z/reweighted_gap": float(np.asarray(own))
-        - nc_value(loss.name, loss.beta, num_classes),
-        "eval/train/z/reweighted_scl_gap": float(np.asarray(scl))
-        - nc_value("scl", 0.0, num_classes),
-    }
+    out["eval/train/z/reweighted_gap"] = float(np.asarray(own)) - nc_value(
+        loss.name, loss.beta, num_classes
+    )
+    return out
 
 
 def collect(root: str, size: str) -> dict[str, Any]:
@@ -291,6 +330,7 @@ def collect(root: str, size: str) -> dict[str, Any]:
         "machine": env["machine"],
         "versions": env["versions"],
         "theorem2_bound": geometry.scl_lower_bound(10, SIZES[size]["k"]),
+        "simclr_views": views_of(size),
         "command": common.command("fashion_mnist_convergence", size, DEFAULT_SIZE),
         "written": time.strftime("%Y-%m-%d"),
         "runs": runs,

@@ -122,13 +122,21 @@ def compute(
 def label(a: Mapping[str, Any]) -> str:
     name = a["loss.name"]
     beta = a.get("loss.beta")
-    text = {"scl": "SCL", "ucl": "UCL", "nt_xent": "NT-Xent", "supcon": "SupCon"}.get(name)
+    text = {
+        "scl": "SCL",
+        "ucl": "UCL",
+        "nt_xent": "NT-Xent",
+        "supcon": "SupCon",
+        "simclr_form": "SimCLR-form (eq. 42)",
+    }.get(name)
     if text is None and a.get("loss.hardening") == "polynomial":
         text = f"{name.upper()} polynomial ε = {a['loss.epsilon']:g}"
     if text is None:
         text = f"{name.upper()} β = {beta:g}"
     norm = a.get("normalization")
-    return text if norm is None else f"{text}, {NORMALIZATION_NAMES.get(norm, norm)}"
+    if norm is not None:
+        text += f", {NORMALIZATION_NAMES.get(norm, norm)}"
+    return text if "batch_size" not in a else f"{text}, batch {a['batch_size']}"
 
 
 NORMALIZATION_NAMES = {
@@ -139,7 +147,12 @@ NORMALIZATION_NAMES = {
 
 
 def _clop_label(a: Mapping[str, Any]) -> str:
-    return f"{label(a)}, {a['label_fraction']:.0%} labels, batch {a['batch_size']}"
+    return f"{_loss_label(a)}, {a['label_fraction']:.0%} labels, batch {a['batch_size']}"
+
+
+def _loss_label(a: Mapping[str, Any]) -> str:
+    """`label` without the batch, which the CLOP rows state on their own."""
+    return label({k: v for k, v in a.items() if k != "batch_size"})
 
 
 def groups(runs: Sequence[Mapping[str, Any]], study: str) -> list[dict[str, Any]]:
@@ -195,7 +208,7 @@ def _clop_table(groups: Sequence[Mapping[str, Any]]) -> str:
     for g in groups:
         a = json.loads(g["key"])
         lines.append(
-            f"| {label(a)} | {a['label_fraction']:.0%} | {a['batch_size']} | "
+            f"| {_loss_label(a)} | {a['label_fraction']:.0%} | {a['batch_size']} | "
             f"{a['clop.weight']:g} | {g['n']} | {ms(g, 'eval/test/z/knn5_acc')} | "
             f"{ms(g, 'eval/test/z/probe_top1')} | {ms(g, 'eval/test/h/probe_top1')} | "
             f"{ms(g, 'eval/test/z/probe_top5')} | {ms(g, 'eval/test/h/probe_top5')} |"

@@ -16,7 +16,10 @@ resumable and written to the results as it finishes (`--studies`):
 * `lambda` [CLOP Table 1]: λ of `SIZES[size]["lambdas"]` at the base learning rate
   (λ = 0 and 1 there are the `learning_rate` study's runs);
 * `prototypes` [CLOP §4]: simplex-ETF prototypes at the base and the largest learning
-  rate, against the orthonormal ones of the `learning_rate` study.
+  rate, against the orthonormal ones of the `learning_rate` study;
+* `batch` [CLOP Fig. 6]: the batch sizes of `SIZES[size]["batches"]` at the paper's
+  learning rate 0.3·B/256 and the same number of epochs, with and without CLOP (the size's
+  own batch is the `learning_rate` study's runs at the base rate).
 
 Collapse is measured as the paper does (top-1 and top-5 of a linear probe, here also
 kNN-5) and by the geometry the paper's Theorem 1 speaks of: the DC rank and the smallest
@@ -54,21 +57,22 @@ from hncl_jax.reproduce import fashion_mnist_grid as fm_grid
 from hncl_jax.sweep import launchers
 
 NAME = "fashion_mnist_clop"
-STUDIES = ("learning_rate", "lambda", "prototypes")
+STUDIES = ("learning_rate", "lambda", "prototypes", "batch")
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(
         max_examples=192, model="tiny_cnn", width=None, depth=None, epochs=2, eval_every=2,
         batch=64, seeds=2, probe_epochs=5, learning_rates=(0.075, 10.0), lambdas=(0.5,),
+        batches=(32,),
     ),
     "cpu": dict(
         max_examples=8000, model="small_cnn", width=32, depth=1, epochs=6, eval_every=3,
         batch=256, seeds=2, probe_epochs=30, learning_rates=(0.3, 3.0, 10.0),
-        lambdas=(0.1, 0.5, 1.5),
+        lambdas=(0.1, 0.5, 1.5), batches=(32, 64, 128),
     ),
     "full": dict(
         max_examples=None, model="small_cnn", width=32, depth=2, epochs=50, eval_every=10,
         batch=1024, seeds=3, probe_epochs=100, learning_rates=(0.1, 0.3, 1.2, 3.0, 10.0),
-        lambdas=(0.1, 0.5, 1.5),
+        lambdas=(0.1, 0.5, 1.5), batches=(32, 64, 128, 256, 512, 2048),
     ),
 }  # fmt: skip
 DEFAULT_SIZE = "cpu"
@@ -99,9 +103,14 @@ SCORED = [
 TRUST_COEFFICIENT = 0.001  # optax.lars' default, which the trainer's "lars" uses
 
 
+def paper_learning_rate(batch: int) -> float:
+    """The paper's learning rate 0.3·B/256 for batch B [CLOP §5, Fig. 6]."""
+    return 0.3 * batch / 256
+
+
 def base_learning_rate(size: str) -> float:
-    """The paper's learning rate 0.3·B/256 [CLOP §5, Fig. 6] at the size's batch."""
-    return 0.3 * SIZES[size]["batch"] / 256
+    """The paper's learning rate at the size's batch."""
+    return paper_learning_rate(SIZES[size]["batch"])
 
 
 def results_path(size: str = DEFAULT_SIZE, repo: str | None = None) -> str:
@@ -147,6 +156,12 @@ def study_plan(
             {"optimizer.learning_rate": float(lr), "clop.weight": 1.0, "clop.prototypes": "simplex"}
             for lr in sorted({base_lr, max(s["learning_rates"])})
         ]
+    elif study == "batch":
+        points = [
+            {"batch_size": b, "optimizer.learning_rate": paper_learning_rate(b), "clop.weight": w}
+            for b in s["batches"]
+            for w in (0.0, 1.0)
+        ]
     else:
         raise ValueError(f"unknown study={study!r}; expected one of {STUDIES}.")
     return [(base_config(size), points, os.path.join(root, study), s["seeds"])]
@@ -161,12 +176,19 @@ def plan(
 
 def check_args(size: str, studies: Sequence[str]) -> None:
     """Raises ValueError, naming the option, for an unknown size or study, or a size whose
-    learning rates leave out the base rate that the λ and prototype studies use."""
+    learning rates leave out the base rate that the λ and prototype studies use, or whose
+    batches repeat its own batch (the `learning_rate` study's runs are that point)."""
     common.check_size_and_studies(size, SIZES, studies, STUDIES)
-    if base_learning_rate(size) not in SIZES[size]["learning_rates"]:
+    s = SIZES[size]
+    if base_learning_rate(size) not in s["learning_rates"]:
         raise ValueError(
-            f"size {size!r}: its learning_rates {SIZES[size]['learning_rates']} must include "
+            f"size {size!r}: its learning_rates {s['learning_rates']} must include "
             f"the base rate 0.3·B/256 = {base_learning_rate(size):g}."
+        )
+    if s["batch"] in s["batches"]:
+        raise ValueError(
+            f"size {size!r}: its batches {s['batches']} repeat its batch {s['batch']}, "
+            "which the learning_rate study already trains at the base rate; remove it."
         )
 
 
@@ -226,31 +248,46 @@ def compute(
 
 
 # --------------------------------------------------------------------------- groups
-def _setting(a: Mapping[str, Any]) -> tuple[float, float, str]:
-    """(learning rate, λ, prototypes) of a run's assignments."""
+Setting = tuple[float, float, str, int]  # (learning rate, λ, prototypes, batch)
+
+
+def _setting(a: Mapping[str, Any], batch: int) -> Setting:
+    """(learning rate, λ, prototypes, batch) of a run's assignments; `batch`: the size's."""
     return (
         float(a["optimizer.learning_rate"]),
         float(a["clop.weight"]),
         a.get("clop.prototypes", "orthonormal"),
+        int(a.get("batch_size", batch)),
     )
 
 
-def label(lr: float, weight: float, prototypes: str) -> str:
+def label(lr: float, weight: float, prototypes: str, batch: int | None = None) -> str:
+    """The setting's name; the batch is named when given."""
+    at = f", lr {lr:g}" + ("" if batch is None else f", batch {batch}")
     if weight == 0:
-        return f"SupCon, lr {lr:g}"
-    return f"SupCon + CLOP λ = {weight:g} ({prototypes}), lr {lr:g}"
+        return f"SupCon{at}"
+    return f"SupCon + CLOP λ = {weight:g} ({prototypes}){at}"
 
 
-def groups(results: Mapping[str, Any]) -> dict[tuple[float, float, str], dict[str, Any]]:
-    """(learning rate, λ, prototypes) -> mean ± std over the seeds, whichever study ran it."""
+def groups(results: Mapping[str, Any]) -> dict[Setting, dict[str, Any]]:
+    """(learning rate, λ, prototypes, batch) -> mean ± std over the seeds, whichever
+    study ran it."""
     rows = []
+    batch = int(results["size_settings"]["batch"])
     for r in results["runs"]:
         final = dict(r["final"])
         if final.get("nc/train/z/dc_sv_min", 0) > 0:
             final[fm.LOG_SV_MIN] = math.log10(final["nc/train/z/dc_sv_min"])
         a = {k: v for k, v in r["assignments"].items() if k != "seed"}
-        rows.append({"key": json.dumps(_setting(a)), "seed": r["seed"], **final})
+        rows.append({"key": json.dumps(_setting(a, batch)), "seed": r["seed"], **final})
     return {tuple(json.loads(g["key"])): g for g in sweep.aggregate(rows, keys=["key"])}
+
+
+def _at_batch(
+    g: Mapping[Setting, Mapping[str, Any]], batch: int
+) -> dict[tuple[float, float, str], Mapping[str, Any]]:
+    """The groups trained at `batch`, keyed (learning rate, λ, prototypes)."""
+    return {k[:3]: v for k, v in g.items() if k[3] == batch}
 
 
 def _table(rows: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
@@ -270,8 +307,9 @@ def _versus(a: tuple[str, Mapping], b: tuple[str, Mapping], higher: str, lower: 
 
 
 def claims(results: Mapping[str, Any]) -> list[str]:
-    """The verdict rows of CLOP Fig. 7, Table 1 and §4 on the runs present."""
-    g = groups(results)
+    """The verdict rows of CLOP Fig. 7, Table 1, §4 and Fig. 6 on the runs present."""
+    everything = groups(results)
+    g = _at_batch(everything, int(results["size_settings"]["batch"]))
     lrs = sorted({lr for lr, w, p in g if w in (0.0, 1.0) and p == "orthonormal"})
     base = results["base_learning_rate"]
     top = max(lrs) if lrs else None
@@ -315,6 +353,47 @@ def claims(results: Mapping[str, Any]) -> list[str]:
                 + _versus(ortho, simplex, "simplex higher", "simplex lower")
                 + " |"
             )
+    return rows + _batch_claims(results, everything)
+
+
+def _batch_rows(
+    results: Mapping[str, Any], g: Mapping[Setting, Mapping[str, Any]]
+) -> dict[int, dict[float, tuple[str, Mapping[str, Any]]]]:
+    """batch -> {λ: (label, group)} of the runs at the paper's rate 0.3·B/256 with
+    orthonormal prototypes and λ ∈ {0, 1}: the points of CLOP Fig. 6."""
+    out: dict[int, dict[float, tuple[str, Mapping[str, Any]]]] = {}
+    for (lr, w, p, b), group in sorted(g.items(), key=lambda kv: (kv[0][3], kv[0][1])):
+        if p == "orthonormal" and w in (0.0, 1.0) and math.isclose(lr, paper_learning_rate(b)):
+            out.setdefault(b, {})[w] = (label(lr, w, p, b), group)
+    return out
+
+
+def _batch_claims(results: Mapping[str, Any], g: Mapping[Setting, Mapping[str, Any]]) -> list[str]:
+    """CLOP Fig. 6: CLOP above the baseline at every batch, and less degradation at the
+    smallest batch than the baseline (each setting's change from the size's batch)."""
+    by_batch = _batch_rows(results, g)
+    if len(by_batch) < 2:
+        return []  # the size's own batch alone is the learning-rate study's row
+    rows = [
+        f"| CLOP outperforms the baseline at every batch size [CLOP Fig. 6] (batch {b}, lr "
+        f"{paper_learning_rate(b):g}; SupCon → SupCon + CLOP) | "
+        + _versus(pair[0.0], pair[1.0], "CLOP higher", "CLOP lower")
+        + " |"
+        for b, pair in by_batch.items()
+        if 0.0 in pair and 1.0 in pair
+    ]
+    own = int(results["size_settings"]["batch"])
+    smallest = min(by_batch, default=own)
+    if smallest < own:
+        for w, who in ((0.0, "SupCon"), (1.0, "SupCon + CLOP")):
+            big, small = by_batch.get(own, {}).get(w), by_batch[smallest].get(w)
+            if big and small:
+                rows.append(
+                    f"| with CLOP a small batch degrades accuracy much less than without "
+                    f"[CLOP Fig. 6] ({who}, batch {own} → {smallest}) | "
+                    + _versus(big, small, "higher at the small batch", "lower at the small batch")
+                    + " |"
+                )
     return rows
 
 
@@ -323,7 +402,8 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
     s, runs = results["size_settings"], results["runs"]
     m, v = results["machine"], results["versions"]
     lines = [
-        "## CLOP on Fashion-MNIST under LARS: learning rate, λ, prototypes (measured here)",
+        "## CLOP on Fashion-MNIST under LARS: learning rate, λ, prototypes, batch size "
+        "(measured here)",
         "",
         f"Generated by `python -m hncl_jax.reproduce {NAME} --write_doc` from "
         f"`{results_path(results['size'])}`, which `{results['command']}` wrote; do not edit "
@@ -336,7 +416,9 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
         "on two crop-and-flip views of every labelled image, with and without the CLOP term "
         "(orthonormal prototypes unless marked simplex), LARS (momentum 0.9) with cosine "
         f"decay, the paper's base learning rate 0.3·B/256 = {results['base_learning_rate']:g}"
-        f" for the λ and prototype studies. Size `{results['size']}`: "
+        " for the λ and prototype studies, and 0.3·B/256 at each batch B of the batch study "
+        "(the same number of epochs, so a smaller batch takes more steps, as in the "
+        "paper's Fig. 6). Size `{results['size']}`: "
         f"{s['max_examples'] or 'all'} training images, model `{s['model']}`"
         + fm.model_options(s)
         + f", d = 16, {s['epochs']} epochs, batch {s['batch']}; the paper trains ResNet-50 "
@@ -356,7 +438,11 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
 
 def render(results: Mapping[str, Any]) -> str:
     """The generated block of REPRODUCTION.md (markers included), from the results alone."""
-    g = groups(results)
+    everything = groups(results)
+    g = _at_batch(everything, int(results["size_settings"]["batch"]))
+    batch_rows = [
+        row for pair in _batch_rows(results, everything).values() for row in pair.values()
+    ]
     base = results["base_learning_rate"]
     ordered = sorted(g, key=lambda k: (k[2] != "orthonormal", k[1] not in (0, 1), k[0], k[1]))
     lr_rows = [(label(*k), g[k]) for k in ordered if k[2] == "orthonormal" and k[1] in (0, 1)]
@@ -390,6 +476,13 @@ def render(results: Mapping[str, Any]) -> str:
         "",
         _table(proto_rows),
         "",
+        "### CLOP Fig. 6: the batch size at the paper's learning rate 0.3·B/256",
+        "",
+        _table(batch_rows) if len(batch_rows) > 2 else fm.NOT_RUN,
+        "",
+        f"![accuracy and RankMe against the batch size](results/{NAME}_{results['size']}"
+        "_batch.png)",
+        "",
         f"### Verdicts (a difference counts when Welch's two-sided t-test over the seeds gives "
         f"p < {common.ALPHA:g}; p is stated)",
         "",
@@ -402,26 +495,28 @@ def render(results: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def lr_figure(results: Mapping[str, Any]) -> Figure:
-    """Probe top-1, top-5 and RankMe against the learning rate, with and without CLOP
-    (CLOP Fig. 7 style), mean ± std over seeds."""
-    g = groups(results)
+def _against_figure(
+    results: Mapping[str, Any],
+    series: Mapping[float, Sequence[tuple[float, Mapping[str, Any]]]],
+    xlabel: str,
+) -> Figure:
+    """Probe top-1, top-5 and RankMe against `xlabel` (log scale); series: λ -> [(x,
+    group)], mean ± std over seeds."""
     panels = [(n, k) for n, k, _ in SCORED]
     fig = Figure(figsize=(13, 3.6))
     axes = fig.subplots(1, len(panels))
     for ax, (title, key) in zip(axes, panels, strict=True):
         for i, w in enumerate((0.0, 1.0)):
-            pts = sorted((lr, s) for (lr, ww, p), s in g.items() if ww == w and p == "orthonormal")
-            pts = [(lr, s) for lr, s in pts if key in s]
+            pts = sorted((x, s) for x, s in series.get(w, []) if key in s)
             if not pts:
                 continue
-            x = np.array([lr for lr, _ in pts])
+            x = np.array([v for v, _ in pts])
             y = np.array([s[key] for _, s in pts])
             e = np.array([s.get(f"{key}_std", 0.0) for _, s in pts])
             name = "SupCon + CLOP λ = 1" if w else "SupCon"
             ax.errorbar(x, y, yerr=e, capsize=3, marker=fm.MARKERS[i], label=name)
         ax.set_xscale("log")
-        ax.set_xlabel("learning rate (LARS)")
+        ax.set_xlabel(xlabel)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
@@ -432,8 +527,31 @@ def lr_figure(results: Mapping[str, Any]) -> Figure:
     return fig
 
 
+def lr_figure(results: Mapping[str, Any]) -> Figure:
+    """Probe top-1, top-5 and RankMe against the learning rate at the size's batch, with
+    and without CLOP (CLOP Fig. 7 style)."""
+    g = _at_batch(groups(results), int(results["size_settings"]["batch"]))
+    series = {
+        w: [(lr, s) for (lr, ww, p), s in g.items() if ww == w and p == "orthonormal"]
+        for w in (0.0, 1.0)
+    }
+    return _against_figure(results, series, "learning rate (LARS)")
+
+
+def batch_figure(results: Mapping[str, Any]) -> Figure:
+    """The same panels against the batch size at lr 0.3·B/256 (CLOP Fig. 6 style)."""
+    series: dict[float, list] = {}
+    for b, pair in _batch_rows(results, groups(results)).items():
+        for w, (_, s) in pair.items():
+            series.setdefault(w, []).append((b, s))
+    return _against_figure(results, series, "batch size (lr 0.3·B/256)")
+
+
 def figures(results: Mapping[str, Any], out_dir: str) -> list[str]:
-    """Writes `<out_dir>/fashion_mnist_clop_<size>_lr.png`; returns its path."""
-    path = os.path.join(out_dir, f"{NAME}_{results['size']}_lr.png")
-    lr_figure(results).savefig(path, dpi=90)
-    return [path]
+    """Writes `<out_dir>/fashion_mnist_clop_<size>_{lr,batch}.png`; returns their paths."""
+    paths = []
+    for kind, make in (("lr", lr_figure), ("batch", batch_figure)):
+        path = os.path.join(out_dir, f"{NAME}_{results['size']}_{kind}.png")
+        make(results).savefig(path, dpi=90)
+        paths.append(path)
+    return paths

@@ -7,13 +7,13 @@ Collapse, HN Figs. 3-4 and Tables 1-2).
 
 The recipe and the studies are in `convergence_grid`: label positives in all four
 settings, no augmentation, unit ball, constant Adam, 200 epochs on 2,000 images at size
-`cpu`. `--studies` picks some of `supervised`, `warm_start`, `unsupervised` and
-`variants` (each resumable; rerunning the command writes every finished run into the
-results), and the launcher options of the `fashion_mnist` section apply (`--devices_per_run`,
-`--launcher=slurm`). The results (final metrics on the train and the test split, curves
-against epochs, the DC spectra, each final model's loss by the deterministic reweighted
-estimator, the seconds of every run) go to `results/fashion_mnist_convergence_<size>.json`;
-`render` and `figures` read that file alone.
+`cpu`. `--studies` picks some of `supervised`, `warm_start`, `unsupervised`,
+`variants`, `batch` and `simclr` (each resumable; rerunning the command writes every
+finished run into the results), and the launcher options of the `fashion_mnist` section
+apply (`--devices_per_run`, `--launcher=slurm`). The results (final metrics on the
+train and the test split, curves against epochs, the DC spectra, each final model's loss
+by the deterministic reweighted estimator, the seconds of every run) go to
+`results/fashion_mnist_convergence_<size>.json`; `render` and `figures` read that file alone.
 
 Verdict rules, stated in the section:
 * a difference between two settings counts when Welch's two-sided t-test over the seeds
@@ -318,6 +318,87 @@ def _variant_claims(results: Mapping[str, Any], sup: list, var: list) -> list[st
     return rows
 
 
+def _batch_reference(sup: list, size_settings: Mapping[str, Any]) -> list:
+    """The `supervised` study's HSCL at the `batch` study's β and the size's batch, named
+    with its batch: the reference of the small batches."""
+    ref = dict(sup).get(f"HSCL β = {grid.SMALL_BATCH_POINTS[0][1]:g}")
+    return (
+        []
+        if ref is None
+        else [(f"HSCL β = {grid.SMALL_BATCH_POINTS[0][1]:g}, batch {size_settings['batch']}", ref)]
+    )
+
+
+def _batch_claims(results: Mapping[str, Any], sup: list, bat: list) -> list[str]:
+    """The rows of HN §5.6 (App. B.3, Figs. 8-9): NC at batch 64 for HSCL, at batch 32
+    only for the largest β; a smaller batch against the size's batch at the same β."""
+    rows = []
+    for batch, claim in (
+        (64, "at batch 64 HSCL (β = 5, 10, 30) is still nearly at NC [HN §5.6, App. B.3, Fig. 8]"),
+        (32, "at batch 32 NC is attained only by HSCL β = 30 [HN §5.6, App. B.3, Fig. 9]"),
+    ):
+        at = [(n, g) for n, g in bat if n.endswith(f", batch {batch}")]
+        if at:
+            rows.append(_nc_row(results, "batch", claim, at))
+        if len(at) > 1:
+            rows += _closer_rows(
+                at, 0, at[1:], f"at batch {batch} the larger β is closer to NC [HN App. B.3]"
+            )
+    ref = _batch_reference(sup, results["size_settings"])
+    beta = f"HSCL β = {grid.SMALL_BATCH_POINTS[0][1]:g}, batch "
+    smaller = [(n, g) for n, g in bat if n.startswith(beta)]
+    if ref and smaller:
+        rows += _closer_rows(
+            ref + smaller,
+            0,
+            smaller,
+            "a smaller batch moves HSCL away from NC (NC still nearly at 64, lost at 32) [HN §5.6]",
+        )
+    return rows
+
+
+def _simclr_claims(results: Mapping[str, Any], unsup: list, sim: list) -> list[str]:
+    """The rows of HN App. B.5 (Figs. 12-13): SimCLR sampling attains no NC under either
+    loss, the two losses give similar results, the failure is the sampling's."""
+    if not sim:
+        return []
+    rows = [
+        _nc_row(
+            results,
+            "simclr",
+            "with SimCLR sampling NC is not attained, under InfoNCE or the SimCLR-form loss "
+            "[HN §5.8, App. B.5, Figs. 12-13]",
+            sim,
+        )
+    ]
+    rows += [
+        "| with SimCLR sampling the representations lie mostly within the unit ball, not "
+        "on its surface [HN App. B.5] (unit-norm metric (1/C) Σ_c |‖μ_c‖ − 1|, as in the "
+        "paper's plots) | "
+        + "; ".join(f"{n}: {fm.ms(g, NC_KEYS[1])}" for n, g in sim if NC_KEYS[1] in g)
+        + " |"
+    ]
+    if len(sim) > 1:
+        rows += _closer_rows(
+            sim,
+            0,
+            sim[1:],
+            "the SimCLR-form loss (eq. 42) gives results very similar to InfoNCE's "
+            "[HN App. B.5, Figs. 12-13]",
+        )
+    ucl_labels = dict(unsup).get("UCL")
+    ucl_views = dict(sim).get("UCL")
+    if ucl_labels and ucl_views:
+        rows += _closer_rows(
+            [("UCL, label positives", ucl_labels), ("UCL, views", ucl_views)],
+            0,
+            [("UCL, views", ucl_views)],
+            "the failure is the sampling's, not the loss's: UCL with views farther from NC "
+            "than with label positives [HN App. B.5]",
+        )
+    return rows
+
+
 def _warm_claims(warm: list, start: Mapping[str, Any] | None) -> list[str]:
     if not warm or start is None:
         return []
@@ -359,6 +440,20 @@ def _class_sizes(runs: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def _views_text(results: Mapping[str, Any]) -> str:
+    """The simclr study's views in words, from the results."""
+    v = results.get("simclr_views")
+    if not v:
+        return "the Fashion-MNIST config's views"
+    if v["views"] == "translate":
+        return (
+            f"a random shift of up to {v['max_shift']} pixels and a horizontal flip with "
+            f"probability {v['flip_prob']:g}"
+        )
+    options = ", ".join(f"{k} {val}" for k, val in v.items() if k != "views")
+    return f"views {v['views']!r}: {options}"
+
+
 def _intro(results: Mapping[str, Any]) -> list[str]:
     s = results["size_settings"]
     runs = results["runs"]
@@ -389,7 +484,11 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
         f"{grid.nc_value('scl', 0.0, 10):.4f} for every β; for UCL the k → ∞ limit of "
         f"Theorem 3's minimum, {grid.nc_value('ucl', 0.0, 10):.4f}; for HUCL its value at NC, "
         "which the paper does not prove minimal), and the SCL loss of every model minus "
-        "Theorem 2's minimum.",
+        "Theorem 2's minimum. The batch study trains at batch 64 and 32 for the same "
+        "number of epochs (so more steps), each anchor's k negatives drawn with replacement "
+        "from the smaller batch; the simclr study's positive is a second view of the "
+        f"anchor's image ({_views_text(results)}), and its SimCLR-form loss weighs the "
+        "negatives' mean by Q = batch − 2 [HN eq. 42].",
         "",
     ]
     return lines + common.missing_note(results)
@@ -414,6 +513,7 @@ def render(results: Mapping[str, Any]) -> str:
     """The generated block of REPRODUCTION.md (markers included), from the results alone."""
     sup, unsup = _study(results, "supervised"), _study(results, "unsupervised")
     warm, var = _study(results, "warm_start"), _study(results, "variants")
+    bat, sim = _study(results, "batch"), _study(results, "simclr")
     start_label = f"HSCL β = {grid.WARM_START_FROM:g}"
     start = next((g for n, g in sup if n == start_label), None)
     figure = f"results/{NAME}_{results['size']}"
@@ -426,6 +526,15 @@ def render(results: Mapping[str, Any]) -> str:
         *_setting_tables("### HN Fig. 3, Fig. 4 (right): UCL and HUCL, label positives", unsup),
         *_setting_tables(
             "### HN §5.5, §5.7: unit sphere, no normalization, polynomial hardening", var
+        ),
+        *_setting_tables(
+            "### HN §5.6, App. B.3: batch 64 and 32 (the size's batch for reference)",
+            _batch_reference(sup, results["size_settings"]) + bat if bat else [],
+        ),
+        *_setting_tables(
+            "### HN App. B.5: SimCLR sampling (two augmented views, no label), InfoNCE "
+            "(UCL) and the SimCLR-form loss (eq. 42)",
+            sim,
         ),
         f"![accuracy and NC against epochs]({figure}_curves.png)",
         "",
@@ -444,6 +553,8 @@ def render(results: Mapping[str, Any]) -> str:
         "| --- | --- |",
         *_claims(results, sup, unsup),
         *_variant_claims(results, sup, var),
+        *_batch_claims(results, sup, bat),
+        *_simclr_claims(results, unsup, sim),
         *_warm_claims(warm, start),
         "",
         end,
@@ -470,11 +581,12 @@ def _by_setting(results: Mapping[str, Any], study: str, field: str) -> dict[str,
 
 
 def curves_figure(results: Mapping[str, Any]) -> Figure:
-    """Accuracy, NC and DC rank against epochs, one row per study (supervised,
-    unsupervised, variants; HN Fig. 3 style), mean ± std over seeds."""
-    fig = Figure(figsize=(16, 9.5))
-    axes = fig.subplots(3, len(CURVE_PANELS))
-    for row, study in enumerate(("supervised", "unsupervised", "variants")):
+    """Accuracy, NC and DC rank against epochs, one row per study but the warm start
+    (HN Fig. 3 style), mean ± std over seeds."""
+    studies = [s for s in grid.STUDIES if s != "warm_start"]
+    fig = Figure(figsize=(16, 3.2 * len(studies)))
+    axes = fig.subplots(len(studies), len(CURVE_PANELS))
+    for row, study in enumerate(studies):
         by_setting = _by_setting(results, study, "curve")
         for ax, (key, title, log) in zip(axes[row], CURVE_PANELS, strict=True):
             fm.epoch_panel(ax, by_setting, key)
@@ -496,7 +608,7 @@ def curves_figure(results: Mapping[str, Any]) -> Figure:
 def spectrum_figure(results: Mapping[str, Any]) -> Figure:
     """The final DC spectra (the class means' covariance of z) of each study (HN Fig. 4
     style), mean ± std over seeds."""
-    fig = Figure(figsize=(18, 3.8))
+    fig = Figure(figsize=(3.6 * len(grid.STUDIES), 3.8))
     axes = fig.subplots(1, len(grid.STUDIES))
     for ax, study in zip(axes, grid.STUDIES, strict=True):
         by_setting = _by_setting(results, study, "dc_spectrum")

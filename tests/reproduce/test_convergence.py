@@ -22,7 +22,8 @@ def test_the_cpu_plan_is_the_papers_recipe(tmp_path):
     """Label positives in all four settings, no augmentation, a constant Adam 1e-3, the
     unit ball; the warm starts start from their own seed's HSCL β = 10 run, after it."""
     runs = grid.plan(str(tmp_path), size="cpu")
-    assert len(runs) == 6 + 10 + 6 + 10
+    assert len(runs) == 6 + 10 + 6 + 10 + 6 + 4
+    runs, batches, simclr = runs[:32], runs[32:38], runs[38:]
     variants, runs = runs[22:], runs[:22]
     for _, c, workdir in runs + variants:
         assert c.positives == "labels" and c.augment is False, workdir
@@ -55,6 +56,16 @@ def test_the_cpu_plan_is_the_papers_recipe(tmp_path):
         ("none", "hscl", "exponential", 10.0, 3.0),
         ("unit_ball", "hscl", "polynomial", 0.0, 10.0),
     ]
+    # HN §5.6: HSCL at batch 64 and 32, the same epochs and k; HN App. B.5: views.
+    got = [(c.batch_size, c.loss.name, float(c.loss.beta)) for _, c, _ in batches[::2]]
+    assert got == [(64, "hscl", 10.0), (32, "hscl", 10.0), (32, "hscl", 30.0)]
+    got = [(c.positives, c.views, c.loss.name) for _, c, _ in simclr[::2]]
+    assert got == [("views", "translate", "ucl"), ("views", "translate", "simclr_form")]
+    for _, c, _ in batches + simclr:
+        assert c.num_epochs == 200 and c.loss.k == 256 and c.normalization == "unit_ball"
+        assert c.optimizer.name == "adam" and c.optimizer.schedule == "constant"
+        assert c.augment is False and c.dataset_kwargs.max_examples == 2000
+    assert {c.batch_size for _, c, _ in simclr} == {256}
 
 
 def test_bad_studies_and_a_warm_start_without_its_source_fail_first(tmp_path):
@@ -99,6 +110,14 @@ def test_reweighted_gaps_vanish_at_neural_collapse(monkeypatch, setting, beta):
     monkeypatch.setattr(sweep, "restore_representations", lambda config, w, s: (off, off, labels))
     worse = grid.reweighted_losses(config, "unused")
     assert worse["eval/train/z/reweighted_scl_gap"] > 0.01
+    # With views as positives (or the SimCLR-form loss) the run's own loss has no value
+    # at NC here: it gets the SCL yardstick alone, the same as with label positives.
+    for positives, name in (("views", config.loss.name), ("labels", "simclr_form")):
+        other = copy.deepcopy(config)
+        other.positives, other.loss.name = positives, name
+        got = grid.reweighted_losses(other, "unused")
+        assert set(got) == {"train_class_counts", "eval/train/z/reweighted_scl_gap"}
+        assert got["eval/train/z/reweighted_scl_gap"] == worse["eval/train/z/reweighted_scl_gap"]
     # Unnormalized, the losses have no minimum: the run gets its class counts only.
     config.normalization = "none"
     assert grid.reweighted_losses(config, "unused") == {"train_class_counts": [per_class] * c}
@@ -160,6 +179,54 @@ def test_the_variants_verdicts_compare_each_variant_with_its_reference():
     assert section._variant_claims(results, sup, []) == []
 
 
+def test_the_batch_and_simclr_verdicts_score_what_the_paper_says():
+    """HN §5.6: each small batch's NC, the larger β against the smaller at batch 32, the
+    small batches against the size's batch; HN App. B.5: no NC with views, the two losses
+    alike, UCL with views against UCL with label positives."""
+    nc = {**{k: 0.01 for k in section.NC_KEYS}, "nc/train/z/dc_rank": 9.0}
+    far = {**{k: 2.0 for k in section.NC_KEYS}, "nc/train/z/dc_rank": 5.0}
+    hscl, ucl = {"loss.name": "hscl", "loss.beta": 10.0}, {"loss.name": "ucl", "loss.beta": 0.0}
+    runs = []
+    for seed in (0, 1):
+        good = {k: v * (1 + 0.01 * seed) for k, v in nc.items()}
+        bad = {k: v * (1 + 0.01 * seed) for k, v in far.items()}
+        runs += [_run("supervised", hscl, seed, **good), _run("unsupervised", ucl, seed, **good)]
+        for p in grid.batch_points():  # NC at 64 and at 32 for β = 30 only, as the paper
+            near = p["batch_size"] == 64 or p["loss.beta"] == 30.0
+            runs.append(_run("batch", p, seed, **(good if near else bad)))
+        for p in grid.simclr_points():
+            runs.append(_run("simclr", p, seed, **bad))
+    results = {"runs": runs, "size_settings": grid.SIZES["cpu"]}
+    sup, bat = section._study(results, "supervised"), section._study(results, "batch")
+    assert [n for n, _ in bat] == [
+        "HSCL β = 10, batch 64", "HSCL β = 10, batch 32", "HSCL β = 30, batch 32",
+    ]  # fmt: skip
+    rows = section._batch_claims(results, sup, bat)
+    text = "\n".join(rows)
+    assert "HSCL β = 10, batch 64: near NC" in text
+    assert "HSCL β = 10, batch 32: not near NC" in text
+    assert "HSCL β = 30, batch 32: near NC" in text
+    larger = [r for r in rows if "at batch 32 the larger β is closer" in r]
+    assert len(larger) == 2 and all("HSCL β = 30, batch 32: " in r for r in larger)
+    assert all("(closer to NC (difference" in r for r in larger)
+    smaller = [r for r in rows if "a smaller batch moves HSCL away" in r]
+    assert len(smaller) == 2 and all("HSCL β = 10, batch 256: " in r for r in smaller)
+    assert all(
+        "HSCL β = 10, batch 32: " in r and "farther from NC (difference" in r for r in smaller
+    )
+    unsup, sim = section._study(results, "unsupervised"), section._study(results, "simclr")
+    assert [n for n, _ in sim] == ["UCL", "SimCLR-form (eq. 42)"]
+    rows = section._simclr_claims(results, unsup, sim)
+    text = "\n".join(rows)
+    assert "UCL: not near NC" in text and "SimCLR-form (eq. 42): not near NC" in text
+    alike = [r for r in rows if "very similar to InfoNCE" in r]
+    assert len(alike) == 2 and all("no significant difference" in r for r in alike)
+    sampling = [r for r in rows if "the failure is the sampling's" in r]
+    assert len(sampling) == 2 and all("farther from NC (difference" in r for r in sampling)
+    assert section._simclr_claims(results, unsup, []) == []
+    assert section._batch_claims(results, sup, []) == []
+
+
 def test_the_committed_section_records_its_wall_time():
     """The section's wall time per study comes from the runs' seconds in the results."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -182,18 +249,21 @@ def test_tiny_section_through_the_command_line(tmp_path, fashion_mnist_files):
     results file, then the block, which --write_doc renders again from the file alone."""
     doc, out = tmp_path / "DOC.md", tmp_path / "results" / "conv.json"
     args = [section.NAME, "--size=tiny", f"--root={tmp_path / 'runs'}", f"--results={out}"]
-    studies = "--studies=supervised,warm_start,variants"
+    studies = "--studies=supervised,warm_start,variants,batch,simclr"
     assert reproduce_main([*args, studies, f"--doc={doc}"]) == 0
     results = json.loads(out.read_text())
-    assert len(results["runs"]) == 26 and len(results["missing"]) == 6
+    assert len(results["runs"]) == 36 and len(results["missing"]) == 6
     for r in results["runs"]:
         unnormalized = r["assignments"].get("normalization") == "none"
         assert unnormalized != ("eval/train/z/reweighted_scl_gap" in r["final"]), r["assignments"]
+        own = not unnormalized and r["study"] != "simclr"
+        assert own == ("eval/train/z/reweighted_gap" in r["final"]), r["assignments"]
         assert "nc/test/z/zero_sum" in r["final"] and r["curve"]
         assert "train/hn_ess_fraction" in r["curve"][-1]
     block = common.section_block(section.NAME, str(doc))
     assert block == section.render(results) and "| HSCL β = 10 | 2 |" in block
     assert "| HSCL polynomial ε = 10 | 2 |" in block and "| SCL, no normalization | 2 |" in block
+    assert "| HSCL β = 30, batch 32 | 2 |" in block and "| SimCLR-form (eq. 42) | 2 |" in block
     assert "6 runs are missing" in block
     assert reproduce_main([*args, f"--doc={doc}", "--write_doc"]) == 0
     assert common.section_block(section.NAME, str(doc)) == block
