@@ -149,7 +149,9 @@ def batch_points() -> list[dict[str, Any]]:
 
 def simclr_points() -> list[dict[str, Any]]:
     """The `simclr` study's points [HN App. B.5]: two augmented views of one image as the
-    positive pair, under InfoNCE (Fig. 13) and under the SimCLR-form loss (Fig. 12)."""
+    positive pair, under InfoNCE (Fig. 13) and under the SimCLR-form loss (Fig. 12; it
+    weighs the mean over all the batch's negatives, so the recipe's k is not read and the
+    trainer says so with an IgnoredOptionWarning)."""
     return [
         {"positives": "views", "loss.name": name, "loss.beta": 0.0}
         for name in ("ucl", "simclr_form")
