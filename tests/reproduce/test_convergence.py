@@ -227,6 +227,18 @@ def test_the_batch_and_simclr_verdicts_score_what_the_paper_says():
     assert section._batch_claims(results, sup, []) == []
 
 
+def test_the_late_median_ignores_one_excursion_and_the_first_half():
+    key = "nc/train/z/zero_sum"
+    curve = [{"epoch": e, key: v} for e, v in ((50, 9.0), (100, 8.0), (150, 0.3), (200, 0.2),
+                                                 (250, 0.4), (300, 5.0))]  # fmt: skip
+    late = section._late_medians(curve)
+    assert late == {key + section.LATE: 0.4}  # epochs 200, 250, 300: after half of 300
+    run = _run("batch", {"loss.name": "hscl", "loss.beta": 10.0}, 0, **{key: 5.0})
+    (scored,) = section._final_hardness([{**run, "curve": curve}])
+    assert scored["final"][key] == 5.0 and scored["final"][key + section.LATE] == 0.4
+    assert section._late_medians([]) == {}
+
+
 def test_the_committed_section_records_its_wall_time():
     """The section's wall time per study comes from the runs' seconds in the results."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
