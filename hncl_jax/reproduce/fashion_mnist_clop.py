@@ -67,7 +67,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "cpu": dict(
         max_examples=8000, model="small_cnn", width=32, depth=1, epochs=6, eval_every=3,
         batch=256, seeds=2, probe_epochs=30, learning_rates=(0.3, 3.0, 10.0),
-        lambdas=(0.1, 0.5, 1.5), batches=(32, 64),
+        lambdas=(0.1, 0.5, 1.5), batches=(32,),
     ),
     "full": dict(
         max_examples=None, model="small_cnn", width=32, depth=2, epochs=50, eval_every=10,
