@@ -306,6 +306,13 @@ def _versus(a: tuple[str, Mapping], b: tuple[str, Mapping], higher: str, lower: 
     )
 
 
+def _row(
+    claim: str, a: tuple[str, Mapping], b: tuple[str, Mapping], higher: str, lower: str
+) -> str:
+    """A verdict row: `claim`, then b against a on each scored metric (`_versus`)."""
+    return f"| {claim} | " + _versus(a, b, higher, lower) + " |"
+
+
 def claims(results: Mapping[str, Any]) -> list[str]:
     """The verdict rows of CLOP Fig. 7, Table 1, §4 and Fig. 6 on the runs present."""
     everything = groups(results)
@@ -322,37 +329,35 @@ def claims(results: Mapping[str, Any]) -> list[str]:
     for w, who in ((0.0, "SupCon"), (1.0, "SupCon + CLOP")):
         lo, hi = get(base, w), get(top, w)
         if lo and hi and top != base:
-            rows.append(
-                f"| an excessively large learning rate collapses {who} [CLOP Fig. 7, Thm 1] "
-                f"(lr {base:g} → {top:g}) | "
-                + _versus(lo, hi, "higher at the large rate", "lower at the large rate")
-                + " |"
+            claim = (
+                f"an excessively large learning rate collapses {who} [CLOP Fig. 7, Thm 1] "
+                f"(lr {base:g} → {top:g})"
             )
+            rows.append(_row(claim, lo, hi, "higher at the large rate", "lower at the large rate"))
     for lr in lrs:
         without, with_clop = get(lr, 0.0), get(lr, 1.0)
         if without and with_clop:
-            rows.append(
-                f"| CLOP outperforms the baseline at every learning rate [CLOP Fig. 7] "
-                f"(lr {lr:g}; SupCon → SupCon + CLOP) | "
-                + _versus(without, with_clop, "CLOP higher", "CLOP lower")
-                + " |"
+            claim = (
+                f"CLOP outperforms the baseline at every learning rate [CLOP Fig. 7] "
+                f"(lr {lr:g}; SupCon → SupCon + CLOP)"
             )
+            rows.append(_row(claim, without, with_clop, "CLOP higher", "CLOP lower"))
     one = get(base, 1.0)
     for w in sorted(w for lr, w, p in g if lr == base and p == "orthonormal" and w not in (0, 1)):
         if one:
-            rows.append(
-                f"| accuracy is stable for λ from 0.1 to 1.5 [CLOP Table 1] (λ = 1 → λ = {w:g}, "
-                f"lr {base:g}) | " + _versus(one, get(base, w), "higher", "lower") + " |"
+            claim = (
+                f"accuracy is stable for λ from 0.1 to 1.5 [CLOP Table 1] (λ = 1 → λ = {w:g}, "
+                f"lr {base:g})"
             )
+            rows.append(_row(claim, one, get(base, w), "higher", "lower"))
     for lr in sorted(lr for lr, w, p in g if p == "simplex"):
         ortho, simplex = get(lr, 1.0), get(lr, 1.0, "simplex")
         if ortho:
-            rows.append(
-                f"| orthonormal prototypes do better than the simplex ETF, whose embeddings "
-                f"lie on a hyperplane [CLOP §4] (lr {lr:g}; orthonormal → simplex) | "
-                + _versus(ortho, simplex, "simplex higher", "simplex lower")
-                + " |"
+            claim = (
+                f"orthonormal prototypes do better than the simplex ETF, whose embeddings "
+                f"lie on a hyperplane [CLOP §4] (lr {lr:g}; orthonormal → simplex)"
             )
+            rows.append(_row(claim, ortho, simplex, "simplex higher", "simplex lower"))
     return rows + _batch_claims(results, everything)
 
 
@@ -375,10 +380,14 @@ def _batch_claims(results: Mapping[str, Any], g: Mapping[Setting, Mapping[str, A
     if len(by_batch) < 2:
         return []  # the size's own batch alone is the learning-rate study's row
     rows = [
-        f"| CLOP outperforms the baseline at every batch size [CLOP Fig. 6] (batch {b}, lr "
-        f"{paper_learning_rate(b):g}; SupCon → SupCon + CLOP) | "
-        + _versus(pair[0.0], pair[1.0], "CLOP higher", "CLOP lower")
-        + " |"
+        _row(
+            f"CLOP outperforms the baseline at every batch size [CLOP Fig. 6] (batch {b}, lr "
+            f"{paper_learning_rate(b):g}; SupCon → SupCon + CLOP)",
+            pair[0.0],
+            pair[1.0],
+            "CLOP higher",
+            "CLOP lower",
+        )
         for b, pair in by_batch.items()
         if 0.0 in pair and 1.0 in pair
     ]
@@ -388,11 +397,12 @@ def _batch_claims(results: Mapping[str, Any], g: Mapping[Setting, Mapping[str, A
         for w, who in ((0.0, "SupCon"), (1.0, "SupCon + CLOP")):
             big, small = by_batch.get(own, {}).get(w), by_batch[smallest].get(w)
             if big and small:
+                claim = (
+                    f"with CLOP a small batch degrades accuracy much less than without "
+                    f"[CLOP Fig. 6] ({who}, batch {own} → {smallest})"
+                )
                 rows.append(
-                    f"| with CLOP a small batch degrades accuracy much less than without "
-                    f"[CLOP Fig. 6] ({who}, batch {own} → {smallest}) | "
-                    + _versus(big, small, "higher at the small batch", "lower at the small batch")
-                    + " |"
+                    _row(claim, big, small, "higher at the small batch", "lower at the small batch")
                 )
     return rows
 
