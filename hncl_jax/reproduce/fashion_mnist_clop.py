@@ -428,7 +428,7 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
         f"decay, the paper's base learning rate 0.3·B/256 = {results['base_learning_rate']:g}"
         " for the λ and prototype studies, and 0.3·B/256 at each batch B of the batch study "
         "(the same number of epochs, so a smaller batch takes more steps, as in the "
-        "paper's Fig. 6). Size `{results['size']}`: "
+        f"paper's Fig. 6). Size `{results['size']}`: "
         f"{s['max_examples'] or 'all'} training images, model `{s['model']}`"
         + fm.model_options(s)
         + f", d = 16, {s['epochs']} epochs, batch {s['batch']}; the paper trains ResNet-50 "

@@ -148,6 +148,7 @@ def test_the_batch_verdicts_compare_clop_at_each_batch_and_the_degradation():
     )  # fmt: skip
     assert "| SupCon + CLOP λ = 1 (orthonormal), lr 0.0375, batch 32 | 2 |" in block
     assert "| SupCon, lr 0.3, batch 256 | 2 |" in block and all(r in block for r in rows)
+    assert "Size `cpu`: 8000 training images" in block and "{" not in block
     assert "| SupCon, lr 3, batch 256 |" not in block  # not at the paper's rate
 
 
