@@ -426,6 +426,7 @@ def _simclr_claims(results: Mapping[str, Any], unsup: list, sim: list) -> list[s
             [("UCL, views", ucl_views)],
             "the failure is the sampling's, not the loss's: UCL with views farther from NC "
             "than with label positives [HN App. B.5]",
+            NC_CLOSER + (("unit-norm", NC_KEYS[1]), ("within-class variance", NC_KEYS[3])),
         )
     return rows
 

@@ -222,7 +222,8 @@ def test_the_batch_and_simclr_verdicts_score_what_the_paper_says():
     alike = [r for r in rows if "very similar to InfoNCE" in r]
     assert len(alike) == 2 and all("no significant difference" in r for r in alike)
     sampling = [r for r in rows if "the failure is the sampling's" in r]
-    assert len(sampling) == 2 and all("farther from NC (difference" in r for r in sampling)
+    assert len(sampling) == 4 and all("farther from NC (difference" in r for r in sampling)
+    assert "(within-class variance; UCL, label positives: " in text
     assert section._simclr_claims(results, unsup, []) == []
     assert section._batch_claims(results, sup, []) == []
 
