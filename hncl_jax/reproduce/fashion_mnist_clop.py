@@ -273,7 +273,7 @@ def groups(results: Mapping[str, Any]) -> dict[Setting, dict[str, Any]]:
     """(learning rate, λ, prototypes, batch) -> mean ± std over the seeds, whichever
     study ran it."""
     rows = []
-    batch = int(results["size_settings"]["batch"])
+    batch = _own_batch(results)
     for r in results["runs"]:
         final = dict(r["final"])
         if final.get("nc/train/z/dc_sv_min", 0) > 0:
@@ -283,11 +283,16 @@ def groups(results: Mapping[str, Any]) -> dict[Setting, dict[str, Any]]:
     return {tuple(json.loads(g["key"])): g for g in sweep.aggregate(rows, keys=["key"])}
 
 
-def _at_batch(
-    g: Mapping[Setting, Mapping[str, Any]], batch: int
+def _own_batch(results: Mapping[str, Any]) -> int:
+    """The size's batch: that of every study but `batch`."""
+    return int(results["size_settings"]["batch"])
+
+
+def _at_own_batch(
+    g: Mapping[Setting, Mapping[str, Any]], results: Mapping[str, Any]
 ) -> dict[tuple[float, float, str], Mapping[str, Any]]:
-    """The groups trained at `batch`, keyed (learning rate, λ, prototypes)."""
-    return {k[:3]: v for k, v in g.items() if k[3] == batch}
+    """The groups trained at the size's batch, keyed (learning rate, λ, prototypes)."""
+    return {k[:3]: v for k, v in g.items() if k[3] == _own_batch(results)}
 
 
 def _table(rows: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
@@ -316,7 +321,7 @@ def _row(
 def claims(results: Mapping[str, Any]) -> list[str]:
     """The verdict rows of CLOP Fig. 7, Table 1, §4 and Fig. 6 on the runs present."""
     everything = groups(results)
-    g = _at_batch(everything, int(results["size_settings"]["batch"]))
+    g = _at_own_batch(everything, results)
     lrs = sorted({lr for lr, w, p in g if w in (0.0, 1.0) and p == "orthonormal"})
     base = results["base_learning_rate"]
     top = max(lrs) if lrs else None
@@ -362,7 +367,7 @@ def claims(results: Mapping[str, Any]) -> list[str]:
 
 
 def _batch_rows(
-    results: Mapping[str, Any], g: Mapping[Setting, Mapping[str, Any]]
+    g: Mapping[Setting, Mapping[str, Any]],
 ) -> dict[int, dict[float, tuple[str, Mapping[str, Any]]]]:
     """batch -> {λ: (label, group)} of the runs at the paper's rate 0.3·B/256 with
     orthonormal prototypes and λ ∈ {0, 1}: the points of CLOP Fig. 6."""
@@ -376,7 +381,7 @@ def _batch_rows(
 def _batch_claims(results: Mapping[str, Any], g: Mapping[Setting, Mapping[str, Any]]) -> list[str]:
     """CLOP Fig. 6: CLOP above the baseline at every batch, and less degradation at the
     smallest batch than the baseline (each setting's change from the size's batch)."""
-    by_batch = _batch_rows(results, g)
+    by_batch = _batch_rows(g)
     if len(by_batch) < 2:
         return []  # the size's own batch alone is the learning-rate study's row
     rows = [
@@ -391,7 +396,7 @@ def _batch_claims(results: Mapping[str, Any], g: Mapping[Setting, Mapping[str, A
         for b, pair in by_batch.items()
         if 0.0 in pair and 1.0 in pair
     ]
-    own = int(results["size_settings"]["batch"])
+    own = _own_batch(results)
     smallest = min(by_batch, default=own)
     if smallest < own:
         for w, who in ((0.0, "SupCon"), (1.0, "SupCon + CLOP")):
@@ -449,10 +454,8 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
 def render(results: Mapping[str, Any]) -> str:
     """The generated block of REPRODUCTION.md (markers included), from the results alone."""
     everything = groups(results)
-    g = _at_batch(everything, int(results["size_settings"]["batch"]))
-    batch_rows = [
-        row for pair in _batch_rows(results, everything).values() for row in pair.values()
-    ]
+    g = _at_own_batch(everything, results)
+    batch_rows = [row for pair in _batch_rows(everything).values() for row in pair.values()]
     base = results["base_learning_rate"]
     ordered = sorted(g, key=lambda k: (k[2] != "orthonormal", k[1] not in (0, 1), k[0], k[1]))
     lr_rows = [(label(*k), g[k]) for k in ordered if k[2] == "orthonormal" and k[1] in (0, 1)]
@@ -540,7 +543,7 @@ def _against_figure(
 def lr_figure(results: Mapping[str, Any]) -> Figure:
     """Probe top-1, top-5 and RankMe against the learning rate at the size's batch, with
     and without CLOP (CLOP Fig. 7 style)."""
-    g = _at_batch(groups(results), int(results["size_settings"]["batch"]))
+    g = _at_own_batch(groups(results), results)
     series = {
         w: [(lr, s) for (lr, ww, p), s in g.items() if ww == w and p == "orthonormal"]
         for w in (0.0, 1.0)
@@ -551,7 +554,7 @@ def lr_figure(results: Mapping[str, Any]) -> Figure:
 def batch_figure(results: Mapping[str, Any]) -> Figure:
     """The same panels against the batch size at lr 0.3·B/256 (CLOP Fig. 6 style)."""
     series: dict[float, list] = {}
-    for b, pair in _batch_rows(results, groups(results)).items():
+    for b, pair in _batch_rows(groups(results)).items():
         for w, (_, s) in pair.items():
             series.setdefault(w, []).append((b, s))
     return _against_figure(results, series, "batch size (lr 0.3·B/256)")

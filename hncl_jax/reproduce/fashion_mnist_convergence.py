@@ -344,15 +344,14 @@ def _variant_claims(results: Mapping[str, Any], sup: list, var: list) -> list[st
     return rows
 
 
+BATCH_REFERENCE = f"HSCL β = {grid.SMALL_BATCH_POINTS[0][1]:g}"  # the setting of each batch
+
+
 def _batch_reference(sup: list, size_settings: Mapping[str, Any]) -> list:
-    """The `supervised` study's HSCL at the `batch` study's β and the size's batch, named
-    with its batch: the reference of the small batches."""
-    ref = dict(sup).get(f"HSCL β = {grid.SMALL_BATCH_POINTS[0][1]:g}")
-    return (
-        []
-        if ref is None
-        else [(f"HSCL β = {grid.SMALL_BATCH_POINTS[0][1]:g}, batch {size_settings['batch']}", ref)]
-    )
+    """The `supervised` study's BATCH_REFERENCE at the size's batch, named with its batch:
+    the reference of the small batches."""
+    ref = dict(sup).get(BATCH_REFERENCE)
+    return [] if ref is None else [(f"{BATCH_REFERENCE}, batch {size_settings['batch']}", ref)]
 
 
 def _batch_claims(results: Mapping[str, Any], sup: list, bat: list) -> list[str]:
@@ -375,8 +374,7 @@ def _batch_claims(results: Mapping[str, Any], sup: list, bat: list) -> list[str]
                 NC_CLOSER + LATE_CLOSER,
             )
     ref = _batch_reference(sup, results["size_settings"])
-    beta = f"HSCL β = {grid.SMALL_BATCH_POINTS[0][1]:g}, batch "
-    smaller = [(n, g) for n, g in bat if n.startswith(beta)]
+    smaller = [(n, g) for n, g in bat if n.startswith(f"{BATCH_REFERENCE}, batch ")]
     if ref and smaller:
         rows += _closer_rows(
             ref + smaller,
@@ -521,8 +519,8 @@ def _intro(results: Mapping[str, Any]) -> list[str]:
         "from the smaller batch; the simclr study's positive is a second view of the "
         f"anchor's image ({_views_text(results)}), and its SimCLR-form loss weighs the "
         "negatives' mean by Q = batch − 2 [HN eq. 42]. Under a constant learning rate "
-        "the NC metrics make excursions (a zero-sum that jumps from 0.3 to 3 at one "
-        "evaluation and returns at the next), more often at small batches; the rows marked "
+        "the NC metrics make excursions (a zero-sum that jumps by an order of magnitude "
+        "at one evaluation and returns at the next), more often at small batches; the rows marked "
         "'median of the evaluations after half the epochs' score where training settles, "
         "which one excursion at the last evaluation does not decide.",
         "",
